@@ -1,0 +1,23 @@
+use thiserror::Error;
+
+/// Why a request's credentials were refused. Each variant is a `401` with its own code,
+/// except `ReadOnly` (`403`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
+    MissingToken,
+    #[error("malformed token")]
+    MalformedToken,
+    #[error("token has expired")]
+    TokenExpired,
+    #[error("token is not valid yet")]
+    TokenNotYetValid,
+    #[error("token signature does not verify")]
+    BadTokenSignature,
+    #[error("token algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    #[error("token claims are invalid: {0}")]
+    InvalidClaims(String),
+    #[error("this token is read-only")]
+    ReadOnly,
+}

@@ -1,0 +1,144 @@
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::AuthError;
+use crate::config::Secret;
+use crate::domain::TenantId;
+
+/// The claims coffer reads. `tenant_id` names the tenant; `exp` is required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub tenant_id: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+/// The verified identity of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub read_only: bool,
+}
+
+impl Caller {
+    /// Returns `ReadOnly` for a read-only caller.
+    pub fn require_write(&self) -> Result<(), AuthError> {
+        if self.read_only { Err(AuthError::ReadOnly) } else { Ok(()) }
+    }
+}
+
+/// Verifies bearer tokens: HS256 with the shared secret, or RS256/ES256 with a PEM public key
+/// (then HS256 is refused, so a public key can never be used as an HMAC secret).
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn hs256(secret: &Secret, leeway: Duration) -> Self {
+        Self::with(DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256, leeway)
+    }
+
+    /// Accepts an RSA (RS256) or EC P-256 (ES256) public key in PEM form.
+    pub fn public_key(pem: &str, leeway: Duration) -> Result<Self, String> {
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            return Ok(Self::with(key, Algorithm::RS256, leeway));
+        }
+        DecodingKey::from_ec_pem(pem.as_bytes())
+            .map(|key| Self::with(key, Algorithm::ES256, leeway))
+            .map_err(|e| format!("not an RSA or EC public key: {e}"))
+    }
+
+    fn with(key: DecodingKey, alg: Algorithm, leeway: Duration) -> Self {
+        let mut validation = Validation::new(alg);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
+        Self { key, validation }
+    }
+
+    /// Verifies `token` and returns its caller, or the precise reason it is refused.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+            ErrorKind::ImmatureSignature => AuthError::TokenNotYetValid,
+            ErrorKind::InvalidSignature => AuthError::BadTokenSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::UnsupportedAlgorithm,
+            ErrorKind::MissingRequiredClaim(c) => AuthError::InvalidClaims(format!("missing claim {c}")),
+            ErrorKind::Json(e) => AuthError::InvalidClaims(e.to_string()),
+            ErrorKind::InvalidIssuer => AuthError::InvalidClaims("wrong issuer".into()),
+            ErrorKind::InvalidAudience => AuthError::InvalidClaims("wrong audience".into()),
+            _ => AuthError::MalformedToken,
+        })?;
+        let tenant = TenantId::parse(&data.claims.tenant_id).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
+        Ok(Caller { tenant, read_only: data.claims.read_only })
+    }
+}
+
+/// Mints HS256 tokens with the shared secret (`coffer token`).
+pub struct TokenIssuer {
+    key: EncodingKey,
+}
+
+impl TokenIssuer {
+    pub fn new(secret: &Secret) -> Self {
+        Self { key: EncodingKey::from_secret(secret.expose().as_bytes()) }
+    }
+
+    pub fn issue(&self, tenant: &TenantId, ttl: Duration, read_only: bool) -> String {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let claims = Claims { tenant_id: tenant.to_string(), exp: now + ttl.as_secs(), iat: Some(now), read_only };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests use it for expired or odd tokens).
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key).expect("HS256 signing cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> Secret {
+        Secret::new("0123456789abcdef0123456789abcdef")
+    }
+
+    #[test]
+    fn issue_then_verify() {
+        let t = TenantId::parse("abc123").unwrap();
+        let token = TokenIssuer::new(&secret()).issue(&t, Duration::from_secs(60), true);
+        let caller = TokenVerifier::hs256(&secret(), Duration::ZERO).verify(&token).unwrap();
+        assert_eq!(caller, Caller { tenant: t, read_only: true });
+        assert_eq!(caller.require_write(), Err(AuthError::ReadOnly));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let v = TokenVerifier::hs256(&secret(), Duration::ZERO);
+        let t = TenantId::parse("abc").unwrap();
+        let other = TokenIssuer::new(&Secret::new("another-secret-another-secret-xx"));
+        assert_eq!(v.verify(&other.issue(&t, Duration::from_secs(60), false)), Err(AuthError::BadTokenSignature));
+        let expired = Claims { tenant_id: "abc".into(), exp: 1_000, iat: None, read_only: false };
+        assert_eq!(v.verify(&TokenIssuer::new(&secret()).sign(&expired)), Err(AuthError::TokenExpired));
+        assert_eq!(v.verify("garbage"), Err(AuthError::MalformedToken));
+        let bad_tenant = Claims { tenant_id: "../x".into(), exp: u64::MAX / 2, iat: None, read_only: false };
+        assert!(matches!(v.verify(&TokenIssuer::new(&secret()).sign(&bad_tenant)), Err(AuthError::InvalidClaims(_))));
+        // alg: none
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(r#"{"tenant_id":"abc","exp":99999999999}"#)
+        );
+        assert!(v.verify(&none).is_err());
+    }
+}

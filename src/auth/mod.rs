@@ -1,0 +1,11 @@
+//! Who is calling: bearer tokens (JWT) and coffer-signed presigned URLs.
+
+mod error;
+mod jwt;
+mod presign;
+mod signing_secret;
+
+pub use error::AuthError;
+pub use jwt::{Caller, Claims, TokenIssuer, TokenVerifier};
+pub use presign::{PresignError, UrlSigner, is_presigned};
+pub use signing_secret::load_or_create_secret;

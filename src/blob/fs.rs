@@ -1,0 +1,240 @@
+//! Filesystem blob store (the embedded default): a bucket is a directory under the data dir
+//! and a blob key is a relative path inside it.
+
+use std::io::{ErrorKind, SeekFrom};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
+use crate::domain::{BlobKey, BucketName};
+
+const TEMP_PREFIX: &str = ".part-";
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// A store whose buckets are directories under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn bucket_dir(&self, bucket: &BucketName) -> PathBuf {
+        self.root.join(bucket.as_str())
+    }
+
+    fn path(&self, bucket: &BucketName, key: &BlobKey) -> PathBuf {
+        // Every component of a blob key is a validated single path segment.
+        let mut path = self.bucket_dir(bucket);
+        path.extend(key.to_string().split('/'));
+        path
+    }
+
+    async fn bucket_exists(&self, bucket: &BucketName) -> Result<PathBuf, BlobError> {
+        let dir = self.bucket_dir(bucket);
+        match tokio::fs::metadata(&dir).await {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => Err(BlobError::NoSuchBucket(bucket.to_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(BlobError::NoSuchBucket(bucket.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// fsync a directory so that a rename or a newly created entry in it is durable.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+}
+
+/// Creates every missing directory from `base` down to `dir`, syncing each parent whose
+/// entries changed so that the new directories survive a crash.
+async fn create_dirs_durably(base: &Path, dir: &Path) -> std::io::Result<()> {
+    let rel = dir.strip_prefix(base).map_err(std::io::Error::other)?;
+    let mut current = base.to_owned();
+    for part in rel.components() {
+        let parent = current.clone();
+        current.push(part);
+        match tokio::fs::create_dir(&current).await {
+            Ok(()) => sync_dir(&parent).await?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn write_body(file: &mut tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(BlobError::Body)?;
+        file.write_all(&chunk).await?;
+        size += chunk.len() as u64;
+    }
+    file.flush().await?;
+    file.sync_all().await?;
+    Ok(size)
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    fn engine(&self) -> &'static str {
+        "filesystem"
+    }
+
+    #[tracing::instrument(skip(self, body, _content_type), fields(bucket = %bucket, key = %key))]
+    async fn put(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        _content_type: &str,
+        body: ByteStream,
+    ) -> Result<PutResult, BlobError> {
+        let base = self.bucket_exists(bucket).await?;
+        let path = self.path(bucket, key);
+        let dir = path.parent().expect("blob path has a parent").to_owned();
+        create_dirs_durably(&base, &dir).await?;
+        let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
+        let written = write_body(&mut file, body).await;
+        drop(file);
+        let result = match written {
+            Ok(size) => match tokio::fs::rename(&temp, &path).await {
+                Ok(()) => sync_dir(&dir).await.map(|()| size).map_err(BlobError::from),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+            let _ = tokio::fs::remove_dir(&dir).await;
+        }
+        result.map(|size| PutResult { size })
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
+    async fn get(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<BlobRead, BlobError> {
+        let mut file = match tokio::fs::File::open(self.path(bucket, key)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let body: ByteStream = match range {
+            Some(r) => {
+                file.seek(SeekFrom::Start(*r.start())).await?;
+                let len = r.end().saturating_sub(*r.start()) + 1;
+                Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK))
+            }
+            None => Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
+        };
+        Ok(BlobRead { size, body })
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
+    async fn delete(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
+        let path = self.path(bucket, key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let dir = path.parent().expect("blob path has a parent");
+        // The version directory held only this object; leave it if anything else is there.
+        let _ = tokio::fs::remove_dir(dir).await;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent).await?;
+        }
+        Ok(())
+    }
+
+    async fn list(&self, bucket: &BucketName, after: Option<&str>, limit: usize) -> Result<BlobPage, BlobError> {
+        let base = self.bucket_exists(bucket).await?;
+        let after: Vec<String> = after.map(|a| a.split('/').map(str::to_owned).collect()).unwrap_or_default();
+        tokio::task::spawn_blocking(move || walk::page(&base, &after, limit))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(BlobError::from)
+    }
+
+    async fn check(&self, bucket: &BucketName) -> Result<(), BlobError> {
+        self.bucket_exists(bucket).await.map(|_| ())
+    }
+
+    async fn ensure_bucket(&self, bucket: &BucketName) -> Result<bool, BlobError> {
+        let dir = self.bucket_dir(bucket);
+        if tokio::fs::metadata(&dir).await.is_ok() {
+            return Ok(false);
+        }
+        tokio::fs::create_dir_all(&self.root).await?;
+        create_dirs_durably(&self.root, &dir).await?;
+        Ok(true)
+    }
+}
+
+mod walk {
+    //! Ordered, resumable walk of a bucket directory: keys compare component by component.
+    use std::cmp::Ordering;
+    use std::path::Path;
+
+    use super::BlobPage;
+
+    pub fn page(base: &Path, after: &[String], limit: usize) -> std::io::Result<BlobPage> {
+        let mut keys = Vec::new();
+        let mut prefix = Vec::new();
+        visit(base, &mut prefix, after, limit + 1, &mut keys)?;
+        let next = (keys.len() > limit).then(|| {
+            keys.truncate(limit);
+            keys.last().cloned()
+        });
+        Ok(BlobPage { keys, next: next.flatten() })
+    }
+
+    fn visit(
+        dir: &Path,
+        prefix: &mut Vec<String>,
+        after: &[String],
+        want: usize,
+        out: &mut Vec<String>,
+    ) -> std::io::Result<()> {
+        let mut entries: Vec<(String, bool)> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let is_dir = e.file_type().ok()?.is_dir();
+                Some((name, is_dir))
+            })
+            .collect();
+        entries.sort();
+        for (name, is_dir) in entries {
+            if out.len() >= want {
+                return Ok(());
+            }
+            prefix.push(name);
+            let depth = prefix.len();
+            let cmp = prefix.as_slice().cmp(&after[..depth.min(after.len())]);
+            if is_dir {
+                if cmp != Ordering::Less {
+                    visit(&dir.join(&prefix[depth - 1]), prefix, after, want, out)?;
+                }
+            } else if prefix.as_slice() > after {
+                out.push(prefix.join("/"));
+            }
+            prefix.pop();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! The blob store: where object bytes live. One trait, one implementation per engine
+//! (`fs` here; S3 beside it), one conformance suite (`tests/blob_store.rs`) run against all.
+//!
+//! Contract shared by every implementation:
+//! - `put` is atomic: readers see either nothing or the complete object under its key, never a
+//!   prefix; when the body stream fails, nothing remains under the key.
+//! - `put` never replaces an existing key (each upload writes a fresh [`BlobKey`] version).
+//! - `delete` is idempotent: deleting a missing key succeeds.
+
+mod error;
+mod fs;
+
+use std::ops::RangeInclusive;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use error::BlobError;
+pub use fs::FsBlobStore;
+
+use crate::domain::{BlobKey, BucketName};
+
+/// A stream of body bytes. Errors of kind `Other` carrying a
+/// [`crate::service::BodyError`] come from the service's own limits, and are passed back
+/// unchanged inside [`BlobError::Body`].
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// What a successful `put` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub size: u64,
+}
+
+/// An object's bytes (possibly a range of them) being read.
+pub struct BlobRead {
+    /// Total size of the whole object.
+    pub size: u64,
+    /// The bytes of the requested range (or the whole object).
+    pub body: ByteStream,
+}
+
+/// A page of physical keys, for reconciliation walks.
+#[derive(Debug, Clone, Default)]
+pub struct BlobPage {
+    pub keys: Vec<String>,
+    /// Pass back as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// A short name of the engine, for logs and `/readyz`.
+    fn engine(&self) -> &'static str;
+
+    /// Writes `body` under `key` atomically and durably. `content_type` is recorded where the
+    /// engine keeps metadata. Returns `Body` when the stream itself failed; nothing is left.
+    async fn put(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        content_type: &str,
+        body: ByteStream,
+    ) -> Result<PutResult, BlobError>;
+
+    /// Opens `key` for reading, optionally only the inclusive byte `range` (already validated
+    /// against the size recorded in the catalog). Returns `NotFound` when absent.
+    async fn get(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<BlobRead, BlobError>;
+
+    /// Removes `key`; succeeds when it is already gone.
+    async fn delete(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError>;
+
+    /// Lists physical keys in `bucket` in ascending order, at most `limit`, strictly after
+    /// `after`. Keys that are not well-formed blob keys are listed too (reconcile reports them).
+    async fn list(&self, bucket: &BucketName, after: Option<&str>, limit: usize) -> Result<BlobPage, BlobError>;
+
+    /// Succeeds when the store can serve `bucket` (exists and is reachable).
+    async fn check(&self, bucket: &BucketName) -> Result<(), BlobError>;
+
+    /// Creates the bucket if it does not exist (the filesystem's part of `coffer provision`).
+    async fn ensure_bucket(&self, bucket: &BucketName) -> Result<bool, BlobError>;
+}

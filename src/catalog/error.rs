@@ -1,0 +1,19 @@
+use thiserror::Error;
+
+/// Errors of a [`super::Catalog`]. The service maps them; the HTTP layer never sees them.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("no such file")]
+    NotFound,
+    #[error("a file with this key already exists")]
+    AlreadyExists,
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// A stored row no longer parses into domain types (someone edited the database).
+    #[error("corrupt catalog row: {0}")]
+    Corrupt(String),
+    #[error("catalog database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("catalog migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}

@@ -1,0 +1,87 @@
+//! The command line: `coffer serve | token | config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::TokenIssuer;
+use crate::config::{Config, Overrides};
+use crate::domain::TenantId;
+
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about = "Tenant-scoped document storage service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (embedded default: files and SQLite under ./coffer-data).
+    Serve(ServerArgs),
+    /// Print a bearer token for a tenant, signed with the server's secret.
+    Token(TokenArgs),
+    /// Print the effective configuration (secrets redacted).
+    Config(ServerArgs),
+}
+
+/// Flags that override the environment.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Listen address [env: COFFER_ADDR] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Data directory [env: COFFER_DATA_DIR] [default: ./coffer-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Base of the URLs coffer hands out [env: COFFER_PUBLIC_URL]
+    #[arg(long)]
+    pub public_url: Option<url::Url>,
+    /// Catalog database [env: DATABASE_URL] [default: sqlite in the data dir]
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl ServerArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            addr: self.addr,
+            data_dir: self.data_dir.clone(),
+            public_url: self.public_url.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The tenant the token acts for.
+    #[arg(long)]
+    pub tenant: String,
+    /// Lifetime, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The token may list, download and presign, but not upload or delete.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Data directory holding the signing secret [env: COFFER_DATA_DIR]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `coffer token`: prints a token, or a one-line error.
+pub fn token(args: &TokenArgs) -> anyhow::Result<String> {
+    let overrides = Overrides { data_dir: args.data_dir.clone(), ..Default::default() };
+    let config = Config::load(&overrides)?;
+    if config.jwt_public_key.is_some() {
+        anyhow::bail!("COFFER_JWT_PUBLIC_KEY is set: tokens come from your identity provider, not from coffer");
+    }
+    let tenant = TenantId::parse(&args.tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    if args.ttl.is_zero() {
+        anyhow::bail!("--ttl must be positive");
+    }
+    let secret = config.signing_secret().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(TokenIssuer::new(&secret).issue(&tenant, args.ttl, args.read_only))
+}

@@ -1,0 +1,256 @@
+//! Coffer's configuration: one typed struct, built from defaults, then a TOML file
+//! (`COFFER_CONFIG`, for category policies), then environment variables, then CLI flags.
+//! A bad value fails at start with one line naming the variable.
+
+mod categories;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+pub use categories::{BucketKind, Categories, CategoryPolicy};
+pub use secret::Secret;
+
+use crate::domain::BucketName;
+
+/// S3's own limit on presigned URL lifetime, which coffer applies to its own links too.
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(604_800);
+
+/// A configuration value that cannot be used; `Display` is the one line shown at start.
+#[derive(Debug, Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
+        Self { var, message: message.into() }
+    }
+}
+
+/// Which blob store holds the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageEngine {
+    Filesystem,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// Base of absolute URLs coffer hands out (presigned links).
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub environment: String,
+    pub storage: StorageEngine,
+    pub documents_bucket: BucketName,
+    pub media_bucket: BucketName,
+    pub region: String,
+    /// Default lifetime of presigned URLs.
+    pub presign_expiry: Duration,
+    /// HS256 secret for tokens and the root of presigned-URL keys; generated in the data dir
+    /// when unset.
+    pub jwt_secret: Option<Secret>,
+    /// PEM public key (RS256 or ES256) for verifying tokens from an identity provider.
+    pub jwt_public_key: Option<String>,
+    /// Clock leeway for `exp` and `nbf`.
+    pub jwt_leeway: Duration,
+    /// Earlier signing secrets whose presigned URLs still verify (rotation).
+    pub presign_previous_secrets: Vec<Secret>,
+    /// `sqlite://…` (default, in the data dir) or `postgres://…`.
+    pub database_url: Secret,
+    pub categories: Categories,
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<Url>,
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration from the process environment and `overrides`.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()), overrides)
+    }
+
+    /// Builds the configuration from `lookup` (an environment) and `overrides`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let addr = match overrides.addr {
+            Some(a) => a,
+            None => env.parse("COFFER_ADDR", "127.0.0.1:8080".parse().expect("valid"), |v| {
+                v.parse::<SocketAddr>().map_err(|e| e.to_string())
+            })?,
+        };
+        let public_url = match &overrides.public_url {
+            Some(u) => u.clone(),
+            None => match env.get("COFFER_PUBLIC_URL") {
+                Some(v) => parse_public_url(&v).map_err(|m| ConfigError::new("COFFER_PUBLIC_URL", m))?,
+                None => Url::parse(&format!("http://{addr}")).expect("socket address forms a URL"),
+            },
+        };
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| env.get("COFFER_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./coffer-data"));
+        let environment = env.get("ENVIRONMENT").unwrap_or_else(|| "dev".to_owned());
+        let bucket = |var: &'static str, suffix: &str| {
+            let name = env.get(var).unwrap_or_else(|| format!("carbon-connect-{environment}-{suffix}"));
+            BucketName::parse(&name).map_err(|e| ConfigError::new(var, format!("{e} ({name:?})")))
+        };
+        let documents_bucket = bucket("AWS_S3_DOCUMENTS_BUCKET", "documents")?;
+        let media_bucket = bucket("AWS_S3_MEDIA_BUCKET", "media")?;
+        if documents_bucket == media_bucket {
+            return Err(ConfigError::new("AWS_S3_MEDIA_BUCKET", "must differ from AWS_S3_DOCUMENTS_BUCKET"));
+        }
+        let presign_expiry = env.parse("S3_PRESIGNED_URL_EXPIRY", Duration::from_secs(3600), |v| {
+            let secs: u64 = v.parse().map_err(|_| "must be a whole number of seconds".to_owned())?;
+            let d = Duration::from_secs(secs);
+            if secs == 0 || d > MAX_PRESIGN_EXPIRY {
+                return Err("must be between 1 and 604800 seconds (7 days)".to_owned());
+            }
+            Ok(d)
+        })?;
+        let storage = env.parse("COFFER_STORAGE", StorageEngine::Filesystem, |v| match v {
+            "fs" | "filesystem" => Ok(StorageEngine::Filesystem),
+            other => Err(format!("unknown storage engine {other:?} (expected fs)")),
+        })?;
+        let jwt_public_key =
+            match env.get("COFFER_JWT_PUBLIC_KEY") {
+                Some(v) if v.trim_start().starts_with("-----BEGIN") => Some(v),
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::new("COFFER_JWT_PUBLIC_KEY", format!("cannot read PEM file {path}: {e}"))
+                })?),
+                None => None,
+            };
+        let jwt_secret = env.get("COFFER_JWT_SECRET").map(Secret::new);
+        if jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            return Err(ConfigError::new("COFFER_JWT_SECRET", "must be at least 32 characters"));
+        }
+        let jwt_leeway = env.parse("COFFER_JWT_LEEWAY", Duration::from_secs(30), |v| {
+            v.parse::<u64>().map(Duration::from_secs).map_err(|_| "must be a whole number of seconds".to_owned())
+        })?;
+        let presign_previous_secrets = env
+            .get("COFFER_PRESIGN_PREVIOUS_SECRETS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
+            .unwrap_or_default();
+        let database_url = overrides
+            .database_url
+            .clone()
+            .or_else(|| env.get("DATABASE_URL"))
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new("DATABASE_URL", "must start with sqlite:"));
+        }
+        let categories = match env.get("COFFER_CONFIG") {
+            Some(path) => Categories::from_file(&path).map_err(|m| ConfigError::new("COFFER_CONFIG", m))?,
+            None => Categories::default(),
+        };
+        Ok(Self {
+            addr,
+            public_url,
+            data_dir,
+            environment,
+            storage,
+            documents_bucket,
+            media_bucket,
+            region: env.get("AWS_S3_REGION").unwrap_or_else(|| "eu-north-1".to_owned()),
+            presign_expiry,
+            jwt_secret,
+            jwt_public_key,
+            jwt_leeway,
+            presign_previous_secrets,
+            database_url: Secret::new(database_url),
+            categories,
+        })
+    }
+
+    /// The bucket a category's objects live in.
+    pub fn bucket(&self, kind: BucketKind) -> &BucketName {
+        match kind {
+            BucketKind::Documents => &self.documents_bucket,
+            BucketKind::Media => &self.media_bucket,
+        }
+    }
+
+    /// The HS256 / presign root secret: `COFFER_JWT_SECRET`, else the one generated in the data
+    /// dir on first use.
+    pub fn signing_secret(&self) -> Result<Secret, String> {
+        match &self.jwt_secret {
+            Some(s) => Ok(s.clone()),
+            None => crate::auth::load_or_create_secret(&self.data_dir),
+        }
+    }
+
+    /// Human-readable effective configuration, secrets redacted (`coffer config`).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<32} {v}\n"));
+        line("COFFER_ADDR", self.addr.to_string());
+        line("COFFER_PUBLIC_URL", self.public_url.to_string());
+        line("COFFER_DATA_DIR", self.data_dir.display().to_string());
+        line("ENVIRONMENT", self.environment.clone());
+        line("COFFER_STORAGE", format!("{:?}", self.storage).to_lowercase());
+        line("AWS_S3_DOCUMENTS_BUCKET", self.documents_bucket.to_string());
+        line("AWS_S3_MEDIA_BUCKET", self.media_bucket.to_string());
+        line("AWS_S3_REGION", self.region.clone());
+        line("S3_PRESIGNED_URL_EXPIRY", self.presign_expiry.as_secs().to_string());
+        line("COFFER_JWT_SECRET", format!("{:?}", self.jwt_secret));
+        line("COFFER_JWT_PUBLIC_KEY", if self.jwt_public_key.is_some() { "set" } else { "unset" }.into());
+        line("COFFER_JWT_LEEWAY", self.jwt_leeway.as_secs().to_string());
+        line("DATABASE_URL", crate::util::redact_url(self.database_url.expose()));
+        for (name, p) in self.categories.iter() {
+            line(
+                &format!("category {name}"),
+                format!(
+                    "bucket={} max_size={} types={}",
+                    p.bucket,
+                    bytesize::ByteSize(p.max_size),
+                    p.allowed_types.join(",")
+                ),
+            );
+        }
+        out
+    }
+}
+
+fn parse_public_url(v: &str) -> Result<Url, String> {
+    let url = Url::parse(v).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err("must be an http(s) URL".into());
+    }
+    Ok(url)
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    fn parse<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            Some(v) => f(v.trim()).map_err(|m| ConfigError::new(var, format!("{m} (got {v:?})"))),
+            None => Ok(default),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

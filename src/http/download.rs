@@ -1,0 +1,99 @@
+//! `GET` and `HEAD /v1/files/{key}`: streamed download with a bearer token or a presigned
+//! URL; conditional requests (304), single ranges (206/416), safe serving headers.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, headers, query};
+use crate::auth::{Caller, is_presigned};
+use crate::domain::{ObjectKey, TenantId};
+
+#[derive(Debug, Default, Deserialize)]
+struct DownloadParams {
+    download: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn download(
+    State(state): State<AppState>,
+    method: Method,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+    req_headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = ObjectKey::parse(&key)?;
+    let raw = raw.unwrap_or_default();
+    let tenant = authenticate(&state, &method, &key, &raw, &req_headers).await?;
+    tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+    let params: DownloadParams = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+        .map(|pairs| DownloadParams { download: pairs.into_iter().find(|(k, _)| k == "download").map(|(_, v)| v) })
+        .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))?;
+    let attachment = query::flag(params.download.as_deref(), "download")?;
+
+    let record = state.service.stat(&tenant, &key).await?;
+    let mut response = Response::builder();
+    let h = response.headers_mut().expect("fresh builder");
+    headers::describe(h, &record, attachment);
+
+    if headers::not_modified(&req_headers, &record) {
+        return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));
+    }
+    let range = match headers::range(&req_headers, &record) {
+        Ok(r) => r,
+        Err(()) => {
+            return Ok(response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", record.size))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    serde_json::json!({"error": {"code": "range-not-satisfiable", "message": format!("the file has {} bytes", record.size)}})
+                        .to_string(),
+                ))
+                .expect("valid response"));
+        }
+    };
+    let (status, length) = match &range {
+        Some(r) => {
+            response =
+                response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start(), r.end(), record.size));
+            (StatusCode::PARTIAL_CONTENT, r.end() - r.start() + 1)
+        }
+        None => (StatusCode::OK, record.size),
+    };
+    response = response.status(status).header(header::CONTENT_LENGTH, length);
+    let body = if method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        Body::from_stream(state.service.read(&record, range).await?)
+    };
+    Ok(response.body(body).expect("valid response"))
+}
+
+/// The tenant a download acts as: from a verified presigned URL (when the query carries a
+/// signature) or from the bearer token.
+async fn authenticate(
+    state: &AppState,
+    method: &Method,
+    key: &ObjectKey,
+    raw_query: &str,
+    req_headers: &HeaderMap,
+) -> Result<TenantId, ApiError> {
+    if is_presigned(raw_query) {
+        state.service.verify_presigned(method.as_str(), key, raw_query)?;
+        return Ok(key.tenant().clone());
+    }
+    let mut parts = axum::http::Request::new(()).into_parts().0;
+    parts.headers = req_headers.clone();
+    let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+    Ok(caller.tenant)
+}
+
+/// Formats a time as an HTTP date.
+pub fn http_date(t: DateTime<Utc>) -> HeaderValue {
+    let system: std::time::SystemTime = t.into();
+    HeaderValue::from_str(&httpdate::fmt_http_date(system)).expect("http dates are ASCII")
+}

@@ -1,0 +1,119 @@
+//! Response headers of a download, and the conditional / range decisions.
+
+use std::ops::RangeInclusive;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::download::http_date;
+use crate::catalog::FileRecord;
+use crate::service::is_active;
+
+/// Characters left as-is in an RFC 5987 `filename*` value (attr-char).
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition` per RFC 6266: an ASCII fallback `filename` and the exact name as
+/// UTF-8 in `filename*`.
+pub fn content_disposition(filename: &str, attachment: bool) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' && c != '%' { c } else { '_' })
+        .collect();
+    let kind = if attachment { "attachment" } else { "inline" };
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR_CHAR))
+}
+
+/// Sets the headers every download response carries (also 304 and 416).
+pub fn describe(h: &mut HeaderMap, record: &FileRecord, attachment: bool) {
+    let active = is_active(&record.content_type);
+    let ct =
+        HeaderValue::from_str(&record.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, ct);
+    h.insert(header::ETAG, HeaderValue::from_str(&record.etag()).expect("hex etag"));
+    h.insert(header::LAST_MODIFIED, http_date(record.created_at));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let disposition = content_disposition(&record.original_filename, attachment || active);
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII disposition"));
+    if active {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+/// Whether the request's validators say the client's copy is current (RFC 9110 §13.2.2:
+/// `If-None-Match` wins over `If-Modified-Since`).
+pub fn not_modified(req: &HeaderMap, record: &FileRecord) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return etag_matches(inm, &record.etag());
+    }
+    let Some(since) = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    let modified = record.created_at.timestamp();
+    let since = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    modified <= since
+}
+
+/// The byte range to serve: `Ok(None)` for the whole file (no `Range`, a malformed one, a
+/// multi-range, or a stale `If-Range`), `Ok(Some)` for one satisfiable range, `Err` when the
+/// range cannot be satisfied (416).
+pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusive<u64>>, ()> {
+    let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if let Some(if_range) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        let current = match httpdate::parse_http_date(if_range) {
+            Ok(t) => {
+                t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok()
+                    == Some(record.created_at.timestamp())
+            }
+            Err(_) => if_range == record.etag(),
+        };
+        if !current {
+            return Ok(None);
+        }
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(value) else {
+        return Ok(None);
+    };
+    match parsed.validate(record.size) {
+        Ok(ranges) if ranges.len() == 1 => Ok(ranges.into_iter().next()),
+        Ok(_) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disposition_encodes_unicode_and_quotes() {
+        assert_eq!(
+            content_disposition("résumé \"final\".pdf", false),
+            "inline; filename=\"r_sum_ _final_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"
+        );
+        assert!(content_disposition("a.html", true).starts_with("attachment;"));
+    }
+}

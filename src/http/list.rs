@@ -1,0 +1,60 @@
+//! `GET /v1/files`: the caller's files from the catalog, keyset-paginated.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde::Deserialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::view::{FileView, ListView};
+use super::{ApiError, AppState, query};
+use crate::auth::Caller;
+use crate::catalog::{Cursor, ListQuery, SortOrder};
+use crate::domain::Category;
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    category: Option<String>,
+    prefix: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    sort: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ListView>, ApiError> {
+    let p: ListParams = query::parse(raw.as_deref())?;
+    let invalid = |m: &str| ApiError::bad_request("invalid-query", m);
+    let limit = match p.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or(invalid("limit must be 1 to 1000"))?,
+    };
+    let sort = match p.sort.as_deref() {
+        None => SortOrder::default(),
+        Some(s) => SortOrder::parse(s).ok_or(invalid("sort must be newest or name"))?,
+    };
+    let prefix = p.prefix.filter(|s| !s.is_empty()).map(|s| s.nfc().collect::<String>());
+    if prefix.as_ref().is_some_and(|s| s.len() > 255 || s.chars().any(char::is_control)) {
+        return Err(invalid("prefix must be at most 255 bytes without control characters"));
+    }
+    let cursor = match p.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => {
+            Some(Cursor::parse(c).map_err(|_| ApiError::bad_request("invalid-cursor", "the cursor is not valid"))?)
+        }
+    };
+    let query =
+        ListQuery { category: p.category.as_deref().map(Category::parse).transpose()?, prefix, sort, limit, cursor };
+    let page = state.service.list(&caller.tenant, &query).await?;
+    Ok(Json(ListView {
+        files: page.files.iter().map(FileView::from).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}

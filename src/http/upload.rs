@@ -1,0 +1,133 @@
+//! `POST /v1/files`: raw body with `?category=&filename=`, or `multipart/form-data` with a
+//! `category` field before a `file` part. The body streams to storage.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use serde::Deserialize;
+
+use super::view::FileView;
+use super::{ApiError, AppState, query};
+use crate::auth::Caller;
+use crate::blob::ByteStream;
+use crate::domain::{Category, Filename};
+use crate::service::UploadRequest;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    category: Option<String>,
+    filename: Option<String>,
+    overwrite: Option<String>,
+    content_type: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require_write()?;
+    let params: UploadParams = query::parse(raw.as_deref())?;
+    let overwrite = query::flag(params.overwrite.as_deref(), "overwrite")?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let request = if let Ok(boundary) = multer::parse_boundary(content_type) {
+        from_multipart(caller, params, overwrite, body, boundary).await?
+    } else {
+        let declared = params.content_type.clone().or_else(|| {
+            (!content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded"))
+                .then(|| content_type.to_owned())
+        });
+        let size_hint = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let (category, raw_name) = match (params.category, params.filename) {
+            (Some(c), Some(f)) => (c, f),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid-query",
+                    "query parameters category and filename are required",
+                ));
+            }
+        };
+        UploadRequest {
+            category: Category::parse(&category)?,
+            filename: Filename::parse(&raw_name)?,
+            original_filename: Some(raw_name),
+            tenant: caller.tenant,
+            content_type: declared,
+            overwrite,
+            size_hint,
+            body: body_stream(body),
+        }
+    };
+    let record = state.service.upload(request).await?;
+    let location = format!("/v1/files/{}", crate::service::encode_key(&record.key));
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(FileView::from(&record))).into_response())
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// Reads form fields up to the `file` part and returns an upload that streams that part.
+/// Fields after the file part are not read.
+async fn from_multipart(
+    caller: Caller,
+    params: UploadParams,
+    overwrite: bool,
+    body: Body,
+    boundary: String,
+) -> Result<UploadRequest, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid-multipart", m);
+    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut category = params.category;
+    let mut filename = params.filename;
+    let mut overwrite = overwrite;
+    while let Some(field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
+        match field.name() {
+            Some("file") => {
+                let raw_name = filename
+                    .or_else(|| field.file_name().map(str::to_owned))
+                    .ok_or_else(|| bad("the file part has no filename".into()))?;
+                let category =
+                    category.ok_or_else(|| bad("the category field must come before the file part".into()))?;
+                let declared = field.content_type().map(|m| m.essence_str().to_owned());
+                let stream: ByteStream = Box::pin(field.map_err(std::io::Error::other));
+                // The rest of the form is dropped with `form` once the file part is read.
+                let body = Box::pin(futures::stream::unfold((stream, form), |(mut s, form)| async move {
+                    use futures::StreamExt;
+                    s.next().await.map(|item| (item, (s, form)))
+                }));
+                return Ok(UploadRequest {
+                    category: Category::parse(&category)?,
+                    filename: Filename::parse(&raw_name)?,
+                    original_filename: Some(raw_name),
+                    tenant: caller.tenant,
+                    content_type: declared,
+                    overwrite,
+                    size_hint: None,
+                    body,
+                });
+            }
+            Some(name @ ("category" | "filename" | "overwrite")) => {
+                let name = name.to_owned();
+                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
+                if value.len() > 1024 {
+                    return Err(bad(format!("field {name} is too long")));
+                }
+                match name.as_str() {
+                    "category" => category = Some(value),
+                    "filename" => filename = Some(value),
+                    _ => overwrite = query::flag(Some(&value), "overwrite")?,
+                }
+            }
+            other => return Err(bad(format!("unexpected form field {:?}", other.unwrap_or("")))),
+        }
+    }
+    Err(bad("the form has no file part".into()))
+}

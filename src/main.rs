@@ -1,0 +1,39 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use coffer::cli::{Cli, Command};
+use coffer::config::Config;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("COFFER_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => match Config::load(&args.overrides()) {
+            Ok(config) => coffer::server::run(config).await,
+            Err(e) => Err(e.into()),
+        },
+        Command::Token(args) => coffer::cli::token(&args).map(|t| println!("{t}")),
+        Command::Config(args) => {
+            Config::load(&args.overrides()).map(|c| print!("{}", c.describe())).map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coffer: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `coffer serve`: builds the service from configuration and runs the HTTP API until SIGTERM
+//! or Ctrl-C, finishing in-flight requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::service::{StartError, StorageService};
+
+/// How often queued blob deletions are retried while serving.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The token verifier `config` describes: its PEM public key, else the HS256 secret.
+pub fn verifier(config: &Config) -> Result<TokenVerifier, StartError> {
+    match &config.jwt_public_key {
+        Some(pem) => TokenVerifier::public_key(pem, config.jwt_leeway)
+            .map_err(|m| StartError::Config(crate::config::ConfigError::new("COFFER_JWT_PUBLIC_KEY", m))),
+        None => Ok(TokenVerifier::hs256(&config.signing_secret().map_err(StartError::Secret)?, config.jwt_leeway)),
+    }
+}
+
+/// Service and router state for `config`.
+pub async fn state(config: &Config) -> Result<AppState, StartError> {
+    let service = StorageService::from_config(config).await?;
+    Ok(AppState { service, verifier: Arc::new(verifier(config)?) })
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let purger = state.service.clone();
+    let purge_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            purger.purge_queued().await;
+        }
+    });
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    purge_task.abort();
+    result
+}
+
+/// `coffer serve`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = state(&config).await?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("COFFER_ADDR: cannot listen on {}: {e}", config.addr))?;
+    let addr = listener.local_addr()?;
+    println!("coffer listening on http://{addr} (data in {})", config.data_dir.display());
+    println!("get a token: coffer token --tenant <tenant_id> --data-dir {}", config.data_dir.display());
+    tracing::info!(%addr, storage = ?config.storage, "listening");
+    serve_on(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,139 @@
+//! The upload body as the service sees it: size-limited and hashed while it streams.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::blob::ByteStream;
+
+/// A limit tripped while streaming; travels inside an `io::Error` through the blob store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum BodyError {
+    #[error("body exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+impl BodyError {
+    /// Recovers a `BodyError` from the `io::Error` it was wrapped in.
+    pub fn from_io(e: &std::io::Error) -> Option<Self> {
+        e.get_ref()?.downcast_ref::<BodyError>().copied()
+    }
+}
+
+/// The SHA-256 and size of everything that passed through a [`Metered`] stream.
+#[derive(Clone, Default)]
+pub struct Meter(Arc<Mutex<(Sha256, u64)>>);
+
+impl Meter {
+    pub fn finish(&self) -> (String, u64) {
+        let guard = self.0.lock().expect("meter lock");
+        (hex::encode(guard.0.clone().finalize()), guard.1)
+    }
+}
+
+/// Passes bytes through, hashing them, and fails with `TooLarge` as soon as more than
+/// `limit` bytes have been seen (before the excess reaches storage).
+pub struct Metered {
+    inner: ByteStream,
+    limit: u64,
+    meter: Meter,
+}
+
+impl Metered {
+    pub fn new(inner: ByteStream, limit: u64) -> (Self, Meter) {
+        let meter = Meter::default();
+        (Self { inner, limit, meter: meter.clone() }, meter)
+    }
+}
+
+impl Stream for Metered {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = futures::ready!(self.inner.poll_next_unpin(cx));
+        if let Some(Ok(chunk)) = &item {
+            let mut guard = self.meter.0.lock().expect("meter lock");
+            guard.1 += chunk.len() as u64;
+            if guard.1 > self.limit {
+                let limit = self.limit;
+                return Poll::Ready(Some(Err(std::io::Error::other(BodyError::TooLarge { limit }))));
+            }
+            guard.0.update(chunk);
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// Reads chunks from `body` until at least `want` bytes (or the end) are buffered; returns
+/// those bytes and a stream that yields them again followed by the rest.
+pub async fn peek(mut body: ByteStream, want: usize) -> std::io::Result<(Bytes, ByteStream)> {
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    let mut ended = false;
+    while len < want {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                len += chunk.len();
+                chunks.push(chunk);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let head: Bytes = match chunks.as_slice() {
+        [one] => one.clone(),
+        many => many.concat().into(),
+    };
+    let replay = futures::stream::iter(chunks.into_iter().map(Ok));
+    // An ended stream must not be polled again.
+    let rest: ByteStream = if ended { Box::pin(replay) } else { Box::pin(replay.chain(body)) };
+    Ok((head, rest))
+}
+
+/// A body stream from bytes already in memory.
+pub fn from_bytes(content: impl Into<Bytes>) -> ByteStream {
+    let content = content.into();
+    Box::pin(futures::stream::once(async move { Ok(content) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        Box::pin(futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn hashes_and_counts() {
+        let (mut m, meter) = Metered::new(chunks(&[b"ab", b"c"]), 3);
+        while m.next().await.is_some() {}
+        let (sha, size) = meter.finish();
+        assert_eq!(size, 3);
+        assert_eq!(sha, hex::encode(Sha256::digest(b"abc")));
+    }
+
+    #[tokio::test]
+    async fn trips_over_the_limit() {
+        let (mut m, _) = Metered::new(chunks(&[b"ab", b"cd"]), 3);
+        assert!(m.next().await.unwrap().is_ok());
+        let err = m.next().await.unwrap().unwrap_err();
+        assert_eq!(BodyError::from_io(&err), Some(BodyError::TooLarge { limit: 3 }));
+    }
+
+    #[tokio::test]
+    async fn peek_replays() {
+        let (head, rest) = peek(chunks(&[b"ab", b"cd", b"ef"]), 3).await.unwrap();
+        assert_eq!(&head[..], b"abcd");
+        let all: Vec<Bytes> = rest.map(|c| c.unwrap()).collect().await;
+        assert_eq!(all.concat(), b"abcdef");
+    }
+}

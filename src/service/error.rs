@@ -1,0 +1,58 @@
+use thiserror::Error;
+
+use crate::blob::BlobError;
+use crate::catalog::CatalogError;
+use crate::domain::DomainError;
+
+/// Errors of the service layer: what a caller of [`super::StorageService`] may get. The HTTP
+/// layer maps each to a status and a stable code (`http::error`).
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+    #[error("the key belongs to another tenant")]
+    TenantMismatch,
+    #[error("no such file")]
+    NotFound,
+    #[error("a file with this key already exists; upload with overwrite=true to replace it")]
+    AlreadyExists,
+    #[error("the file is larger than the {limit} bytes allowed in this category")]
+    TooLarge { limit: u64 },
+    #[error("content type {content_type} is not accepted in category {category}")]
+    UnsupportedMediaType { content_type: String, category: String },
+    #[error("invalid expiry: {0}")]
+    InvalidExpiry(String),
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("the request body ended early or could not be read")]
+    BodyIncomplete(#[source] std::io::Error),
+    #[error("storage is unavailable")]
+    Storage(#[source] BlobError),
+    #[error("the catalog is unavailable")]
+    Catalog(#[source] CatalogError),
+}
+
+impl From<CatalogError> for ServiceError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound => ServiceError::NotFound,
+            CatalogError::AlreadyExists => ServiceError::AlreadyExists,
+            CatalogError::InvalidCursor => ServiceError::InvalidCursor,
+            other => ServiceError::Catalog(other),
+        }
+    }
+}
+
+impl From<BlobError> for ServiceError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Body(io) => match super::body::BodyError::from_io(&io) {
+                Some(super::body::BodyError::TooLarge { limit }) => ServiceError::TooLarge { limit },
+                None => ServiceError::BodyIncomplete(io),
+            },
+            other => ServiceError::Storage(other),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+use super::{ServiceError, StorageService};
+use crate::catalog::{BlobRef, FilePage, FileRecord, ListQuery, SortOrder};
+use crate::domain::{Category, ObjectKey, TenantId};
+
+impl StorageService {
+    /// One page of `tenant`'s files, from the catalog. `UnknownCategory` for a category that is
+    /// not configured; `InvalidCursor` for a cursor of another sort order.
+    #[tracing::instrument(skip(self, query), fields(tenant = %tenant))]
+    pub async fn list(&self, tenant: &TenantId, query: &ListQuery) -> Result<FilePage, ServiceError> {
+        if let Some(c) = &query.category {
+            self.policy(c)?;
+        }
+        Ok(self.inner.catalog.list(tenant, query).await?)
+    }
+
+    /// The seed's `list_files`: every file of `tenant` (in `category`, when given), newest
+    /// first. Reads all pages; use [`Self::list`] to page.
+    pub async fn list_files(
+        &self,
+        tenant: &TenantId,
+        category: Option<&Category>,
+    ) -> Result<Vec<FileRecord>, ServiceError> {
+        let mut query =
+            ListQuery { category: category.cloned(), prefix: None, sort: SortOrder::Newest, limit: 1000, cursor: None };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(tenant, &query).await?;
+            all.extend(page.files);
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The seed's `delete_file`: removes the row, then the bytes. `TenantMismatch` or
+    /// `NotFound` as for reads. If removing the bytes fails they stay queued and are retried.
+    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    pub async fn delete_file(&self, tenant: &TenantId, key: &ObjectKey) -> Result<(), ServiceError> {
+        Self::authorize(tenant, key)?;
+        let record = self.inner.catalog.delete(key).await?;
+        self.purge(&record.blob_ref()).await;
+        tracing::info!(key = %key, "deleted");
+        Ok(())
+    }
+
+    /// Removes queued bytes and marks them done; failures stay queued for a later pass.
+    pub(super) async fn purge(&self, blob: &BlobRef) {
+        let result = match self.inner.blobs.delete(&blob.bucket, &blob.blob).await {
+            Ok(()) => self.inner.catalog.deletion_done(blob).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, blob = %blob.blob, "bytes not removed yet; they stay queued");
+        }
+    }
+
+    /// Works through the queue of bytes awaiting deletion (at start-up and periodically).
+    /// Returns how many were handled.
+    pub async fn purge_queued(&self) -> usize {
+        let mut done = 0;
+        loop {
+            let batch = match self.inner.catalog.queued_deletions(100).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the deletion queue");
+                    return done;
+                }
+            };
+            let n = batch.len();
+            for blob in &batch {
+                self.purge(blob).await;
+            }
+            done += n;
+            // A batch that made no progress (store failing) ends this pass.
+            if n < 100
+                || self.inner.catalog.queued_deletions(1).await.map(|b| b.first() == batch.first()).unwrap_or(true)
+            {
+                return done;
+            }
+        }
+    }
+}

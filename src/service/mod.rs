@@ -1,0 +1,153 @@
+//! The service layer: every operation of coffer, with its tenant check and its write ordering.
+//! The HTTP layer and the CLI are thin clients of [`StorageService`].
+//!
+//! Invariants held here:
+//! - every operation on a key first checks that the key's tenant is the caller's
+//!   (`TenantMismatch`), before any catalog or blob-store access;
+//! - bytes are durable before their catalog row is committed; bytes no row points to are
+//!   queued for deletion in the same transaction that unlinks them.
+
+mod body;
+mod content_type;
+mod error;
+mod manage;
+mod presign;
+mod read;
+mod upload;
+
+use std::sync::Arc;
+
+pub use body::{BodyError, from_bytes};
+pub use content_type::{essence, is_active};
+pub use error::ServiceError;
+pub use presign::{PresignedUrl, encode_key};
+pub use upload::UploadRequest;
+
+use crate::auth::UrlSigner;
+use crate::blob::{BlobStore, FsBlobStore};
+use crate::catalog::{Catalog, SqliteCatalog};
+use crate::config::{BucketKind, Categories, CategoryPolicy, Config, StorageEngine};
+use crate::domain::{BucketName, Category, ObjectKey, TenantId};
+
+/// The tenant-scoped storage service (the seed's `StorageService`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use coffer::domain::{Category, Filename, TenantId};
+/// use coffer::service::from_bytes;
+///
+/// let storage = coffer::get_storage_service().await?;
+/// let tenant = TenantId::parse("abc123")?;
+/// let key = storage
+///     .upload_file(&tenant, &Category::parse("applications")?, &Filename::parse("proposal.pdf")?,
+///                  from_bytes(&b"%PDF-1.7 ..."[..]), Some("application/pdf"))
+///     .await?;
+/// let url = storage.get_presigned_url(&tenant, &key, Some(3600)).await?;
+/// let (_record, _content) = storage.download_file(&tenant, &key).await?;
+/// let files = storage.list_files(&tenant, Some(&Category::parse("applications")?)).await?;
+/// storage.delete_file(&tenant, &key).await?;
+/// # let _ = (url, files); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct StorageService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blobs: Arc<dyn BlobStore>,
+    catalog: Arc<dyn Catalog>,
+    categories: Categories,
+    documents_bucket: BucketName,
+    media_bucket: BucketName,
+    signer: UrlSigner,
+    public_url: url::Url,
+    default_expiry: std::time::Duration,
+}
+
+/// Why the service could not start; `Display` is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("signing secret: {0}")]
+    Secret(String),
+    #[error("data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("catalog ({url}): {source}")]
+    Catalog { url: String, source: crate::catalog::CatalogError },
+    #[error("blob store: {0}")]
+    Blobs(#[from] crate::blob::BlobError),
+}
+
+impl StorageService {
+    /// Assembles a service from its parts (tests and embedders use this directly).
+    pub fn new(blobs: Arc<dyn BlobStore>, catalog: Arc<dyn Catalog>, config: &Config, signer: UrlSigner) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                blobs,
+                catalog,
+                categories: config.categories.clone(),
+                documents_bucket: config.documents_bucket.clone(),
+                media_bucket: config.media_bucket.clone(),
+                signer,
+                public_url: config.public_url.clone(),
+                default_expiry: config.presign_expiry,
+            }),
+        }
+    }
+
+    /// Builds the service that `config` describes: opens the catalog (applying migrations),
+    /// the blob store (creating the filesystem buckets), and the signing keys.
+    pub async fn from_config(config: &Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        let secret = config.signing_secret().map_err(StartError::Secret)?;
+        let signer = UrlSigner::new(&secret, &config.presign_previous_secrets);
+        let blobs: Arc<dyn BlobStore> = match config.storage {
+            StorageEngine::Filesystem => {
+                let store = FsBlobStore::new(config.data_dir.join("objects"));
+                for bucket in [&config.documents_bucket, &config.media_bucket] {
+                    store.ensure_bucket(bucket).await?;
+                }
+                Arc::new(store)
+            }
+        };
+        let url = config.database_url.expose();
+        let catalog = SqliteCatalog::connect(url)
+            .await
+            .map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })?;
+        let service = Self::new(blobs, Arc::new(catalog), config, signer);
+        service.purge_queued().await;
+        Ok(service)
+    }
+
+    /// The configured policy of `category`, or `UnknownCategory`.
+    pub fn policy(&self, category: &Category) -> Result<&CategoryPolicy, ServiceError> {
+        self.inner.categories.get(category).ok_or_else(|| ServiceError::UnknownCategory(category.to_string()))
+    }
+
+    pub fn categories(&self) -> &Categories {
+        &self.inner.categories
+    }
+
+    fn bucket(&self, kind: BucketKind) -> &BucketName {
+        match kind {
+            BucketKind::Documents => &self.inner.documents_bucket,
+            BucketKind::Media => &self.inner.media_bucket,
+        }
+    }
+
+    /// `TenantMismatch` unless `key` lies under `tenant`'s prefix. Called first, before any I/O.
+    fn authorize(tenant: &TenantId, key: &ObjectKey) -> Result<(), ServiceError> {
+        if key.tenant() == tenant { Ok(()) } else { Err(ServiceError::TenantMismatch) }
+    }
+
+    /// Whether the catalog and every bucket answer (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        self.inner.catalog.ping().await?;
+        for bucket in [&self.inner.documents_bucket, &self.inner.media_bucket] {
+            self.inner.blobs.check(bucket).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{ServiceError, StorageService};
+use crate::auth::PresignError;
+use crate::config::MAX_PRESIGN_EXPIRY;
+use crate::domain::{ObjectKey, TenantId};
+
+/// A time-limited link to one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresignedUrl {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl StorageService {
+    /// The seed's `get_presigned_url`: a URL for `GET key` that needs no token until it
+    /// expires, `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
+    /// days). `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
+    /// `TenantMismatch` / `NotFound` as for reads.
+    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    pub async fn presign(
+        &self,
+        tenant: &TenantId,
+        key: &ObjectKey,
+        expires_in: Option<i64>,
+        download: bool,
+    ) -> Result<PresignedUrl, ServiceError> {
+        Self::authorize(tenant, key)?;
+        let ttl = match expires_in {
+            None => self.inner.default_expiry,
+            Some(s) if s <= 0 => return Err(ServiceError::InvalidExpiry("expires_in must be positive".into())),
+            Some(s) if s as u64 > MAX_PRESIGN_EXPIRY.as_secs() => {
+                return Err(ServiceError::InvalidExpiry("expires_in must be at most 604800 seconds (7 days)".into()));
+            }
+            Some(s) => Duration::from_secs(s as u64),
+        };
+        self.stat(tenant, key).await?;
+        let expires_at = Utc::now() + ttl;
+        let options: &[(&str, &str)] = if download { &[("download", "1")] } else { &[] };
+        let query = self.inner.signer.sign(key, expires_at.timestamp(), options);
+        let mut url = self.inner.public_url.clone();
+        url.set_path(&format!("/v1/files/{}", encode_key(key)));
+        url.set_query(Some(&query));
+        Ok(PresignedUrl { url: url.to_string(), expires_at })
+    }
+
+    /// Seed-shaped alias of [`Self::presign`] without options.
+    pub async fn get_presigned_url(
+        &self,
+        tenant: &TenantId,
+        key: &ObjectKey,
+        expiration: Option<i64>,
+    ) -> Result<PresignedUrl, ServiceError> {
+        self.presign(tenant, key, expiration, false).await
+    }
+
+    /// Checks a presigned request (`method`, the request's raw query) for `key`.
+    pub fn verify_presigned(&self, method: &str, key: &ObjectKey, raw_query: &str) -> Result<(), PresignError> {
+        self.inner.signer.verify(method, key, raw_query, Utc::now().timestamp())
+    }
+}
+
+/// Percent-encodes each segment of a key for a URL path, keeping the `/` separators.
+pub fn encode_key(key: &ObjectKey) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    key.to_string()
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,46 @@
+use std::ops::RangeInclusive;
+
+use super::{ServiceError, StorageService};
+use crate::blob::{BlobError, ByteStream};
+use crate::catalog::FileRecord;
+use crate::domain::{ObjectKey, TenantId};
+
+impl StorageService {
+    /// The catalog record of `key`. `TenantMismatch` when the key is another tenant's
+    /// (whether or not it exists), `UnknownCategory` for a category that is not configured,
+    /// `NotFound` when absent.
+    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    pub async fn stat(&self, tenant: &TenantId, key: &ObjectKey) -> Result<FileRecord, ServiceError> {
+        Self::authorize(tenant, key)?;
+        self.policy(key.category())?;
+        self.inner.catalog.get(key).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Streams the bytes of `record` (from [`Self::stat`]), optionally an inclusive range
+    /// already validated against `record.size`.
+    pub async fn read(
+        &self,
+        record: &FileRecord,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<ByteStream, ServiceError> {
+        match self.inner.blobs.get(&record.bucket, &record.blob, range).await {
+            Ok(read) => Ok(read.body),
+            Err(BlobError::NotFound) => {
+                tracing::error!(key = %record.key, blob = %record.blob, "catalog row without bytes");
+                Err(ServiceError::NotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The seed's `download_file`: the record and a stream of the whole file.
+    pub async fn download_file(
+        &self,
+        tenant: &TenantId,
+        key: &ObjectKey,
+    ) -> Result<(FileRecord, ByteStream), ServiceError> {
+        let record = self.stat(tenant, key).await?;
+        let body = self.read(&record, None).await?;
+        Ok((record, body))
+    }
+}

@@ -1,0 +1,117 @@
+use tracing::Instrument;
+
+use super::body::{Metered, peek};
+use super::content_type::{SNIFF_LEN, decide};
+use super::{ServiceError, StorageService};
+use crate::blob::ByteStream;
+use crate::catalog::{BlobRef, FileRecord, PendingUpload};
+use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
+
+/// One upload, as the HTTP layer or a library caller hands it over.
+pub struct UploadRequest {
+    pub tenant: TenantId,
+    pub category: Category,
+    pub filename: Filename,
+    /// The name exactly as sent, kept for Content-Disposition; defaults to `filename`.
+    pub original_filename: Option<String>,
+    /// The type the client declared, if any (checked against the bytes).
+    pub content_type: Option<String>,
+    pub overwrite: bool,
+    /// The announced length, if known: refused early when over the category's limit.
+    pub size_hint: Option<u64>,
+    pub body: ByteStream,
+}
+
+impl StorageService {
+    /// The seed's `upload_file`: stores `content` at `tenant-{tenant}/{category}/{filename}`
+    /// and returns the key. Refuses an existing key (`AlreadyExists`).
+    pub async fn upload_file(
+        &self,
+        tenant: &TenantId,
+        category: &Category,
+        filename: &Filename,
+        content: ByteStream,
+        content_type: Option<&str>,
+    ) -> Result<ObjectKey, ServiceError> {
+        let request = UploadRequest {
+            tenant: tenant.clone(),
+            category: category.clone(),
+            filename: filename.clone(),
+            original_filename: None,
+            content_type: content_type.map(str::to_owned),
+            overwrite: false,
+            size_hint: None,
+            body: content,
+        };
+        Ok(self.upload(request).await?.key)
+    }
+
+    /// Streams an upload to storage and records it. Order: intent recorded, bytes written
+    /// durably under a fresh version, row committed (switching an overwritten key in the same
+    /// transaction), then replaced bytes removed. Returns `UnknownCategory`, `AlreadyExists`,
+    /// `TooLarge`, `UnsupportedMediaType`, `BodyIncomplete` with nothing stored.
+    #[tracing::instrument(skip_all, fields(tenant = %req.tenant, category = %req.category))]
+    pub async fn upload(&self, req: UploadRequest) -> Result<FileRecord, ServiceError> {
+        let policy = self.policy(&req.category)?.clone();
+        let key = ObjectKey::new(req.tenant.clone(), req.category.clone(), req.filename.clone());
+        if req.size_hint.is_some_and(|n| n > policy.max_size) {
+            return Err(ServiceError::TooLarge { limit: policy.max_size });
+        }
+        if !req.overwrite && self.inner.catalog.get(&key).await?.is_some() {
+            return Err(ServiceError::AlreadyExists);
+        }
+        let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::BodyIncomplete)?;
+        let content_type = decide(&req.filename, req.content_type.as_deref(), &head);
+        if !policy.allows(&content_type) {
+            return Err(ServiceError::UnsupportedMediaType { content_type, category: req.category.to_string() });
+        }
+        let blob = BlobRef {
+            bucket: self.bucket(policy.bucket).clone(),
+            blob: BlobKey::new(key.clone(), BlobVersion::generate()),
+        };
+        let started_at = crate::util::now_micros();
+        self.inner.catalog.record_intent(&PendingUpload { blob: blob.clone(), started_at }).await?;
+
+        let (metered, meter) = Metered::new(body, policy.max_size);
+        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered)).await;
+        if let Err(e) = put {
+            self.forget_intent(&blob).await;
+            return Err(e.into());
+        }
+        let (sha256, size) = meter.finish();
+        let record = FileRecord {
+            key,
+            original_filename: req.original_filename.unwrap_or_else(|| req.filename.to_string()),
+            bucket: blob.bucket.clone(),
+            blob: blob.blob.clone(),
+            content_type,
+            size,
+            sha256,
+            created_at: crate::util::now_micros(),
+        };
+        match self.inner.catalog.commit_upload(&record, req.overwrite).await {
+            Ok(replaced) => {
+                if let Some(old) = replaced {
+                    self.purge(&old.blob_ref()).await;
+                }
+                tracing::info!(key = %record.key, size, "uploaded");
+                Ok(record)
+            }
+            Err(e) => {
+                // The row did not commit: these bytes belong to nobody.
+                if let Err(del) = self.inner.blobs.delete(&blob.bucket, &blob.blob).in_current_span().await {
+                    tracing::warn!(error = %del, blob = %blob.blob, "could not remove bytes of a failed upload; reconcile will");
+                } else {
+                    self.forget_intent(&blob).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn forget_intent(&self, blob: &BlobRef) {
+        if let Err(e) = self.inner.catalog.abandon_intent(blob).await {
+            tracing::warn!(error = %e, blob = %blob.blob, "could not clear an upload intent; reconcile will");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, spawn_app};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A bucket that vanished makes the instance not ready.
+    std::fs::remove_dir_all(app.data_dir.path().join("objects/carbon-connect-dev-media")).unwrap();
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
+    let res = app.client.put(app.url("/v1/presign")).send().await.unwrap();
+    assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
+}
+
+#[tokio::test]
+async fn every_response_has_a_request_id() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert!(!res.headers()["x-request-id"].is_empty());
+    let res = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+}

@@ -1,0 +1,94 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_error, spawn_app};
+
+#[tokio::test]
+async fn presigned_url_works_without_token_then_expires() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "q1 report.pdf", b"%PDF-1.7 quarterly").await;
+    let res = app.presign("abc", json!({"key": "tenant-abc/reports/q1 report.pdf", "expires_in": 2})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let url = body["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&app.base), "{url}");
+    assert!(body["expires_at"].as_str().is_some());
+
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    assert_eq!(&res.bytes().await.unwrap()[..], b"%PDF-1.7 quarterly");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "url-expired").await;
+}
+
+#[tokio::test]
+async fn any_changed_character_breaks_the_url() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "a.txt", b"hello").await;
+    let body: Value = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
+    let url = body["url"].as_str().unwrap();
+    assert_eq!(app.client.get(url).send().await.unwrap().status(), StatusCode::OK);
+    // Every character after the authority (a changed host or port goes elsewhere).
+    let start = app.base.len() + 1;
+    for i in start..url.len() {
+        let original = url.as_bytes()[i];
+        let replacement = if original == b'a' { b'b' } else { b'a' };
+        let mut changed = url.as_bytes().to_vec();
+        changed[i] = replacement;
+        let changed = String::from_utf8(changed).unwrap();
+        let res = app.client.get(&changed).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{changed} -> {}", res.status());
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("hello"), "{changed} leaked the file");
+    }
+    // Changes inside the query are refused as bad signatures.
+    let query_start = url.find('?').unwrap() + 1;
+    for i in query_start..url.len() {
+        let mut changed = url.as_bytes().to_vec();
+        changed[i] = if changed[i] == b'Z' { b'Y' } else { b'Z' };
+        let res = app.client.get(String::from_utf8(changed).unwrap()).send().await.unwrap();
+        assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
+    }
+}
+
+#[tokio::test]
+async fn presign_rules() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "a.txt", b"hello").await;
+    let res = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt", "expires_in": 604801})).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-expiry").await;
+    let res = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt", "expires_in": 0})).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-expiry").await;
+    let res = app.presign("abc", json!({"key": "tenant-abc/reports/none.txt"})).await;
+    assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
+    let res = app.presign("abc", json!({"nokey": 1})).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-json").await;
+    // Default expiry: S3_PRESIGNED_URL_EXPIRY (3600 s).
+    let body: Value = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
+    let expires: chrono::DateTime<chrono::Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let secs = (expires - chrono::Utc::now()).num_seconds();
+    assert!((3590..=3600).contains(&secs), "{secs}");
+    // A download link serves an attachment; the option is covered by the signature.
+    let body: Value =
+        app.presign("abc", json!({"key": "tenant-abc/reports/a.txt", "download": true})).await.json().await.unwrap();
+    let url = body["url"].as_str().unwrap();
+    let res = app.client.get(url).send().await.unwrap();
+    assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let res = app.client.get(url.replace("download=1&", "")).send().await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
+}
+
+#[tokio::test]
+async fn presigned_url_for_a_deleted_file_is_404() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "a.txt", b"hello").await;
+    let body: Value = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
+    app.delete("abc", "tenant-abc/reports/a.txt").await;
+    let res = app.client.get(body["url"].as_str().unwrap()).send().await.unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
+}
