@@ -2,7 +2,14 @@
 
 use std::sync::Arc;
 
-use coffer::catalog::{BlobRef, Catalog, CatalogError, FileRecord, ListQuery, PendingUpload, SortOrder, SqliteCatalog};
+mod common;
+
+use coffer::catalog::{
+    BlobRef, Catalog, CatalogError, CategoryUsage, FileRecord, ListQuery, PendingUpload, PostgresCatalog, Quota,
+    SortOrder, SqliteCatalog, TenantStatus,
+};
+
+const NO_QUOTA: Quota = Quota { max_bytes: None, max_files: None };
 use coffer::domain::{BlobKey, BlobVersion, BucketName, Category, ObjectKey, TenantId};
 
 fn record(key: &str, micros: i64) -> FileRecord {
@@ -30,17 +37,17 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     // intent, commit, get
     let r = record("tenant-t1/reports/a.txt", 1_000_000);
     catalog.record_intent(&PendingUpload { blob: r.blob_ref(), started_at: r.created_at }).await.unwrap();
-    assert_eq!(catalog.commit_upload(&r, false).await.unwrap(), None);
+    assert_eq!(catalog.commit_upload(&r, false, &NO_QUOTA).await.unwrap(), None);
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
 
     // no overwrite → AlreadyExists, nothing changes
     let r2 = record("tenant-t1/reports/a.txt", 2_000_000);
-    assert!(matches!(catalog.commit_upload(&r2, false).await, Err(CatalogError::AlreadyExists)));
+    assert!(matches!(catalog.commit_upload(&r2, false, &NO_QUOTA).await, Err(CatalogError::AlreadyExists)));
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
     assert!(catalog.queued_deletions(10).await.unwrap().is_empty());
 
     // overwrite → returns the old record and queues its bytes
-    assert_eq!(catalog.commit_upload(&r2, true).await.unwrap(), Some(r.clone()));
+    assert_eq!(catalog.commit_upload(&r2, true, &NO_QUOTA).await.unwrap(), Some(r.clone()));
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r2.clone()));
     assert_eq!(catalog.queued_deletions(10).await.unwrap(), vec![r.blob_ref()]);
     catalog.deletion_done(&r.blob_ref()).await.unwrap();
@@ -49,12 +56,12 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     // listing: tenant-scoped, both orders, keyset pages, category and prefix filters
     for (i, name) in ["c.txt", "b.txt", "d.txt"].iter().enumerate() {
         catalog
-            .commit_upload(&record(&format!("tenant-t1/reports/{name}"), 3_000_000 + i as i64), false)
+            .commit_upload(&record(&format!("tenant-t1/reports/{name}"), 3_000_000 + i as i64), false, &NO_QUOTA)
             .await
             .unwrap();
     }
-    catalog.commit_upload(&record("tenant-t1/applications/b.txt", 5_000_000), false).await.unwrap();
-    catalog.commit_upload(&record("tenant-t2/reports/zzz.txt", 9_000_000), false).await.unwrap();
+    catalog.commit_upload(&record("tenant-t1/applications/b.txt", 5_000_000), false, &NO_QUOTA).await.unwrap();
+    catalog.commit_upload(&record("tenant-t2/reports/zzz.txt", 9_000_000), false, &NO_QUOTA).await.unwrap();
     let keys = |p: &coffer::catalog::FilePage| p.files.iter().map(|f| f.key.to_string()).collect::<Vec<_>>();
 
     let mut q = query(SortOrder::Newest, 2);
@@ -101,6 +108,87 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
         BlobRef { bucket: BucketName::parse("docs-bucket").unwrap(), blob: record("tenant-t1/reports/x.txt", 0).blob };
     catalog.record_intent(&PendingUpload { blob: pending.clone(), started_at: r.created_at }).await.unwrap();
     catalog.abandon_intent(&pending).await.unwrap();
+
+    usage_and_quotas(&*catalog).await;
+    tenants(&*catalog).await;
+    maintenance(&*catalog).await;
+}
+
+async fn usage_and_quotas(catalog: &dyn Catalog) {
+    let t = TenantId::parse("quota-t").unwrap();
+    let quota = Quota { max_bytes: Some(10), max_files: Some(3) };
+    let mk = |name: &str, size: u64| FileRecord { size, ..record(&format!("tenant-quota-t/reports/{name}"), 1) };
+    catalog.commit_upload(&mk("a", 4), false, &quota).await.unwrap();
+    catalog.commit_upload(&mk("b", 4), false, &quota).await.unwrap();
+    // 8 + 4 > 10 bytes
+    assert!(matches!(catalog.commit_upload(&mk("c", 4), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert!(catalog.get(&mk("c", 4).key).await.unwrap().is_none());
+    // an overwrite that shrinks is always allowed; one that grows counts only the difference
+    catalog.commit_upload(&mk("a", 1), true, &quota).await.unwrap();
+    catalog.commit_upload(&mk("a", 6), true, &quota).await.unwrap();
+    catalog
+        .commit_upload(&FileRecord { size: 0, ..record("tenant-quota-t/applications/z", 1) }, false, &quota)
+        .await
+        .unwrap();
+    // a fourth file breaks the file-count quota
+    assert!(matches!(catalog.commit_upload(&mk("d", 0), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert_eq!(
+        catalog.usage(&t).await.unwrap(),
+        vec![
+            CategoryUsage { category: "applications".into(), files: 1, bytes: 0 },
+            CategoryUsage { category: "reports".into(), files: 2, bytes: 10 },
+        ]
+    );
+    catalog.delete(&mk("a", 0).key).await.unwrap();
+    assert_eq!(catalog.usage(&t).await.unwrap()[1], CategoryUsage { category: "reports".into(), files: 1, bytes: 4 });
+}
+
+async fn tenants(catalog: &dyn Catalog) {
+    let t = TenantId::parse("registered-t").unwrap();
+    assert_eq!(catalog.tenant_status(&t).await.unwrap(), None);
+    assert!(catalog.add_tenant(&t).await.unwrap());
+    assert!(!catalog.add_tenant(&t).await.unwrap());
+    assert_eq!(catalog.tenant_status(&t).await.unwrap(), Some(TenantStatus::Active));
+    catalog.set_tenant_status(&t, TenantStatus::Suspended).await.unwrap();
+    assert_eq!(catalog.tenant_status(&t).await.unwrap(), Some(TenantStatus::Suspended));
+    let unknown = TenantId::parse("nobody").unwrap();
+    assert!(matches!(catalog.set_tenant_status(&unknown, TenantStatus::Active).await, Err(CatalogError::NotFound)));
+    let listed = catalog.list_tenants().await.unwrap();
+    assert!(listed.iter().any(|i| i.tenant == t && i.status == TenantStatus::Suspended));
+}
+
+async fn maintenance(catalog: &dyn Catalog) {
+    let old = record("tenant-m/reports/old.txt", 1_000);
+    let young = record("tenant-m/reports/young.txt", 1_000);
+    let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
+    catalog.record_intent(&PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }).await.unwrap();
+    catalog.record_intent(&PendingUpload { blob: young.blob_ref(), started_at: at(9_000_000) }).await.unwrap();
+    let stale = catalog.stale_intents(at(5_000), 10).await.unwrap();
+    assert_eq!(stale, vec![PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }]);
+
+    let committed = record("tenant-m/reports/committed.txt", 1_000);
+    catalog.commit_upload(&committed, false, &NO_QUOTA).await.unwrap();
+    let bucket = committed.bucket.clone();
+    let names = vec![committed.blob.to_string(), young.blob.to_string(), "tenant-m/reports/x/orphan".to_string()];
+    let found = catalog.referenced(&bucket, &names).await.unwrap();
+    assert!(found.contains(&names[0]) && found.contains(&names[1]) && !found.contains(&names[2]));
+
+    // scan sees every tenant's rows, in key order, in pages
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = catalog.scan_files(after.as_deref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().key.to_string());
+        all.extend(page.into_iter().map(|f| f.key.to_string()));
+    }
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert!(all.contains(&"tenant-t2/reports/zzz.txt".to_string()));
+    assert!(all.contains(&"tenant-m/reports/committed.txt".to_string()));
 }
 
 #[tokio::test]
@@ -108,4 +196,49 @@ async fn sqlite_catalog_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     conformance(Arc::new(SqliteCatalog::connect(&url).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn postgres_catalog_conforms() {
+    let url = common::fresh_pg_database().await;
+    conformance(Arc::new(PostgresCatalog::connect(&url).await.unwrap())).await;
+}
+
+/// Row-level security: without the per-transaction tenant setting no row is visible; with
+/// tenant A's setting only A's rows are, and rows of B cannot be written.
+#[tokio::test]
+async fn postgres_row_level_security_isolates_tenants() {
+    use sqlx::Connection;
+    let url = common::fresh_pg_database().await;
+    let catalog = PostgresCatalog::connect(&url).await.unwrap();
+    for key in ["tenant-A/reports/a1.txt", "tenant-A/reports/a2.txt", "tenant-B/reports/b1.txt"] {
+        catalog.commit_upload(&record(key, 1), false, &NO_QUOTA).await.unwrap();
+    }
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SET ROLE coffer_app").execute(&mut conn).await.unwrap();
+
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(visible, 0, "no tenant set: no rows");
+
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', 'A', true)").execute(&mut *tx).await.unwrap();
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM files").fetch_all(&mut *tx).await.unwrap();
+    assert_eq!(tenants, ["A", "A"]);
+    let updated = sqlx::query("UPDATE files SET size = 0 WHERE tenant_id = 'B'").execute(&mut *tx).await.unwrap();
+    assert_eq!(updated.rows_affected(), 0);
+    let smuggled = sqlx::query(
+        "INSERT INTO files (key, tenant_id, category, filename, original_filename, bucket, blob_key, content_type, size, sha256, created_at)
+         VALUES ('tenant-B/reports/x', 'B', 'reports', 'x', 'x', 'b', 'k', 't', 0, 's', 0)",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(smuggled.is_err(), "a row of another tenant must violate the policy");
+    tx.rollback().await.unwrap();
+
+    // The setting is transaction-local: gone after the transaction.
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(visible, 0);
+    // And the catalog itself still answers per tenant.
+    let b = catalog.list(&TenantId::parse("B").unwrap(), &query(SortOrder::Name, 10)).await.unwrap();
+    assert_eq!(b.files.len(), 1);
 }

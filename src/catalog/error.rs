@@ -7,6 +7,8 @@ pub enum CatalogError {
     NotFound,
     #[error("a file with this key already exists")]
     AlreadyExists,
+    #[error("the tenant's quota would be exceeded")]
+    QuotaExceeded,
     #[error("invalid cursor")]
     InvalidCursor,
     /// A stored row no longer parses into domain types (someone edited the database).

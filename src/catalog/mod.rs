@@ -11,17 +11,34 @@
 
 mod cursor;
 mod error;
+mod postgres;
+mod query;
 mod record;
 mod sqlite;
+mod tenant;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use cursor::{Cursor, SortOrder};
 pub use error::CatalogError;
-pub use record::{BlobRef, FilePage, FileRecord, ListQuery, PendingUpload};
+pub use postgres::PostgresCatalog;
+pub use record::{BlobRef, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord};
 pub use sqlite::SqliteCatalog;
+pub use tenant::{TenantInfo, TenantStatus};
 
-use crate::domain::{ObjectKey, TenantId};
+use crate::domain::{BucketName, ObjectKey, TenantId};
+
+/// Opens the catalog a database URL names: `sqlite:` or `postgres:`/`postgresql:`.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(PostgresCatalog::connect(url).await?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteCatalog::connect(url).await?))
+    }
+}
 
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
@@ -37,9 +54,17 @@ pub trait Catalog: Send + Sync + 'static {
     /// Forgets a pending intent whose bytes were not (or no longer) kept.
     async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError>;
 
-    /// Makes `record` visible (see the module contract). Returns the replaced record when an
-    /// overwrite replaced one; `AlreadyExists` when the key exists and `overwrite` is false.
-    async fn commit_upload(&self, record: &FileRecord, overwrite: bool) -> Result<Option<FileRecord>, CatalogError>;
+    /// Makes `record` visible (see the module contract) and updates the tenant's usage in the
+    /// same transaction. Returns the replaced record when an overwrite replaced one;
+    /// `AlreadyExists` when the key exists and `overwrite` is false; `QuotaExceeded` when the
+    /// tenant's usage after the change would exceed `quota` (checked under the write lock, so
+    /// concurrent commits cannot overshoot it).
+    async fn commit_upload(
+        &self,
+        record: &FileRecord,
+        overwrite: bool,
+        quota: &Quota,
+    ) -> Result<Option<FileRecord>, CatalogError>;
 
     /// The record for `key`, if any.
     async fn get(&self, key: &ObjectKey) -> Result<Option<FileRecord>, CatalogError>;
@@ -56,4 +81,28 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Marks a queued deletion done (its bytes are gone).
     async fn deletion_done(&self, blob: &BlobRef) -> Result<(), CatalogError>;
+
+    /// `tenant`'s file count and bytes per category (only categories with files).
+    async fn usage(&self, tenant: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError>;
+
+    /// The registered status of `tenant`, if registered.
+    async fn tenant_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, CatalogError>;
+
+    /// Registers `tenant` as active; `false` when it was already registered (unchanged).
+    async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError>;
+
+    /// Sets a registered tenant's status; `NotFound` when it is not registered.
+    async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), CatalogError>;
+
+    /// Every registered tenant, by id.
+    async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError>;
+
+    /// Pending intents started before `before`, oldest first, at most `limit`.
+    async fn stale_intents(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<PendingUpload>, CatalogError>;
+
+    /// Which of `blob_keys` in `bucket` a file row or a pending intent points to.
+    async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError>;
+
+    /// All tenants' files in key order after `after`, at most `limit` (maintenance scans).
+    async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError>;
 }

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::CatalogError;
 use super::{Cursor, SortOrder};
 use crate::domain::{BlobKey, BucketName, Category, ObjectKey};
 
@@ -64,4 +65,81 @@ pub struct ListQuery {
 pub struct FilePage {
     pub files: Vec<FileRecord>,
     pub next: Option<Cursor>,
+}
+
+/// A tenant's limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub max_bytes: Option<u64>,
+    pub max_files: Option<u64>,
+}
+
+impl Quota {
+    /// Whether usage of `files` and `bytes` stays within the quota.
+    pub fn allows(&self, files: u64, bytes: u64) -> bool {
+        self.max_bytes.is_none_or(|m| bytes <= m) && self.max_files.is_none_or(|m| files <= m)
+    }
+}
+
+/// One category's share of a tenant's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategoryUsage {
+    pub category: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A files row as both engines store it; `into_record` parses it back into domain types.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RawRecord {
+    pub key: String,
+    pub original_filename: String,
+    pub bucket: String,
+    pub blob_key: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: i64,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> CatalogError {
+    CatalogError::Corrupt(e.to_string())
+}
+
+impl RawRecord {
+    pub fn into_record(self) -> Result<FileRecord, CatalogError> {
+        Ok(FileRecord {
+            key: ObjectKey::parse(&self.key).map_err(corrupt)?,
+            original_filename: self.original_filename,
+            bucket: BucketName::parse(&self.bucket).map_err(corrupt)?,
+            blob: BlobKey::parse(&self.blob_key).map_err(corrupt)?,
+            content_type: self.content_type,
+            size: u64::try_from(self.size).map_err(corrupt)?,
+            sha256: self.sha256,
+            created_at: super::query::from_micros(self.created_at)?,
+        })
+    }
+}
+
+/// A pending-intent or deletion-queue row as both engines store it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RawBlobRef {
+    pub bucket: String,
+    pub blob_key: String,
+    #[sqlx(default)]
+    pub at: i64,
+}
+
+impl RawBlobRef {
+    pub fn into_ref(self) -> Result<BlobRef, CatalogError> {
+        Ok(BlobRef {
+            bucket: BucketName::parse(&self.bucket).map_err(corrupt)?,
+            blob: BlobKey::parse(&self.blob_key).map_err(corrupt)?,
+        })
+    }
+
+    pub fn into_pending(self) -> Result<PendingUpload, CatalogError> {
+        let started_at = super::query::from_micros(self.at)?;
+        Ok(PendingUpload { blob: self.into_ref()?, started_at })
+    }
 }

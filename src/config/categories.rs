@@ -71,13 +71,7 @@ impl Default for Categories {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
-    categories: BTreeMap<String, RawPolicy>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
+pub(super) struct RawPolicy {
     bucket: BucketKind,
     max_size: bytesize::ByteSize,
     #[serde(default = "any_type")]
@@ -89,17 +83,11 @@ fn any_type() -> Vec<String> {
 }
 
 impl Categories {
-    /// Reads `[categories.NAME]` tables (`bucket`, `max_size`, `allowed_types`) from a TOML
-    /// file; they replace the defaults. Returns a one-line message on any problem.
-    pub fn from_file(path: &str) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        Self::from_toml(&text).map_err(|e| format!("{path}: {e}"))
-    }
-
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+    /// Builds categories from the `[categories.NAME]` tables of the configuration file; they
+    /// replace the defaults. Returns a one-line message on any problem.
+    pub(super) fn from_raw(raw: BTreeMap<String, RawPolicy>) -> Result<Self, String> {
         let mut map = BTreeMap::new();
-        for (name, raw) in file.categories {
+        for (name, raw) in raw {
             let cat = Category::parse(&name).map_err(|e| format!("category {name:?}: {e}"))?;
             for t in &raw.allowed_types {
                 let ok =
@@ -147,9 +135,13 @@ mod tests {
         assert!(c.get(&Category::parse("other").unwrap()).is_none());
     }
 
+    fn from_toml(text: &str) -> Result<Categories, String> {
+        super::super::file::ConfigFile::parse(text).map(|f| f.categories.unwrap())
+    }
+
     #[test]
-    fn from_toml() {
-        let c = Categories::from_toml(
+    fn from_toml_file() {
+        let c = from_toml(
             "[categories.invoices]\nbucket = \"documents\"\nmax_size = \"10 MiB\"\nallowed_types = [\"application/pdf\"]\n",
         )
         .unwrap();
@@ -157,7 +149,7 @@ mod tests {
         assert_eq!(p.max_size, 10 * MIB);
         assert!(p.allows("application/pdf"));
         assert!(!p.allows("image/png"));
-        assert!(Categories::from_toml("[categories.Bad]\nbucket=\"media\"\nmax_size=\"1 MiB\"").is_err());
-        assert!(Categories::from_toml("[categories.x]\nbucket=\"tape\"\nmax_size=\"1 MiB\"").is_err());
+        assert!(from_toml("[categories.Bad]\nbucket=\"media\"\nmax_size=\"1 MiB\"").is_err());
+        assert!(from_toml("[categories.x]\nbucket=\"tape\"\nmax_size=\"1 MiB\"").is_err());
     }
 }

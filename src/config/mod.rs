@@ -3,6 +3,7 @@
 //! A bad value fails at start with one line naming the variable.
 
 mod categories;
+mod file;
 mod secret;
 
 use std::net::SocketAddr;
@@ -13,9 +14,13 @@ use thiserror::Error;
 use url::Url;
 
 pub use categories::{BucketKind, Categories, CategoryPolicy};
+pub use file::ConfigFile;
 pub use secret::Secret;
 
-use crate::domain::BucketName;
+use std::collections::BTreeMap;
+
+use crate::catalog::Quota;
+use crate::domain::{BucketName, TenantId};
 
 /// S3's own limit on presigned URL lifetime, which coffer applies to its own links too.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(604_800);
@@ -32,6 +37,15 @@ impl ConfigError {
     pub fn new(var: &'static str, message: impl Into<String>) -> Self {
         Self { var, message: message.into() }
     }
+}
+
+/// Whether unknown tenants are created on first use or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantsMode {
+    /// Tenants are registered on first use (default).
+    Open,
+    /// Only tenants added with `coffer tenant add` are served.
+    Registered,
 }
 
 /// Which blob store holds the bytes.
@@ -65,6 +79,14 @@ pub struct Config {
     /// `sqlite://…` (default, in the data dir) or `postgres://…`.
     pub database_url: Secret,
     pub categories: Categories,
+    pub tenants: TenantsMode,
+    /// Quota of every tenant without an entry in `quota_overrides`.
+    pub default_quota: Quota,
+    pub quota_overrides: BTreeMap<TenantId, Quota>,
+    /// How often `coffer serve` reconciles catalog and blob store; `None` disables it.
+    pub reconcile_interval: Option<Duration>,
+    /// Pending uploads younger than this are left alone by reconcile.
+    pub reconcile_grace: Duration,
 }
 
 /// Values given on the command line; they override everything else.
@@ -149,13 +171,28 @@ impl Config {
             .clone()
             .or_else(|| env.get("DATABASE_URL"))
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
-        if !database_url.starts_with("sqlite:") {
-            return Err(ConfigError::new("DATABASE_URL", "must start with sqlite:"));
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|p| database_url.starts_with(p)) {
+            return Err(ConfigError::new("DATABASE_URL", "must start with sqlite: or postgres:"));
         }
-        let categories = match env.get("COFFER_CONFIG") {
-            Some(path) => Categories::from_file(&path).map_err(|m| ConfigError::new("COFFER_CONFIG", m))?,
-            None => Categories::default(),
+        let file = match env.get("COFFER_CONFIG") {
+            Some(path) => ConfigFile::load(&path).map_err(|m| ConfigError::new("COFFER_CONFIG", m))?,
+            None => ConfigFile::default(),
         };
+        let tenants = env.parse("COFFER_TENANTS", TenantsMode::Open, |v| match v {
+            "open" => Ok(TenantsMode::Open),
+            "registered" => Ok(TenantsMode::Registered),
+            _ => Err("must be open or registered".into()),
+        })?;
+        let size = |v: &str| v.parse::<bytesize::ByteSize>().map(|b| Some(b.as_u64())).map_err(|e| e.to_string());
+        let default_quota = Quota {
+            max_bytes: env.parse("COFFER_QUOTA_BYTES", None, size)?,
+            max_files: env.parse("COFFER_QUOTA_FILES", None, |v| {
+                v.parse::<u64>().map(Some).map_err(|_| "must be a whole number".to_owned())
+            })?,
+        };
+        let duration = |v: &str| humantime::parse_duration(v).map_err(|e| e.to_string());
+        let reconcile_interval = env.parse("COFFER_RECONCILE_INTERVAL", None, |v| duration(v).map(Some))?;
+        let reconcile_grace = env.parse("COFFER_RECONCILE_GRACE", Duration::from_secs(3600), duration)?;
         Ok(Self {
             addr,
             public_url,
@@ -171,7 +208,12 @@ impl Config {
             jwt_leeway,
             presign_previous_secrets,
             database_url: Secret::new(database_url),
-            categories,
+            categories: file.categories.unwrap_or_default(),
+            tenants,
+            default_quota,
+            quota_overrides: file.quotas,
+            reconcile_interval,
+            reconcile_grace,
         })
     }
 
@@ -181,6 +223,11 @@ impl Config {
             BucketKind::Documents => &self.documents_bucket,
             BucketKind::Media => &self.media_bucket,
         }
+    }
+
+    /// The quota that applies to `tenant`.
+    pub fn quota(&self, tenant: &TenantId) -> Quota {
+        self.quota_overrides.get(tenant).copied().unwrap_or(self.default_quota)
     }
 
     /// The HS256 / presign root secret: `COFFER_JWT_SECRET`, else the one generated in the data
@@ -205,10 +252,22 @@ impl Config {
         line("AWS_S3_MEDIA_BUCKET", self.media_bucket.to_string());
         line("AWS_S3_REGION", self.region.clone());
         line("S3_PRESIGNED_URL_EXPIRY", self.presign_expiry.as_secs().to_string());
-        line("COFFER_JWT_SECRET", format!("{:?}", self.jwt_secret));
+        line(
+            "COFFER_JWT_SECRET",
+            self.jwt_secret.as_ref().map_or("unset (generated in the data dir)".into(), |s| s.to_string()),
+        );
         line("COFFER_JWT_PUBLIC_KEY", if self.jwt_public_key.is_some() { "set" } else { "unset" }.into());
         line("COFFER_JWT_LEEWAY", self.jwt_leeway.as_secs().to_string());
         line("DATABASE_URL", crate::util::redact_url(self.database_url.expose()));
+        line("COFFER_TENANTS", format!("{:?}", self.tenants).to_lowercase());
+        let limit = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+        line("COFFER_QUOTA_BYTES", limit(self.default_quota.max_bytes));
+        line("COFFER_QUOTA_FILES", limit(self.default_quota.max_files));
+        line(
+            "COFFER_RECONCILE_INTERVAL",
+            self.reconcile_interval.map_or("off".into(), |d| humantime::format_duration(d).to_string()),
+        );
+        line("COFFER_RECONCILE_GRACE", humantime::format_duration(self.reconcile_grace).to_string());
         for (name, p) in self.categories.iter() {
             line(
                 &format!("category {name}"),

@@ -20,6 +20,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let caller = state.verifier.verify(token.trim())?;
         tracing::Span::current().record("tenant", tracing::field::display(&caller.tenant));
+        state.service.check_tenant(&caller.tenant).await?;
         Ok(caller)
     }
 }

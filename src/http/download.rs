@@ -84,6 +84,8 @@ async fn authenticate(
 ) -> Result<TenantId, ApiError> {
     if is_presigned(raw_query) {
         state.service.verify_presigned(method.as_str(), key, raw_query)?;
+        // A suspended tenant's links stop working with its tokens.
+        state.service.check_tenant(key.tenant()).await?;
         return Ok(key.tenant().clone());
     }
     let mut parts = axum::http::Request::new(()).into_parts().0;

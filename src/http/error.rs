@@ -94,6 +94,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound => (S::NOT_FOUND, "not-found"),
             ServiceError::AlreadyExists => (S::CONFLICT, "already-exists"),
             ServiceError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too-large"),
+            ServiceError::QuotaExceeded => (S::PAYLOAD_TOO_LARGE, "quota-exceeded"),
+            ServiceError::TenantInactive => (S::FORBIDDEN, "tenant-inactive"),
             ServiceError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
             ServiceError::InvalidExpiry(_) => (S::BAD_REQUEST, "invalid-expiry"),
             ServiceError::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor"),

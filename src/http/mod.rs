@@ -12,6 +12,7 @@ mod list;
 mod presign;
 mod query;
 mod upload;
+mod usage;
 mod view;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files", post(upload::upload).get(list::list))
         .route("/v1/files/{*key}", get(download::download).delete(delete::delete))
         .route("/v1/presign", post(presign::presign))
+        .route("/v1/usage", get(usage::usage))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })

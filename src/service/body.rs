@@ -16,6 +16,8 @@ use crate::blob::ByteStream;
 pub enum BodyError {
     #[error("body exceeds {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("body exceeds the tenant's remaining quota")]
+    QuotaExceeded,
 }
 
 impl BodyError {
@@ -36,18 +38,19 @@ impl Meter {
     }
 }
 
-/// Passes bytes through, hashing them, and fails with `TooLarge` as soon as more than
-/// `limit` bytes have been seen (before the excess reaches storage).
+/// Passes bytes through, hashing them, and fails with `over` as soon as more than `limit`
+/// bytes have been seen (before the excess reaches storage).
 pub struct Metered {
     inner: ByteStream,
     limit: u64,
+    over: BodyError,
     meter: Meter,
 }
 
 impl Metered {
-    pub fn new(inner: ByteStream, limit: u64) -> (Self, Meter) {
+    pub fn new(inner: ByteStream, limit: u64, over: BodyError) -> (Self, Meter) {
         let meter = Meter::default();
-        (Self { inner, limit, meter: meter.clone() }, meter)
+        (Self { inner, limit, over, meter: meter.clone() }, meter)
     }
 }
 
@@ -60,8 +63,7 @@ impl Stream for Metered {
             let mut guard = self.meter.0.lock().expect("meter lock");
             guard.1 += chunk.len() as u64;
             if guard.1 > self.limit {
-                let limit = self.limit;
-                return Poll::Ready(Some(Err(std::io::Error::other(BodyError::TooLarge { limit }))));
+                return Poll::Ready(Some(Err(std::io::Error::other(self.over))));
             }
             guard.0.update(chunk);
         }
@@ -114,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_and_counts() {
-        let (mut m, meter) = Metered::new(chunks(&[b"ab", b"c"]), 3);
+        let (mut m, meter) = Metered::new(chunks(&[b"ab", b"c"]), 3, BodyError::TooLarge { limit: 3 });
         while m.next().await.is_some() {}
         let (sha, size) = meter.finish();
         assert_eq!(size, 3);
@@ -123,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn trips_over_the_limit() {
-        let (mut m, _) = Metered::new(chunks(&[b"ab", b"cd"]), 3);
+        let (mut m, _) = Metered::new(chunks(&[b"ab", b"cd"]), 3, BodyError::TooLarge { limit: 3 });
         assert!(m.next().await.unwrap().is_ok());
         let err = m.next().await.unwrap().unwrap_err();
         assert_eq!(BodyError::from_io(&err), Some(BodyError::TooLarge { limit: 3 }));

@@ -20,6 +20,10 @@ pub enum ServiceError {
     AlreadyExists,
     #[error("the file is larger than the {limit} bytes allowed in this category")]
     TooLarge { limit: u64 },
+    #[error("the upload would exceed the tenant's storage quota")]
+    QuotaExceeded,
+    #[error("the tenant is not active")]
+    TenantInactive,
     #[error("content type {content_type} is not accepted in category {category}")]
     UnsupportedMediaType { content_type: String, category: String },
     #[error("invalid expiry: {0}")]
@@ -40,6 +44,7 @@ impl From<CatalogError> for ServiceError {
             CatalogError::NotFound => ServiceError::NotFound,
             CatalogError::AlreadyExists => ServiceError::AlreadyExists,
             CatalogError::InvalidCursor => ServiceError::InvalidCursor,
+            CatalogError::QuotaExceeded => ServiceError::QuotaExceeded,
             other => ServiceError::Catalog(other),
         }
     }
@@ -50,6 +55,7 @@ impl From<BlobError> for ServiceError {
         match e {
             BlobError::Body(io) => match super::body::BodyError::from_io(&io) {
                 Some(super::body::BodyError::TooLarge { limit }) => ServiceError::TooLarge { limit },
+                Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
                 None => ServiceError::BodyIncomplete(io),
             },
             other => ServiceError::Storage(other),

@@ -35,12 +35,12 @@ impl StorageService {
 
     /// The seed's `delete_file`: removes the row, then the bytes. `TenantMismatch` or
     /// `NotFound` as for reads. If removing the bytes fails they stay queued and are retried.
-    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
     pub async fn delete_file(&self, tenant: &TenantId, key: &ObjectKey) -> Result<(), ServiceError> {
         Self::authorize(tenant, key)?;
         let record = self.inner.catalog.delete(key).await?;
         self.purge(&record.blob_ref()).await;
-        tracing::info!(key = %key, "deleted");
+        tracing::info!("deleted");
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod error;
 mod manage;
 mod presign;
 mod read;
+mod tenants;
 mod upload;
 
 use std::sync::Arc;
@@ -21,12 +22,13 @@ pub use body::{BodyError, from_bytes};
 pub use content_type::{essence, is_active};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
+pub use tenants::UsageReport;
 pub use upload::UploadRequest;
 
 use crate::auth::UrlSigner;
 use crate::blob::{BlobStore, FsBlobStore};
-use crate::catalog::{Catalog, SqliteCatalog};
-use crate::config::{BucketKind, Categories, CategoryPolicy, Config, StorageEngine};
+use crate::catalog::{Catalog, Quota};
+use crate::config::{BucketKind, Categories, CategoryPolicy, Config, StorageEngine, TenantsMode};
 use crate::domain::{BucketName, Category, ObjectKey, TenantId};
 
 /// The tenant-scoped storage service (the seed's `StorageService`).
@@ -62,6 +64,10 @@ struct Inner {
     signer: UrlSigner,
     public_url: url::Url,
     default_expiry: std::time::Duration,
+    tenants_mode: TenantsMode,
+    default_quota: Quota,
+    quota_overrides: std::collections::BTreeMap<TenantId, Quota>,
+    tenant_cache: tenants::TenantCache,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -92,6 +98,10 @@ impl StorageService {
                 signer,
                 public_url: config.public_url.clone(),
                 default_expiry: config.presign_expiry,
+                tenants_mode: config.tenants,
+                default_quota: config.default_quota,
+                quota_overrides: config.quota_overrides.clone(),
+                tenant_cache: tenants::TenantCache::default(),
             }),
         }
     }
@@ -113,10 +123,10 @@ impl StorageService {
             }
         };
         let url = config.database_url.expose();
-        let catalog = SqliteCatalog::connect(url)
+        let catalog = crate::catalog::connect(url)
             .await
             .map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })?;
-        let service = Self::new(blobs, Arc::new(catalog), config, signer);
+        let service = Self::new(blobs, catalog, config, signer);
         service.purge_queued().await;
         Ok(service)
     }
@@ -128,6 +138,21 @@ impl StorageService {
 
     pub fn categories(&self) -> &Categories {
         &self.inner.categories
+    }
+
+    /// The catalog and blob store this service runs on (for maintenance commands).
+    pub fn parts(&self) -> (Arc<dyn Catalog>, Arc<dyn BlobStore>) {
+        (self.inner.catalog.clone(), self.inner.blobs.clone())
+    }
+
+    /// Both buckets.
+    pub fn buckets(&self) -> [&BucketName; 2] {
+        [&self.inner.documents_bucket, &self.inner.media_bucket]
+    }
+
+    /// The quota that applies to `tenant`.
+    pub fn quota(&self, tenant: &TenantId) -> Quota {
+        self.inner.quota_overrides.get(tenant).copied().unwrap_or(self.inner.default_quota)
     }
 
     fn bucket(&self, kind: BucketKind) -> &BucketName {

@@ -20,7 +20,7 @@ impl StorageService {
     /// expires, `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
     /// days). `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
     /// `TenantMismatch` / `NotFound` as for reads.
-    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
     pub async fn presign(
         &self,
         tenant: &TenantId,

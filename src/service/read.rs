@@ -9,7 +9,7 @@ impl StorageService {
     /// The catalog record of `key`. `TenantMismatch` when the key is another tenant's
     /// (whether or not it exists), `UnknownCategory` for a category that is not configured,
     /// `NotFound` when absent.
-    #[tracing::instrument(skip(self), fields(tenant = %tenant))]
+    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
     pub async fn stat(&self, tenant: &TenantId, key: &ObjectKey) -> Result<FileRecord, ServiceError> {
         Self::authorize(tenant, key)?;
         self.policy(key.category())?;

@@ -1,6 +1,6 @@
 use tracing::Instrument;
 
-use super::body::{Metered, peek};
+use super::body::{BodyError, Metered, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{ServiceError, StorageService};
 use crate::blob::ByteStream;
@@ -57,8 +57,16 @@ impl StorageService {
         if req.size_hint.is_some_and(|n| n > policy.max_size) {
             return Err(ServiceError::TooLarge { limit: policy.max_size });
         }
-        if !req.overwrite && self.inner.catalog.get(&key).await?.is_some() {
+        let existing = self.inner.catalog.get(&key).await?;
+        if !req.overwrite && existing.is_some() {
             return Err(ServiceError::AlreadyExists);
+        }
+        let (limit, over) = self.stream_limit(&req.tenant, policy.max_size, existing.as_ref().map(|e| e.size)).await?;
+        if req.size_hint.is_some_and(|n| n > limit) {
+            return Err(match over {
+                BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
+                BodyError::QuotaExceeded => ServiceError::QuotaExceeded,
+            });
         }
         let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::BodyIncomplete)?;
         let content_type = decide(&req.filename, req.content_type.as_deref(), &head);
@@ -72,7 +80,7 @@ impl StorageService {
         let started_at = crate::util::now_micros();
         self.inner.catalog.record_intent(&PendingUpload { blob: blob.clone(), started_at }).await?;
 
-        let (metered, meter) = Metered::new(body, policy.max_size);
+        let (metered, meter) = Metered::new(body, limit, over);
         let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered)).await;
         if let Err(e) = put {
             self.forget_intent(&blob).await;
@@ -89,7 +97,8 @@ impl StorageService {
             sha256,
             created_at: crate::util::now_micros(),
         };
-        match self.inner.catalog.commit_upload(&record, req.overwrite).await {
+        let quota = self.quota(&req.tenant);
+        match self.inner.catalog.commit_upload(&record, req.overwrite, &quota).await {
             Ok(replaced) => {
                 if let Some(old) = replaced {
                     self.purge(&old.blob_ref()).await;
@@ -106,6 +115,35 @@ impl StorageService {
                 }
                 Err(e.into())
             }
+        }
+    }
+
+    /// How many bytes this upload may stream, and the error past that: the category's maximum,
+    /// or less when the tenant's byte quota leaves less room (counting the bytes an overwrite
+    /// frees). `QuotaExceeded` up front when the file-count quota is already reached.
+    async fn stream_limit(
+        &self,
+        tenant: &TenantId,
+        max_size: u64,
+        replaced: Option<u64>,
+    ) -> Result<(u64, BodyError), ServiceError> {
+        let quota = self.quota(tenant);
+        let too_large = (max_size, BodyError::TooLarge { limit: max_size });
+        if quota == crate::catalog::Quota::default() {
+            return Ok(too_large);
+        }
+        let usage = self.inner.catalog.usage(tenant).await?;
+        let files: u64 = usage.iter().map(|u| u.files).sum();
+        let bytes: u64 = usage.iter().map(|u| u.bytes).sum();
+        if replaced.is_none() && quota.max_files.is_some_and(|m| files >= m) {
+            return Err(ServiceError::QuotaExceeded);
+        }
+        match quota.max_bytes {
+            Some(max) => {
+                let room = max.saturating_sub(bytes) + replaced.unwrap_or(0);
+                Ok(if room < max_size { (room, BodyError::QuotaExceeded) } else { too_large })
+            }
+            None => Ok(too_large),
         }
     }
 

@@ -13,6 +13,7 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
 pub struct TestApp {
     pub base: String,
+    pub database_url: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     issuer: TokenIssuer,
@@ -29,17 +30,24 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let mut vars: HashMap<String, String> = HashMap::from([("COFFER_JWT_SECRET".to_string(), SECRET.to_string())]);
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    // COFFER_TEST_CATALOG=postgres runs the whole suite on a fresh PostgreSQL database.
+    let database_url = match std::env::var("COFFER_TEST_CATALOG").as_deref() {
+        Ok("postgres") => Some(crate::common::fresh_pg_database().await),
+        _ => None,
+    };
     let overrides = Overrides {
         addr: Some(addr),
         data_dir: Some(data_dir.path().to_owned()),
         public_url: Some(format!("http://{addr}").parse().unwrap()),
-        database_url: None,
+        database_url,
     };
     let config = Config::from_lookup(|k| vars.get(k).cloned(), &overrides).expect("config");
+    let database_url = config.database_url.expose().to_owned();
     let state = coffer::server::state(&config).await.expect("state");
     tokio::spawn(coffer::server::serve_on(listener, state, std::future::pending()));
     TestApp {
         base: format!("http://{addr}"),
+        database_url,
         client: reqwest::Client::new(),
         data_dir,
         issuer: TokenIssuer::new(&Secret::new(SECRET)),
@@ -123,6 +131,11 @@ impl TestApp {
 
     pub async fn list(&self, tenant_id: &str, query: &[(&str, &str)]) -> Response {
         self.request(Method::GET, "/v1/files", &self.token(tenant_id)).query(query).send().await.unwrap()
+    }
+
+    /// A second connection to the app's catalog (as another instance would have).
+    pub async fn catalog(&self) -> std::sync::Arc<dyn coffer::catalog::Catalog> {
+        coffer::catalog::connect(&self.database_url).await.unwrap()
     }
 
     /// Every regular file under the data dir's objects folder.

@@ -1,5 +1,7 @@
 //! HTTP integration tests: the real server on port 0, a fresh data dir per test.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod helpers;
 
 mod auth;
@@ -8,4 +10,6 @@ mod download;
 mod health;
 mod list;
 mod presign;
+mod public_key;
+mod tenants;
 mod upload;

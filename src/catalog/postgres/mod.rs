@@ -1,0 +1,215 @@
+//! PostgreSQL catalog: several coffer instances share one database.
+//!
+//! Every tenant query runs in a transaction that first sets `app.tenant_id` (`SET LOCAL`
+//! semantics), as role `coffer_app`, on which row-level security applies: a query without the
+//! setting sees no rows. Maintenance scans set `app.all_tenants` instead. Migrations run on a
+//! separate connection as the connecting (owner) role.
+
+mod sql;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+
+use super::query::{self, micros};
+use super::{
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord,
+    TenantInfo, TenantStatus,
+};
+use crate::domain::{BucketName, ObjectKey, TenantId};
+
+#[derive(Debug, Clone)]
+pub struct PostgresCatalog {
+    pool: PgPool,
+}
+
+impl PostgresCatalog {
+    /// Applies pending migrations (`migrations/postgres`), then opens a pool whose connections
+    /// act as role `coffer_app` where the login role may.
+    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        Self::migrate(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, 'coffer_app', 'MEMBER')")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if member {
+                        sqlx::query("SET ROLE coffer_app").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations only (`coffer migrate`).
+    pub async fn migrate(url: &str) -> Result<(), CatalogError> {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// A transaction in which row-level security shows `tenant`'s rows only.
+    async fn tenant_tx(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(tenant.as_str()).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
+    /// A transaction for maintenance that must see every tenant's rows.
+    async fn admin_tx(&self) -> Result<Transaction<'static, Postgres>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.all_tenants', 'on', true)").execute(&mut *tx).await?;
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresCatalog {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(blob = %pending.blob.blob))]
+    async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
+        sql::insert_intent(&self.pool, pending).await
+    }
+
+    async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+        sql::delete_intent(&self.pool, blob).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %record.key.tenant(), key = %record.key))]
+    async fn commit_upload(
+        &self,
+        record: &FileRecord,
+        overwrite: bool,
+        quota: &Quota,
+    ) -> Result<Option<FileRecord>, CatalogError> {
+        let tenant = record.key.tenant();
+        let key = record.key.to_string();
+        let mut tx = self.tenant_tx(tenant).await?;
+        if *quota != Quota::default() {
+            // Serialises this tenant's commits while its totals are checked.
+            sql::lock_usage(&mut tx, &record.key).await?;
+        }
+        // Two rounds at most: a concurrent first insert of the key turns into an overwrite.
+        let previous = loop {
+            let previous = sql::select_file_for_update(&mut *tx, &key).await?;
+            match &previous {
+                Some(_) if !overwrite => return Err(CatalogError::AlreadyExists),
+                Some(_) => break previous,
+                None if sql::insert_file(&mut *tx, record).await? => break None,
+                None if !overwrite => return Err(CatalogError::AlreadyExists),
+                None => continue,
+            }
+        };
+        let (files_delta, bytes_delta) = match &previous {
+            Some(prev) => (0, record.size as i64 - prev.size as i64),
+            None => (1, record.size as i64),
+        };
+        if *quota != Quota::default() && (files_delta > 0 || bytes_delta > 0) {
+            let (files, bytes) = sql::tenant_totals(&mut *tx, tenant).await?;
+            if !quota.allows((files + files_delta).max(0) as u64, (bytes + bytes_delta).max(0) as u64) {
+                return Err(CatalogError::QuotaExceeded);
+            }
+        }
+        if let Some(prev) = &previous {
+            sql::replace_file(&mut *tx, record).await?;
+            sql::enqueue_deletion(&mut *tx, &prev.blob_ref()).await?;
+        }
+        sql::add_usage(&mut *tx, &record.key, files_delta, bytes_delta).await?;
+        sql::delete_intent(&mut *tx, &record.blob_ref()).await?;
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
+        let mut tx = self.tenant_tx(key.tenant()).await?;
+        let found = sql::select_file(&mut *tx, &key.to_string()).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    #[tracing::instrument(skip(self, q), fields(tenant = %tenant))]
+    async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
+        query::check_cursor(q)?;
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<RawRecord> =
+            query::list_files::<Postgres>(tenant, q).build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        query::page(rows, q)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %key.tenant()))]
+    async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
+        let mut tx = self.tenant_tx(key.tenant()).await?;
+        let record = sql::delete_file_returning(&mut *tx, &key.to_string()).await?.ok_or(CatalogError::NotFound)?;
+        sql::enqueue_deletion(&mut *tx, &record.blob_ref()).await?;
+        sql::add_usage(&mut *tx, key, -1, -(record.size as i64)).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn queued_deletions(&self, limit: u32) -> Result<Vec<BlobRef>, CatalogError> {
+        sql::queued_deletions(&self.pool, limit).await
+    }
+
+    async fn deletion_done(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+        sql::dequeue_deletion(&self.pool, blob).await
+    }
+
+    async fn usage(&self, tenant: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let usage = sql::usage(&mut *tx, tenant).await?;
+        tx.commit().await?;
+        Ok(usage)
+    }
+
+    async fn tenant_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
+        sql::tenant_status(&self.pool, tenant).await
+    }
+
+    async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        sql::add_tenant(&self.pool, tenant, micros(&crate::util::now_micros())).await
+    }
+
+    async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), CatalogError> {
+        sql::set_tenant_status(&self.pool, tenant, status).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError> {
+        sql::list_tenants(&self.pool).await
+    }
+
+    async fn stale_intents(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<PendingUpload>, CatalogError> {
+        sql::stale_intents(&self.pool, micros(&before), limit).await
+    }
+
+    async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
+        let mut tx = self.admin_tx().await?;
+        let found = sql::referenced(&mut *tx, bucket, blob_keys).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
+        let mut tx = self.admin_tx().await?;
+        let files = sql::scan_files(&mut *tx, after.unwrap_or(""), limit).await?;
+        tx.commit().await?;
+        Ok(files)
+    }
+}

@@ -1,0 +1,83 @@
+//! SQL shared by both engines: the listing query and timestamp conversion. Engine-specific
+//! statements live in each engine's module.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::{CatalogError, Cursor, FileRecord, ListQuery, SortOrder};
+use crate::domain::TenantId;
+
+/// Columns of [`super::RawRecord`].
+pub const FILE_COLUMNS: &str = "key, original_filename, bucket, blob_key, content_type, size, sha256, created_at";
+
+pub fn micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: i64) -> Result<DateTime<Utc>, CatalogError> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| CatalogError::Corrupt(format!("timestamp {us}")))
+}
+
+/// One keyset page of `tenant`'s files (plus one row, to know whether there is more). The
+/// tenant filter is always the first condition.
+pub fn list_files<'a, DB>(tenant: &TenantId, q: &ListQuery) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    DB::Arguments<'a>: Default,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut b = QueryBuilder::new(format!("SELECT {FILE_COLUMNS} FROM files WHERE tenant_id = "));
+    b.push_bind(tenant.to_string());
+    if let Some(c) = &q.category {
+        b.push(" AND category = ").push_bind(c.to_string());
+    }
+    if let Some(p) = &q.prefix {
+        // An index range instead of LIKE: every name that starts with `p`.
+        b.push(" AND filename >= ").push_bind(p.clone());
+        b.push(" AND filename < ").push_bind(format!("{p}\u{10FFFF}"));
+    }
+    match &q.cursor {
+        Some(Cursor::Newest { t, k }) => {
+            b.push(" AND (created_at, key) < (").push_bind(*t).push(", ").push_bind(k.clone()).push(")");
+        }
+        Some(Cursor::Name { f, k }) => {
+            b.push(" AND (filename, key) > (").push_bind(f.clone()).push(", ").push_bind(k.clone()).push(")");
+        }
+        None => {}
+    }
+    b.push(match q.sort {
+        SortOrder::Newest => " ORDER BY created_at DESC, key DESC",
+        SortOrder::Name => " ORDER BY filename ASC, key ASC",
+    });
+    b.push(" LIMIT ").push_bind(i64::from(q.limit) + 1);
+    b
+}
+
+/// Turns the rows of [`list_files`] into a page with its next cursor. Returns
+/// `InvalidCursor` up front (see [`check_cursor`]).
+pub fn page(rows: Vec<super::RawRecord>, q: &ListQuery) -> Result<super::FilePage, CatalogError> {
+    let mut files = rows.into_iter().map(super::RawRecord::into_record).collect::<Result<Vec<_>, _>>()?;
+    let next = if files.len() > q.limit as usize {
+        files.truncate(q.limit as usize);
+        files.last().map(|last| cursor_after(q.sort, last))
+    } else {
+        None
+    };
+    Ok(super::FilePage { files, next })
+}
+
+/// `InvalidCursor` when the cursor was made for another sort order.
+pub fn check_cursor(q: &ListQuery) -> Result<(), CatalogError> {
+    match &q.cursor {
+        Some(c) if c.sort() != q.sort => Err(CatalogError::InvalidCursor),
+        _ => Ok(()),
+    }
+}
+
+fn cursor_after(sort: SortOrder, last: &FileRecord) -> Cursor {
+    match sort {
+        SortOrder::Newest => Cursor::Newest { t: last.created_at.timestamp_micros(), k: last.key.to_string() },
+        SortOrder::Name => Cursor::Name { f: last.key.filename().to_string(), k: last.key.to_string() },
+    }
+}

@@ -1,0 +1,165 @@
+//! SQLite catalog (the embedded default). WAL journal with `synchronous = FULL`, so a committed
+//! row survives power loss. Writes take the lock up front (`BEGIN IMMEDIATE`), so a transaction
+//! never reads a state another writer is about to change.
+
+mod sql;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::query::{self, micros};
+use super::{
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord,
+    TenantInfo, TenantStatus,
+};
+use crate::domain::{BucketName, ObjectKey, TenantId};
+
+#[derive(Debug, Clone)]
+pub struct SqliteCatalog {
+    pool: SqlitePool,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`)
+    /// and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(blob = %pending.blob.blob))]
+    async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
+        sql::insert_intent(&self.pool, pending).await
+    }
+
+    async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+        sql::delete_intent(&self.pool, blob).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %record.key.tenant(), key = %record.key))]
+    async fn commit_upload(
+        &self,
+        record: &FileRecord,
+        overwrite: bool,
+        quota: &Quota,
+    ) -> Result<Option<FileRecord>, CatalogError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = record.key.to_string();
+        let previous = sql::select_file(&mut *tx, &key).await?;
+        let (files_delta, bytes_delta) = match &previous {
+            Some(_) if !overwrite => return Err(CatalogError::AlreadyExists),
+            Some(prev) => (0, record.size as i64 - prev.size as i64),
+            None => (1, record.size as i64),
+        };
+        if *quota != Quota::default() {
+            let (files, bytes) = sql::tenant_totals(&mut *tx, record.key.tenant()).await?;
+            let after = ((files + files_delta).max(0) as u64, (bytes + bytes_delta).max(0) as u64);
+            if (files_delta > 0 || bytes_delta > 0) && !quota.allows(after.0, after.1) {
+                return Err(CatalogError::QuotaExceeded);
+            }
+        }
+        if let Some(prev) = &previous {
+            sql::delete_file(&mut *tx, &key).await?;
+            sql::enqueue_deletion(&mut *tx, &prev.blob_ref()).await?;
+        }
+        sql::insert_file(&mut *tx, record).await?;
+        sql::add_usage(&mut *tx, &record.key, files_delta, bytes_delta).await?;
+        sql::delete_intent(&mut *tx, &record.blob_ref()).await?;
+        tx.commit().await?;
+        Ok(previous)
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
+        sql::select_file(&self.pool, &key.to_string()).await
+    }
+
+    #[tracing::instrument(skip(self, q), fields(tenant = %tenant))]
+    async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
+        query::check_cursor(q)?;
+        let rows: Vec<RawRecord> = query::list_files(tenant, q).build_query_as().fetch_all(&self.pool).await?;
+        query::page(rows, q)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %key.tenant()))]
+    async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let text = key.to_string();
+        let record = sql::select_file(&mut *tx, &text).await?.ok_or(CatalogError::NotFound)?;
+        sql::delete_file(&mut *tx, &text).await?;
+        sql::enqueue_deletion(&mut *tx, &record.blob_ref()).await?;
+        sql::add_usage(&mut *tx, key, -1, -(record.size as i64)).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn queued_deletions(&self, limit: u32) -> Result<Vec<BlobRef>, CatalogError> {
+        sql::queued_deletions(&self.pool, limit).await
+    }
+
+    async fn deletion_done(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+        sql::dequeue_deletion(&self.pool, blob).await
+    }
+
+    async fn usage(&self, tenant: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
+        sql::usage(&self.pool, tenant).await
+    }
+
+    async fn tenant_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
+        sql::tenant_status(&self.pool, tenant).await
+    }
+
+    async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        sql::add_tenant(&self.pool, tenant, micros(&crate::util::now_micros())).await
+    }
+
+    async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), CatalogError> {
+        sql::set_tenant_status(&self.pool, tenant, status).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError> {
+        sql::list_tenants(&self.pool).await
+    }
+
+    async fn stale_intents(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<PendingUpload>, CatalogError> {
+        sql::stale_intents(&self.pool, micros(&before), limit).await
+    }
+
+    async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
+        let mut found = HashSet::new();
+        for key in blob_keys {
+            if sql::is_referenced(&self.pool, bucket, key).await? {
+                found.insert(key.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
+        sql::scan_files(&self.pool, after.unwrap_or(""), limit).await
+    }
+}

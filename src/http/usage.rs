@@ -1,0 +1,13 @@
+//! `GET /v1/usage`: the caller's file count and bytes, per category and in total, and quota.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::{ApiError, AppState};
+use crate::auth::Caller;
+use crate::service::UsageReport;
+
+#[tracing::instrument(skip_all, fields(tenant))]
+pub async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageReport>, ApiError> {
+    Ok(Json(state.service.usage(&caller.tenant).await?))
+}
