@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod reconcile;
 pub mod server;
 pub mod service;
 pub(crate) mod util;

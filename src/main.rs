@@ -28,6 +28,13 @@ async fn main() -> ExitCode {
         Command::Config(args) => {
             Config::load(&args.overrides()).map(|c| print!("{}", c.describe())).map_err(Into::into)
         }
+        Command::Migrate(args) => coffer::cli::admin::migrate(&args).await,
+        Command::Tenant(args) => coffer::cli::admin::tenant(&args).await,
+        Command::Reconcile(args) => match coffer::cli::admin::reconcile(&args).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,10 +29,12 @@ pub async fn state(config: &Config) -> Result<AppState, StartError> {
     Ok(AppState { service, verifier: Arc::new(verifier(config)?) })
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes; reconciles every `reconcile_interval.0`
+/// with grace `reconcile_interval.1` when given.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
+    reconcile_interval: Option<(Duration, Duration)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let purger = state.service.clone();
@@ -44,8 +46,22 @@ pub async fn serve_on(
             purger.purge_queued().await;
         }
     });
+    let reconcile_task = reconcile_interval.map(|(every, grace)| {
+        let service = state.service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                service.reconciler(grace, false).run().await;
+            }
+        })
+    });
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     purge_task.abort();
+    if let Some(task) = reconcile_task {
+        task.abort();
+    }
     result
 }
 
@@ -59,7 +75,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("coffer listening on http://{addr} (data in {})", config.data_dir.display());
     println!("get a token: coffer token --tenant <tenant_id> --data-dir {}", config.data_dir.display());
     tracing::info!(%addr, storage = ?config.storage, "listening");
-    serve_on(listener, state, shutdown_signal()).await?;
+    let reconcile = config.reconcile_interval.map(|every| (every, config.reconcile_grace));
+    serve_on(listener, state, reconcile, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

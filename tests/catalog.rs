@@ -163,8 +163,9 @@ async fn maintenance(catalog: &dyn Catalog) {
     let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
     catalog.record_intent(&PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }).await.unwrap();
     catalog.record_intent(&PendingUpload { blob: young.blob_ref(), started_at: at(9_000_000) }).await.unwrap();
-    let stale = catalog.stale_intents(at(5_000), 10).await.unwrap();
+    let stale = catalog.stale_intents(at(5_000), None, 10).await.unwrap();
     assert_eq!(stale, vec![PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }]);
+    assert!(catalog.stale_intents(at(5_000), Some(&stale[0]), 10).await.unwrap().is_empty());
 
     let committed = record("tenant-m/reports/committed.txt", 1_000);
     catalog.commit_upload(&committed, false, &NO_QUOTA).await.unwrap();

@@ -102,7 +102,8 @@ impl BlobStore for FsBlobStore {
         let path = self.path(bucket, key);
         let dir = path.parent().expect("blob path has a parent").to_owned();
         create_dirs_durably(&base, &dir).await?;
-        let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        // A time-ordered name, so that reconcile can tell a stale temp file from a live one.
+        let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
         let written = write_body(&mut file, body).await;
         drop(file);
@@ -168,6 +169,39 @@ impl BlobStore for FsBlobStore {
             .await
             .map_err(std::io::Error::other)?
             .map_err(BlobError::from)
+    }
+
+    async fn exists(&self, bucket: &BucketName, key: &BlobKey) -> Result<bool, BlobError> {
+        match tokio::fs::metadata(self.path(bucket, key)).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn stray_age(&self, _bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
+        let name = key.rsplit('/').next()?.strip_prefix(TEMP_PREFIX)?;
+        let id = uuid::Uuid::try_parse(name).ok()?;
+        let (secs, nanos) = id.get_timestamp()?.to_unix();
+        let born = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+        Some(std::time::SystemTime::now().duration_since(born).unwrap_or_default())
+    }
+
+    async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError> {
+        let mut path = self.bucket_dir(bucket);
+        if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            return Err(BlobError::Io(std::io::Error::other(format!("refusing odd path {key:?}"))));
+        }
+        path.extend(key.split('/'));
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(dir) = path.parent() {
+            let _ = tokio::fs::remove_dir(dir).await;
+        }
+        Ok(())
     }
 
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError> {

@@ -80,6 +80,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// `after`. Keys that are not well-formed blob keys are listed too (reconcile reports them).
     async fn list(&self, bucket: &BucketName, after: Option<&str>, limit: usize) -> Result<BlobPage, BlobError>;
 
+    /// Whether `key` exists.
+    async fn exists(&self, bucket: &BucketName, key: &BlobKey) -> Result<bool, BlobError>;
+
+    /// For a listed key that is not a blob key: how old it is, when the engine recognises it
+    /// as its own leftover (a temporary file of an interrupted write). `None` otherwise.
+    async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration>;
+
+    /// Removes a leftover that `stray_age` recognised.
+    async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError>;
+
     /// Succeeds when the store can serve `bucket` (exists and is reachable).
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError>;
 

@@ -97,8 +97,14 @@ pub trait Catalog: Send + Sync + 'static {
     /// Every registered tenant, by id.
     async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError>;
 
-    /// Pending intents started before `before`, oldest first, at most `limit`.
-    async fn stale_intents(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<PendingUpload>, CatalogError>;
+    /// Pending intents started before `before`, oldest first, at most `limit`, after `after`
+    /// (the last one of the previous page).
+    async fn stale_intents(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&PendingUpload>,
+        limit: u32,
+    ) -> Result<Vec<PendingUpload>, CatalogError>;
 
     /// Which of `blob_keys` in `bucket` a file row or a pending intent points to.
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError>;

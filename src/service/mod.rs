@@ -150,6 +150,17 @@ impl StorageService {
         [&self.inner.documents_bucket, &self.inner.media_bucket]
     }
 
+    /// A reconciler over this service's catalog, blob store and buckets.
+    pub fn reconciler(&self, grace: std::time::Duration, dry_run: bool) -> crate::reconcile::Reconciler {
+        crate::reconcile::Reconciler {
+            catalog: self.inner.catalog.clone(),
+            blobs: self.inner.blobs.clone(),
+            buckets: vec![self.inner.documents_bucket.clone(), self.inner.media_bucket.clone()],
+            grace,
+            dry_run,
+        }
+    }
+
     /// The quota that applies to `tenant`.
     pub fn quota(&self, tenant: &TenantId) -> Quota {
         self.inner.quota_overrides.get(tenant).copied().unwrap_or(self.inner.default_quota)

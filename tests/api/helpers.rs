@@ -15,7 +15,7 @@ pub struct TestApp {
     pub base: String,
     pub database_url: String,
     pub client: reqwest::Client,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: std::sync::Arc<tempfile::TempDir>,
     issuer: TokenIssuer,
 }
 
@@ -25,14 +25,27 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts coffer with the test secret plus `env` (as if set in the environment).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    spawn_instance(env, std::sync::Arc::new(tempfile::tempdir().expect("temp dir")), None).await
+}
+
+/// A second instance sharing `first`'s data dir and catalog (as behind a load balancer).
+pub async fn spawn_sibling(first: &TestApp) -> TestApp {
+    spawn_instance(&[], first.data_dir.clone(), Some(first.database_url.clone())).await
+}
+
+async fn spawn_instance(
+    env: &[(&str, &str)],
+    data_dir: std::sync::Arc<tempfile::TempDir>,
+    database_url: Option<String>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let mut vars: HashMap<String, String> = HashMap::from([("COFFER_JWT_SECRET".to_string(), SECRET.to_string())]);
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     // COFFER_TEST_CATALOG=postgres runs the whole suite on a fresh PostgreSQL database.
-    let database_url = match std::env::var("COFFER_TEST_CATALOG").as_deref() {
-        Ok("postgres") => Some(crate::common::fresh_pg_database().await),
+    let database_url = match (database_url, std::env::var("COFFER_TEST_CATALOG").as_deref()) {
+        (Some(url), _) => Some(url),
+        (None, Ok("postgres")) => Some(crate::common::fresh_pg_database().await),
         _ => None,
     };
     let overrides = Overrides {
@@ -44,7 +57,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let config = Config::from_lookup(|k| vars.get(k).cloned(), &overrides).expect("config");
     let database_url = config.database_url.expose().to_owned();
     let state = coffer::server::state(&config).await.expect("state");
-    tokio::spawn(coffer::server::serve_on(listener, state, std::future::pending()));
+    tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
     TestApp {
         base: format!("http://{addr}"),
         database_url,

@@ -5,6 +5,7 @@ mod common;
 mod helpers;
 
 mod auth;
+mod concurrency;
 mod delete;
 mod download;
 mod health;

@@ -195,8 +195,15 @@ impl Catalog for PostgresCatalog {
         sql::list_tenants(&self.pool).await
     }
 
-    async fn stale_intents(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<PendingUpload>, CatalogError> {
-        sql::stale_intents(&self.pool, micros(&before), limit).await
+    async fn stale_intents(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&PendingUpload>,
+        limit: u32,
+    ) -> Result<Vec<PendingUpload>, CatalogError> {
+        let after = after.map(|p| (micros(&p.started_at), p.blob.bucket.to_string(), p.blob.blob.to_string()));
+        let (at, bucket, key) = after.unwrap_or((i64::MIN, String::new(), String::new()));
+        sql::stale_intents(&self.pool, micros(&before), (at, &bucket, &key), limit).await
     }
 
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {

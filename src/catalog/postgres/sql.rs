@@ -157,12 +157,18 @@ pub async fn delete_intent<'e>(db: impl PgExecutor<'e>, blob: &BlobRef) -> Resul
 pub async fn stale_intents<'e>(
     db: impl PgExecutor<'e>,
     before: i64,
+    after: (i64, &str, &str),
     limit: u32,
 ) -> Result<Vec<PendingUpload>, CatalogError> {
     let rows: Vec<RawBlobRef> = sqlx::query_as(
-        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads WHERE started_at < $1 ORDER BY started_at LIMIT $2",
+        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads
+         WHERE started_at < $1 AND (started_at, bucket, blob_key) > ($2, $3, $4)
+         ORDER BY started_at, bucket, blob_key LIMIT $5",
     )
     .bind(before)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(after.2)
     .bind(i64::from(limit))
     .fetch_all(db)
     .await?;

@@ -108,12 +108,18 @@ pub async fn delete_intent<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -> R
 pub async fn stale_intents<'e>(
     db: impl SqliteExecutor<'e>,
     before: i64,
+    after: (i64, &str, &str),
     limit: u32,
 ) -> Result<Vec<PendingUpload>, CatalogError> {
     let rows: Vec<RawBlobRef> = sqlx::query_as(
-        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads WHERE started_at < ? ORDER BY started_at LIMIT ?",
+        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads
+         WHERE started_at < ? AND (started_at, bucket, blob_key) > (?, ?, ?)
+         ORDER BY started_at, bucket, blob_key LIMIT ?",
     )
     .bind(before)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(after.2)
     .bind(i64::from(limit))
     .fetch_all(db)
     .await?;

@@ -1,4 +1,6 @@
-//! The command line: `coffer serve | token | config`.
+//! The command line: `coffer serve | token | config | migrate | reconcile | tenant`.
+
+pub mod admin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,12 @@ pub enum Command {
     Token(TokenArgs),
     /// Print the effective configuration (secrets redacted).
     Config(ServerArgs),
+    /// Apply pending catalog migrations.
+    Migrate(ServerArgs),
+    /// Bring catalog and blob store back into agreement (exit 1 when problems remain).
+    Reconcile(admin::ReconcileArgs),
+    /// Manage registered tenants (COFFER_TENANTS=registered).
+    Tenant(admin::TenantArgs),
 }
 
 /// Flags that override the environment.

@@ -1,0 +1,235 @@
+//! `coffer reconcile`: brings catalog and blob store back into agreement after crashes.
+//!
+//! Walks everything in pages, never all in memory:
+//! 1. pending upload intents older than the grace period are rolled back (their bytes
+//!    removed, the intent dropped) — the client never received a 201 for them;
+//! 2. the deletion queue is drained;
+//! 3. every bucket is listed: bytes that no row or live intent points to, older than the
+//!    grace period, are removed; leftovers of interrupted writes likewise; anything else
+//!    unrecognised is reported and left alone;
+//! 4. every row is checked for its bytes; rows whose bytes are missing are reported.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::blob::BlobStore;
+use crate::catalog::{BlobRef, Catalog};
+use crate::domain::{BlobKey, BucketName};
+
+const PAGE: usize = 500;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub intents_rolled_back: u64,
+    pub queued_deletions_done: u64,
+    pub orphans_removed: u64,
+    pub leftovers_removed: u64,
+    pub objects_checked: u64,
+    pub rows_checked: u64,
+    /// Rows whose bytes are missing (their keys).
+    pub missing_bytes: Vec<String>,
+    /// Objects in a bucket that are neither blobs nor coffer's leftovers.
+    pub unrecognised: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// Whether the run found a problem it could not fix or failed somewhere.
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || !self.missing_bytes.is_empty()
+    }
+
+    pub fn summary(&self) -> String {
+        let verb = if self.dry_run { "would remove" } else { "removed" };
+        format!(
+            "reconcile{}: {} stale uploads rolled back, {} queued deletions, {verb} {} orphaned objects and {} leftovers; \
+             checked {} objects and {} rows; {} rows missing bytes, {} unrecognised objects, {} errors",
+            if self.dry_run { " (dry run)" } else { "" },
+            self.intents_rolled_back,
+            self.queued_deletions_done,
+            self.orphans_removed,
+            self.leftovers_removed,
+            self.objects_checked,
+            self.rows_checked,
+            self.missing_bytes.len(),
+            self.unrecognised.len(),
+            self.errors.len()
+        )
+    }
+}
+
+pub struct Reconciler {
+    pub catalog: Arc<dyn Catalog>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub buckets: Vec<BucketName>,
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+impl Reconciler {
+    pub async fn run(&self) -> Report {
+        let mut report = Report { dry_run: self.dry_run, ..Report::default() };
+        self.roll_back_stale_intents(&mut report).await;
+        self.drain_deletions(&mut report).await;
+        for bucket in &self.buckets {
+            self.sweep_bucket(bucket, &mut report).await;
+        }
+        self.check_rows(&mut report).await;
+        tracing::info!(summary = %report.summary(), "reconciled");
+        report
+    }
+
+    async fn remove(&self, blob: &BlobRef) -> Result<(), String> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.blobs.delete(&blob.bucket, &blob.blob).await.map_err(|e| format!("removing {}: {e}", blob.blob))
+    }
+
+    async fn roll_back_stale_intents(&self, report: &mut Report) {
+        let before = chrono::Utc::now() - self.grace;
+        let mut after = None;
+        loop {
+            let page = match self.catalog.stale_intents(before, after.as_ref(), PAGE as u32).await {
+                Ok(p) => p,
+                Err(e) => return report.errors.push(format!("reading pending uploads: {e}")),
+            };
+            for pending in &page {
+                // A row points to the bytes only if the upload committed: then keep them.
+                let done =
+                    if self.row_points_to(&pending.blob).await { Ok(()) } else { self.remove(&pending.blob).await };
+                let forgotten = match done {
+                    Ok(()) if !self.dry_run => {
+                        self.catalog.abandon_intent(&pending.blob).await.map_err(|e| e.to_string())
+                    }
+                    other => other,
+                };
+                match forgotten {
+                    Ok(()) => report.intents_rolled_back += 1,
+                    Err(e) => report.errors.push(e),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.clone()),
+                _ => return,
+            }
+        }
+    }
+
+    async fn row_points_to(&self, blob: &BlobRef) -> bool {
+        matches!(self.catalog.get(blob.blob.object_key()).await, Ok(Some(r)) if r.blob == blob.blob)
+    }
+
+    async fn drain_deletions(&self, report: &mut Report) {
+        if self.dry_run {
+            if let Ok(q) = self.catalog.queued_deletions(PAGE as u32).await {
+                report.queued_deletions_done = q.len() as u64;
+            }
+            return;
+        }
+        loop {
+            let batch = match self.catalog.queued_deletions(PAGE as u32).await {
+                Ok(b) => b,
+                Err(e) => return report.errors.push(format!("reading the deletion queue: {e}")),
+            };
+            let mut progressed = false;
+            for blob in &batch {
+                let result = match self.blobs.delete(&blob.bucket, &blob.blob).await {
+                    Ok(()) => self.catalog.deletion_done(blob).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match result {
+                    Ok(()) => {
+                        report.queued_deletions_done += 1;
+                        progressed = true;
+                    }
+                    Err(e) => report.errors.push(format!("queued deletion of {}: {e}", blob.blob)),
+                }
+            }
+            if batch.len() < PAGE || !progressed {
+                return;
+            }
+        }
+    }
+
+    async fn sweep_bucket(&self, bucket: &BucketName, report: &mut Report) {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.blobs.list(bucket, after.as_deref(), PAGE).await {
+                Ok(p) => p,
+                Err(e) => return report.errors.push(format!("listing {bucket}: {e}")),
+            };
+            report.objects_checked += page.keys.len() as u64;
+            let mut blobs = Vec::new();
+            for key in &page.keys {
+                match BlobKey::parse(key) {
+                    Ok(blob) => blobs.push(blob),
+                    Err(_) => self.handle_stray(bucket, key, report).await,
+                }
+            }
+            let names: Vec<String> = blobs.iter().map(ToString::to_string).collect();
+            match self.catalog.referenced(bucket, &names).await {
+                Ok(referenced) => {
+                    for blob in blobs.into_iter().filter(|b| !referenced.contains(&b.to_string())) {
+                        if !self.older_than_grace(&blob) {
+                            continue;
+                        }
+                        match self.remove(&BlobRef { bucket: bucket.clone(), blob }).await {
+                            Ok(()) => report.orphans_removed += 1,
+                            Err(e) => report.errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => report.errors.push(format!("checking references in {bucket}: {e}")),
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return,
+            }
+        }
+    }
+
+    fn older_than_grace(&self, blob: &BlobKey) -> bool {
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        blob.version().timestamp_millis().is_some_and(|t| now.saturating_sub(t) >= self.grace.as_millis() as u64)
+    }
+
+    async fn handle_stray(&self, bucket: &BucketName, key: &str, report: &mut Report) {
+        match self.blobs.stray_age(bucket, key).await {
+            Some(age) if age >= self.grace => {
+                let removed = if self.dry_run { Ok(()) } else { self.blobs.remove_stray(bucket, key).await };
+                match removed {
+                    Ok(()) => report.leftovers_removed += 1,
+                    Err(e) => report.errors.push(format!("removing leftover {key}: {e}")),
+                }
+            }
+            Some(_) => {}
+            None => report.unrecognised.push(format!("{bucket}/{key}")),
+        }
+    }
+
+    async fn check_rows(&self, report: &mut Report) {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.catalog.scan_files(after.as_deref(), PAGE as u32).await {
+                Ok(p) => p,
+                Err(e) => return report.errors.push(format!("scanning the catalog: {e}")),
+            };
+            for row in &page {
+                report.rows_checked += 1;
+                match self.blobs.exists(&row.bucket, &row.blob).await {
+                    Ok(true) => {}
+                    Ok(false) => report.missing_bytes.push(row.key.to_string()),
+                    Err(e) => report.errors.push(format!("checking bytes of {}: {e}", row.key)),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.key.to_string()),
+                _ => return,
+            }
+        }
+    }
+}

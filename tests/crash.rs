@@ -1,0 +1,238 @@
+//! Crash consistency: run `coffer serve`, drive concurrent uploads, overwrites and deletes,
+//! SIGKILL it at random moments for 20 rounds, reconcile, restart; after every round each key
+//! must hold the last answered state (or, for the one request in flight at the kill, possibly
+//! its outcome), and at the end no bytes may lack a row nor a row its bytes. SQLite and
+//! PostgreSQL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+const ROUNDS: usize = 20;
+const WORKERS: usize = 4;
+const KEYS_PER_WORKER: usize = 4;
+const SECRET: &str = "crash-test-secret-crash-test-secret-0000";
+
+/// What a key may hold: the last confirmed state, and the outcome of a request whose answer
+/// was lost to the kill.
+#[derive(Clone, Debug, Default)]
+struct KeyState {
+    confirmed: Option<String>,
+    in_flight: Option<Option<String>>,
+}
+
+type Model = Arc<Mutex<HashMap<String, KeyState>>>;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(bin: &str, data: &std::path::Path, db: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("COFFER_DATA_DIR", data)
+        .env("DATABASE_URL", db)
+        .env("COFFER_JWT_SECRET", SECRET)
+        .env("COFFER_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coffer");
+    Server { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("coffer did not become ready at {base}");
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn worker(client: reqwest::Client, base: String, token: String, keys: Vec<String>, model: Model, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    loop {
+        let name = &keys[rng.random_range(0..keys.len())];
+        let key = format!("tenant-crash/reports/{name}");
+        let op = rng.random_range(0..10);
+        let size =
+            if rng.random_bool(0.2) { rng.random_range(1 << 20..3 << 20) } else { rng.random_range(0..64 << 10) };
+        let body: Vec<u8> = (0..size).map(|_| rng.random()).collect();
+        let digest = sha(&body);
+        let (outcome, request) = if op < 7 {
+            let overwrite = op < 5;
+            let req = client
+                .post(format!("{base}/v1/files"))
+                .bearer_auth(&token)
+                .query(&[("category", "reports"), ("filename", name.as_str()), ("overwrite", &overwrite.to_string())])
+                .body(body);
+            (Some(digest.clone()), req)
+        } else {
+            (None, client.delete(format!("{base}/v1/files/{key}")).bearer_auth(&token))
+        };
+        let before = {
+            let mut m = model.lock().unwrap();
+            let state = m.entry(key.clone()).or_default();
+            let before = state.confirmed.clone();
+            // A non-overwriting upload of an existing key cannot change it.
+            let possible = if (5..7).contains(&op) && before.is_some() { before.clone() } else { outcome.clone() };
+            state.in_flight = Some(possible);
+            before
+        };
+        let Ok(res) = request.send().await else { return };
+        let status = res.status().as_u16();
+        if res.bytes().await.is_err() {
+            return;
+        }
+        let mut m = model.lock().unwrap();
+        let state = m.get_mut(&key).unwrap();
+        state.in_flight = None;
+        state.confirmed = match status {
+            201 => Some(digest),
+            409 => before,
+            204 | 404 => None,
+            other => panic!("unexpected status {other} for {key}"),
+        };
+    }
+}
+
+/// Checks every key against the model and makes what was observed the new confirmed state.
+async fn verify(client: &reqwest::Client, base: &str, token: &str, model: &Model) {
+    let keys: Vec<String> = model.lock().unwrap().keys().cloned().collect();
+    for key in keys {
+        let res = client.get(format!("{base}/v1/files/{key}")).bearer_auth(token).send().await.unwrap();
+        let actual = match res.status().as_u16() {
+            200 => Some(sha(&res.bytes().await.unwrap())),
+            404 => None,
+            other => panic!("{key}: status {other}"),
+        };
+        let mut m = model.lock().unwrap();
+        let state = m.get_mut(&key).unwrap();
+        let allowed_in_flight = state.in_flight.as_ref().is_some_and(|o| *o == actual);
+        assert!(
+            actual == state.confirmed || allowed_in_flight,
+            "{key}: holds {actual:?}, expected {:?} (or in flight {:?})",
+            state.confirmed,
+            state.in_flight
+        );
+        *state = KeyState { confirmed: actual, in_flight: None };
+    }
+}
+
+fn reconcile(bin: &str, data: &std::path::Path, db: &str, extra: &[&str]) -> (bool, serde_json::Value) {
+    let out = Command::new(bin)
+        .args(["reconcile", "--grace", "0s", "--json"])
+        .args(extra)
+        .env("COFFER_DATA_DIR", data)
+        .env("DATABASE_URL", db)
+        .env("COFFER_JWT_SECRET", SECRET)
+        .env("COFFER_LOG", "error")
+        .output()
+        .expect("run reconcile");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("reconcile output: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.success(), report)
+}
+
+fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() { stack.push(e.path()) } else { out.push(e.path()) }
+        }
+    }
+    out
+}
+
+async fn crash_rounds(db: String) {
+    let bin = env!("CARGO_BIN_EXE_coffer");
+    let data = tempfile::tempdir().unwrap();
+    let seed: u64 = std::env::var("COFFER_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("crash test seed {seed} (set COFFER_CRASH_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let client = reqwest::Client::new();
+    let token = coffer::auth::TokenIssuer::new(&coffer::config::Secret::new(SECRET)).issue(
+        &coffer::domain::TenantId::parse("crash").unwrap(),
+        Duration::from_secs(3600),
+        false,
+    );
+    let model: Model = Arc::default();
+
+    for round in 0..ROUNDS {
+        let mut server = start(bin, data.path(), &db);
+        wait_ready(&client, &server.base).await;
+        verify(&client, &server.base, &token, &model).await;
+        let tasks: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let keys = (0..KEYS_PER_WORKER).map(|k| format!("w{w}-k{k}.bin")).collect();
+                tokio::spawn(worker(
+                    client.clone(),
+                    server.base.clone(),
+                    token.clone(),
+                    keys,
+                    model.clone(),
+                    rng.random(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
+        server.child.kill().expect("SIGKILL");
+        server.child.wait().unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (ok, report) = reconcile(bin, data.path(), &db, &[]);
+        assert!(ok, "round {round}: reconcile found problems: {report}");
+        println!(
+            "round {round}: rolled back {} intents, removed {} orphans and {} leftovers",
+            report["intents_rolled_back"], report["orphans_removed"], report["leftovers_removed"]
+        );
+    }
+
+    let mut server = start(bin, data.path(), &db);
+    wait_ready(&client, &server.base).await;
+    verify(&client, &server.base, &token, &model).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // Nothing left to fix: no orphans, no leftovers, no row without bytes.
+    let (ok, report) = reconcile(bin, data.path(), &db, &["--dry-run"]);
+    assert!(ok, "{report}");
+    for field in ["orphans_removed", "leftovers_removed", "intents_rolled_back"] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+    let present = model.lock().unwrap().values().filter(|s| s.confirmed.is_some()).count();
+    assert_eq!(report["rows_checked"], present, "{report}");
+    let on_disk = stored_files(&data.path().join("objects"));
+    assert_eq!(on_disk.len(), present, "every stored object has a row and vice versa: {on_disk:?}");
+    println!("{ROUNDS} rounds, {present} files present at the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_rounds_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    crash_rounds(format!("sqlite://{}", dir.path().join("catalog.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_rounds_on_postgres() {
+    crash_rounds(common::fresh_pg_database().await).await;
+}
