@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod iam;
+pub mod provision;
 pub mod reconcile;
 pub mod server;
 pub mod service;

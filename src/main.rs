@@ -29,6 +29,11 @@ async fn main() -> ExitCode {
             Config::load(&args.overrides()).map(|c| print!("{}", c.describe())).map_err(Into::into)
         }
         Command::Migrate(args) => coffer::cli::admin::migrate(&args).await,
+        Command::IamPolicy(args) => coffer::cli::admin::iam_policy(&args),
+        Command::Provision(args) => match coffer::cli::admin::provision(&args).await {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Command::Tenant(args) => coffer::cli::admin::tenant(&args).await,
         Command::Reconcile(args) => match coffer::cli::admin::reconcile(&args).await {
             Ok(true) => Ok(()),

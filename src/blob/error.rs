@@ -16,4 +16,9 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The object is in an archive storage class and must be restored before it is read.
+    #[error("the object is archived")]
+    Archived,
+    #[error("{0}")]
+    Unsupported(&'static str),
 }

@@ -9,6 +9,7 @@
 
 mod error;
 mod fs;
+mod s3;
 
 use std::ops::RangeInclusive;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use futures::Stream;
 
 pub use error::BlobError;
 pub use fs::FsBlobStore;
+pub use s3::S3BlobStore;
 
 use crate::domain::{BlobKey, BucketName};
 
@@ -39,6 +41,17 @@ pub struct BlobRead {
     pub size: u64,
     /// The bytes of the requested range (or the whole object).
     pub body: ByteStream,
+}
+
+/// Where an object stands with respect to archive storage classes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveState {
+    /// `STANDARD`, `INTELLIGENT_TIERING`, `GLACIER`, `DEEP_ARCHIVE`, …
+    pub storage_class: String,
+    /// The store's restore status (`ongoing-request="true"`, or `false` with an expiry).
+    pub restore: Option<String>,
+    /// Whether a GET would return the bytes now.
+    pub readable: bool,
 }
 
 /// A page of physical keys, for reconciliation walks.
@@ -93,6 +106,29 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Succeeds when the store can serve `bucket` (exists and is reachable).
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError>;
 
-    /// Creates the bucket if it does not exist (the filesystem's part of `coffer provision`).
+    /// Creates the bucket if it does not exist; `true` when it was created.
     async fn ensure_bucket(&self, bucket: &BucketName) -> Result<bool, BlobError>;
+
+    /// A URL at the store itself that serves `GET key` until `expires_in` passes, with the given
+    /// response headers; `None` when the engine has no such URLs (coffer signs its own then).
+    async fn presign_get(
+        &self,
+        _bucket: &BucketName,
+        _key: &BlobKey,
+        _expires_in: std::time::Duration,
+        _content_disposition: &str,
+        _content_type: &str,
+    ) -> Option<Result<String, BlobError>> {
+        None
+    }
+
+    /// The object's storage class and restore status; `None` where archive tiers do not exist.
+    async fn archive_state(&self, _bucket: &BucketName, _key: &BlobKey) -> Result<Option<ArchiveState>, BlobError> {
+        Ok(None)
+    }
+
+    /// Starts restoring an archived object for `days` at retrieval `tier`.
+    async fn restore(&self, _bucket: &BucketName, _key: &BlobKey, _days: i32, _tier: &str) -> Result<(), BlobError> {
+        Err(BlobError::Unsupported("this storage engine has no archive tiers"))
+    }
 }

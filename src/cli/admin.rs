@@ -26,6 +26,44 @@ pub struct ReconcileArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the plan without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also enable bucket versioning.
+    #[arg(long)]
+    pub versioning: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IamArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The policy for `coffer provision` instead of the running service's.
+    #[arg(long)]
+    pub provision: bool,
+}
+
+/// `coffer provision`: prints each step; returns the exit code.
+pub async fn provision(args: &ProvisionArgs) -> anyhow::Result<u8> {
+    let config = Config::load(&args.server.overrides())?;
+    let report = crate::provision::provision(&config, args.dry_run, args.versioning).await;
+    print!("{}", report.render());
+    Ok(report.exit_code())
+}
+
+/// `coffer iam-policy`.
+pub fn iam_policy(args: &IamArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.server.overrides())?;
+    let policy =
+        if args.provision { crate::iam::provision_policy(&config) } else { crate::iam::service_policy(&config) };
+    println!("{}", serde_json::to_string_pretty(&policy)?);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 pub struct TenantArgs {
     #[command(subcommand)]
     pub action: TenantAction,

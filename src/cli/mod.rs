@@ -33,6 +33,11 @@ pub enum Command {
     Reconcile(admin::ReconcileArgs),
     /// Manage registered tenants (COFFER_TENANTS=registered).
     Tenant(admin::TenantArgs),
+    /// Create or update both buckets: public access block, encryption, lifecycle (exit 0 all
+    /// in place, 3 partial: the server lacks an API, 1 failed).
+    Provision(admin::ProvisionArgs),
+    /// Print least-privilege IAM policies for the configured buckets.
+    IamPolicy(admin::IamArgs),
 }
 
 /// Flags that override the environment.

@@ -4,6 +4,7 @@
 
 mod categories;
 mod file;
+mod s3;
 mod secret;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use url::Url;
 
 pub use categories::{BucketKind, Categories, CategoryPolicy};
 pub use file::ConfigFile;
+pub use s3::{PresignMode, S3Settings, Sse};
 pub use secret::Secret;
 
 use std::collections::BTreeMap;
@@ -49,9 +51,10 @@ pub enum TenantsMode {
 }
 
 /// Which blob store holds the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StorageEngine {
     Filesystem,
+    S3(Box<S3Settings>),
 }
 
 #[derive(Debug, Clone)]
@@ -143,10 +146,17 @@ impl Config {
             }
             Ok(d)
         })?;
-        let storage = env.parse("COFFER_STORAGE", StorageEngine::Filesystem, |v| match v {
-            "fs" | "filesystem" => Ok(StorageEngine::Filesystem),
-            other => Err(format!("unknown storage engine {other:?} (expected fs)")),
-        })?;
+        let region = env.get("AWS_S3_REGION").unwrap_or_else(|| "eu-north-1".to_owned());
+        let storage = match env.get("COFFER_STORAGE").as_deref() {
+            None | Some("fs" | "filesystem") => StorageEngine::Filesystem,
+            Some("s3") => StorageEngine::S3(Box::new(S3Settings::from_env(&|k| env.get(k), &region)?)),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "COFFER_STORAGE",
+                    format!("unknown engine {other:?} (expected fs or s3)"),
+                ));
+            }
+        };
         let jwt_public_key =
             match env.get("COFFER_JWT_PUBLIC_KEY") {
                 Some(v) if v.trim_start().starts_with("-----BEGIN") => Some(v),
@@ -201,7 +211,7 @@ impl Config {
             storage,
             documents_bucket,
             media_bucket,
-            region: env.get("AWS_S3_REGION").unwrap_or_else(|| "eu-north-1".to_owned()),
+            region,
             presign_expiry,
             jwt_secret,
             jwt_public_key,
@@ -247,7 +257,26 @@ impl Config {
         line("COFFER_PUBLIC_URL", self.public_url.to_string());
         line("COFFER_DATA_DIR", self.data_dir.display().to_string());
         line("ENVIRONMENT", self.environment.clone());
-        line("COFFER_STORAGE", format!("{:?}", self.storage).to_lowercase());
+        match &self.storage {
+            StorageEngine::Filesystem => line("COFFER_STORAGE", "fs".into()),
+            StorageEngine::S3(s) => {
+                line("COFFER_STORAGE", "s3".into());
+                line("AWS_ENDPOINT_URL", s.endpoint.as_ref().map_or("AWS".into(), |u| u.to_string()));
+                line("COFFER_S3_PATH_STYLE", s.path_style.to_string());
+                line(
+                    "COFFER_S3_CHECKSUM",
+                    if s.checksum_when_required { "when_required" } else { "when_supported" }.into(),
+                );
+                line("COFFER_SSE", format!("{:?}", s.sse));
+                line("COFFER_S3_PART_SIZE", bytesize::ByteSize(s.part_size as u64).to_string());
+                line("COFFER_S3_PARTS_IN_FLIGHT", s.parts_in_flight.to_string());
+                line("COFFER_PRESIGN", format!("{:?}", s.presign).to_lowercase());
+                line(
+                    "AWS credentials",
+                    if s.static_credentials.is_some() { "environment" } else { "default chain" }.into(),
+                );
+            }
+        }
         line("AWS_S3_DOCUMENTS_BUCKET", self.documents_bucket.to_string());
         line("AWS_S3_MEDIA_BUCKET", self.media_bucket.to_string());
         line("AWS_S3_REGION", self.region.clone());

@@ -4,10 +4,11 @@
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::view::FileView;
 use super::{ApiError, AppState, headers, query};
 use crate::auth::{Caller, is_presigned};
 use crate::domain::{ObjectKey, TenantId};
@@ -15,6 +16,7 @@ use crate::domain::{ObjectKey, TenantId};
 #[derive(Debug, Default, Deserialize)]
 struct DownloadParams {
     download: Option<String>,
+    metadata: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(tenant))]
@@ -29,15 +31,30 @@ pub async fn download(
     let raw = raw.unwrap_or_default();
     let tenant = authenticate(&state, &method, &key, &raw, &req_headers).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
-    let params: DownloadParams = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
-        .map(|pairs| DownloadParams { download: pairs.into_iter().find(|(k, _)| k == "download").map(|(_, v)| v) })
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
         .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))?;
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let params = DownloadParams { download: param("download"), metadata: param("metadata") };
     let attachment = query::flag(params.download.as_deref(), "download")?;
 
     let record = state.service.stat(&tenant, &key).await?;
+    if query::flag(params.metadata.as_deref(), "metadata")? {
+        let storage = state.service.archive_state(&record).await?;
+        let view = serde_json::json!({"file": FileView::from(&record), "storage": storage});
+        return Ok((StatusCode::OK, axum::Json(view)).into_response());
+    }
     let mut response = Response::builder();
     let h = response.headers_mut().expect("fresh builder");
     headers::describe(h, &record, attachment);
+    if method == Method::HEAD
+        && let Some(state) = state.service.archive_state(&record).await?
+    {
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"));
+        h.insert("x-coffer-storage-class", value(&state.storage_class));
+        if let Some(restore) = &state.restore {
+            h.insert("x-coffer-restore", value(restore));
+        }
+    }
 
     if headers::not_modified(&req_headers, &record) {
         return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));

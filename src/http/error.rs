@@ -98,8 +98,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::TenantInactive => (S::FORBIDDEN, "tenant-inactive"),
             ServiceError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
             ServiceError::InvalidExpiry(_) => (S::BAD_REQUEST, "invalid-expiry"),
+            ServiceError::InvalidRestore(_) => (S::BAD_REQUEST, "invalid-restore"),
             ServiceError::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor"),
             ServiceError::BodyIncomplete(_) => (S::BAD_REQUEST, "body-incomplete"),
+            ServiceError::Archived => (S::CONFLICT, "object-archived"),
+            ServiceError::Unsupported(_) => (S::BAD_REQUEST, "unsupported"),
             ServiceError::Storage(_) => (S::SERVICE_UNAVAILABLE, "storage-unavailable"),
             ServiceError::Catalog(crate::catalog::CatalogError::Corrupt(_)) => {
                 (S::INTERNAL_SERVER_ERROR, "internal-error")

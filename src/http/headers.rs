@@ -3,37 +3,10 @@
 use std::ops::RangeInclusive;
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::download::http_date;
 use crate::catalog::FileRecord;
-use crate::service::is_active;
-
-/// Characters left as-is in an RFC 5987 `filename*` value (attr-char).
-const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
-
-/// `Content-Disposition` per RFC 6266: an ASCII fallback `filename` and the exact name as
-/// UTF-8 in `filename*`.
-pub fn content_disposition(filename: &str, attachment: bool) -> String {
-    let fallback: String = filename
-        .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' && c != '%' { c } else { '_' })
-        .collect();
-    let kind = if attachment { "attachment" } else { "inline" };
-    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR_CHAR))
-}
+use crate::service::{content_disposition, is_active};
 
 /// Sets the headers every download response carries (also 304 and 416).
 pub fn describe(h: &mut HeaderMap, record: &FileRecord, attachment: bool) {
@@ -101,19 +74,5 @@ pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusi
         Ok(ranges) if ranges.len() == 1 => Ok(ranges.into_iter().next()),
         Ok(_) => Ok(None),
         Err(_) => Err(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disposition_encodes_unicode_and_quotes() {
-        assert_eq!(
-            content_disposition("résumé \"final\".pdf", false),
-            "inline; filename=\"r_sum_ _final_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"
-        );
-        assert!(content_disposition("a.html", true).starts_with("attachment;"));
     }
 }

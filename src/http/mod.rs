@@ -11,6 +11,7 @@ mod health;
 mod list;
 mod presign;
 mod query;
+mod restore;
 mod upload;
 mod usage;
 mod view;
@@ -24,7 +25,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use headers::content_disposition;
 pub use view::{FileView, ListView};
 
 use crate::auth::TokenVerifier;
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files/{*key}", get(download::download).delete(delete::delete))
         .route("/v1/presign", post(presign::presign))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/restore", post(restore::restore))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })

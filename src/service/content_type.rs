@@ -1,5 +1,7 @@
 //! Content-type decisions: what an upload is, and how a type may be served.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::domain::Filename;
 
 /// How many leading bytes are inspected.
@@ -82,6 +84,32 @@ pub fn decide(filename: &Filename, declared: Option<&str>, head: &[u8]) -> Strin
     }
 }
 
+/// Characters left as-is in an RFC 5987 `filename*` value (attr-char).
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition` per RFC 6266: an ASCII fallback `filename` and the exact name as
+/// UTF-8 in `filename*`.
+pub fn content_disposition(filename: &str, attachment: bool) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' && c != '%' { c } else { '_' })
+        .collect();
+    let kind = if attachment { "attachment" } else { "inline" };
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR_CHAR))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +139,15 @@ mod tests {
         assert_eq!(decide(&name("logo.png"), None, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>"), "image/svg+xml");
         assert_eq!(decide(&name("logo.png"), None, b"%PDF-1.7"), "application/pdf");
         assert_eq!(decide(&name("a.txt"), Some("text/html"), PNG), "image/png");
+    }
+
+    #[test]
+    fn disposition_encodes_unicode_and_quotes() {
+        assert_eq!(
+            content_disposition("résumé \"final\".pdf", false),
+            "inline; filename=\"r_sum_ _final_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"
+        );
+        assert!(content_disposition("a.html", true).starts_with("attachment;"));
     }
 
     #[test]

@@ -26,12 +26,18 @@ pub enum ServiceError {
     TenantInactive,
     #[error("content type {content_type} is not accepted in category {category}")]
     UnsupportedMediaType { content_type: String, category: String },
+    #[error("invalid restore request: {0}")]
+    InvalidRestore(String),
     #[error("invalid expiry: {0}")]
     InvalidExpiry(String),
     #[error("invalid cursor")]
     InvalidCursor,
     #[error("the request body ended early or could not be read")]
     BodyIncomplete(#[source] std::io::Error),
+    #[error("the file is in an archive storage class; restore it first (POST /v1/restore)")]
+    Archived,
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("storage is unavailable")]
     Storage(#[source] BlobError),
     #[error("the catalog is unavailable")]
@@ -58,6 +64,8 @@ impl From<BlobError> for ServiceError {
                 Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
                 None => ServiceError::BodyIncomplete(io),
             },
+            BlobError::Archived => ServiceError::Archived,
+            BlobError::Unsupported(what) => ServiceError::Unsupported(what),
             other => ServiceError::Storage(other),
         }
     }

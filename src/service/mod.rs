@@ -7,6 +7,7 @@
 //! - bytes are durable before their catalog row is committed; bytes no row points to are
 //!   queued for deletion in the same transaction that unlinks them.
 
+mod archive;
 mod body;
 mod content_type;
 mod error;
@@ -19,16 +20,16 @@ mod upload;
 use std::sync::Arc;
 
 pub use body::{BodyError, from_bytes};
-pub use content_type::{essence, is_active};
+pub use content_type::{content_disposition, essence, is_active};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
 pub use tenants::UsageReport;
 pub use upload::UploadRequest;
 
 use crate::auth::UrlSigner;
-use crate::blob::{BlobStore, FsBlobStore};
+use crate::blob::{BlobError, BlobStore, FsBlobStore, S3BlobStore};
 use crate::catalog::{Catalog, Quota};
-use crate::config::{BucketKind, Categories, CategoryPolicy, Config, StorageEngine, TenantsMode};
+use crate::config::{BucketKind, Categories, CategoryPolicy, Config, PresignMode, StorageEngine, TenantsMode};
 use crate::domain::{BucketName, Category, ObjectKey, TenantId};
 
 /// The tenant-scoped storage service (the seed's `StorageService`).
@@ -68,6 +69,7 @@ struct Inner {
     default_quota: Quota,
     quota_overrides: std::collections::BTreeMap<TenantId, Quota>,
     tenant_cache: tenants::TenantCache,
+    presign_direct: bool,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -83,6 +85,8 @@ pub enum StartError {
     Catalog { url: String, source: crate::catalog::CatalogError },
     #[error("blob store: {0}")]
     Blobs(#[from] crate::blob::BlobError),
+    #[error("bucket {0} does not exist: run `coffer provision` to create and configure both buckets")]
+    MissingBucket(String),
 }
 
 impl StorageService {
@@ -102,6 +106,7 @@ impl StorageService {
                 default_quota: config.default_quota,
                 quota_overrides: config.quota_overrides.clone(),
                 tenant_cache: tenants::TenantCache::default(),
+                presign_direct: matches!(&config.storage, StorageEngine::S3(s) if s.presign == PresignMode::Direct),
             }),
         }
     }
@@ -113,11 +118,22 @@ impl StorageService {
             .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
         let secret = config.signing_secret().map_err(StartError::Secret)?;
         let signer = UrlSigner::new(&secret, &config.presign_previous_secrets);
-        let blobs: Arc<dyn BlobStore> = match config.storage {
+        let blobs: Arc<dyn BlobStore> = match &config.storage {
             StorageEngine::Filesystem => {
                 let store = FsBlobStore::new(config.data_dir.join("objects"));
                 for bucket in [&config.documents_bucket, &config.media_bucket] {
                     store.ensure_bucket(bucket).await?;
+                }
+                Arc::new(store)
+            }
+            StorageEngine::S3(settings) => {
+                let store = S3BlobStore::new(settings.as_ref().clone()).await;
+                for bucket in [&config.documents_bucket, &config.media_bucket] {
+                    match store.check(bucket).await {
+                        Ok(()) => {}
+                        Err(BlobError::NoSuchBucket(b)) => return Err(StartError::MissingBucket(b)),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Arc::new(store)
             }

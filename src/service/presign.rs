@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{ServiceError, StorageService};
+use super::{ServiceError, StorageService, content_disposition, is_active};
 use crate::auth::PresignError;
 use crate::config::MAX_PRESIGN_EXPIRY;
 use crate::domain::{ObjectKey, TenantId};
@@ -17,7 +17,8 @@ pub struct PresignedUrl {
 
 impl StorageService {
     /// The seed's `get_presigned_url`: a URL for `GET key` that needs no token until it
-    /// expires, `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
+    /// expires (with the S3 store in direct mode, a SigV4 URL to S3 itself carrying the
+    /// original filename and stored type as response headers; else a coffer-signed URL), `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
     /// days). `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
     /// `TenantMismatch` / `NotFound` as for reads.
     #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
@@ -37,8 +38,23 @@ impl StorageService {
             }
             Some(s) => Duration::from_secs(s as u64),
         };
-        self.stat(tenant, key).await?;
+        let record = self.stat(tenant, key).await?;
+        if self.archive_state(&record).await?.is_some_and(|s| !s.readable) {
+            return Err(ServiceError::Archived);
+        }
         let expires_at = Utc::now() + ttl;
+        if self.inner.presign_direct {
+            let attachment = download || is_active(&record.content_type);
+            let disposition = content_disposition(&record.original_filename, attachment);
+            let direct = self
+                .inner
+                .blobs
+                .presign_get(&record.bucket, &record.blob, ttl, &disposition, &record.content_type)
+                .await;
+            if let Some(url) = direct {
+                return Ok(PresignedUrl { url: url?, expires_at });
+            }
+        }
         let options: &[(&str, &str)] = if download { &[("download", "1")] } else { &[] };
         let query = self.inner.signer.sign(key, expires_at.timestamp(), options);
         let mut url = self.inner.public_url.clone();

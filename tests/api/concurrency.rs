@@ -23,7 +23,7 @@ async fn same_key_from_two_instances_gives_one_201_and_one_409() {
         let body = a.download("abc", &format!("tenant-abc/reports/{name}")).await.bytes().await.unwrap();
         assert_eq!(hex::encode(sha2::Sha256::digest(&body)), winner["sha256"]);
     }
-    assert_eq!(a.stored_objects().len(), 10, "the losers' bytes are gone");
+    assert_eq!(a.stored_objects().await.len(), 10, "the losers' bytes are gone");
 }
 
 use sha2::Digest;
@@ -48,7 +48,7 @@ async fn concurrent_overwrites_end_as_one_complete_upload() {
         assert!(body.iter().all(|&x| x == body[0]), "never a mix of two uploads");
         assert!(answered.contains(&hex::encode(sha2::Sha256::digest(&body))));
     }
-    assert_eq!(a.stored_objects().len(), 1, "replaced versions are removed");
+    assert_eq!(a.stored_objects().await.len(), 1, "replaced versions are removed");
 }
 
 #[tokio::test]
@@ -72,6 +72,6 @@ async fn overwrite_racing_delete_leaves_no_orphan_and_no_dangling_row() {
             assert_eq!(res.status(), StatusCode::NOT_FOUND);
             0
         };
-        assert_eq!(a.stored_objects().len(), rows, "round {round}: bytes and rows agree");
+        assert_eq!(a.stored_objects().await.len(), rows, "round {round}: bytes and rows agree");
     }
 }

@@ -11,7 +11,7 @@ async fn health_and_readiness() {
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // A bucket that vanished makes the instance not ready.
-    std::fs::remove_dir_all(app.data_dir.path().join("objects/carbon-connect-dev-media")).unwrap();
+    app.remove_media_bucket().await;
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = res.json().await.unwrap();

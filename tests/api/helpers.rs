@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use coffer::auth::{Claims, TokenIssuer};
+use coffer::blob::BlobStore;
 use coffer::config::{Config, Overrides, Secret};
 use coffer::domain::TenantId;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -14,6 +15,10 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 pub struct TestApp {
     pub base: String,
     pub database_url: String,
+    pub documents_bucket: String,
+    pub media_bucket: String,
+    pub blobs: std::sync::Arc<dyn coffer::blob::BlobStore>,
+    s3: Option<aws_sdk_s3::Client>,
     pub client: reqwest::Client,
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
     issuer: TokenIssuer,
@@ -28,9 +33,37 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     spawn_instance(env, std::sync::Arc::new(tempfile::tempdir().expect("temp dir")), None).await
 }
 
-/// A second instance sharing `first`'s data dir and catalog (as behind a load balancer).
+/// A second instance sharing `first`'s data dir, buckets and catalog (as behind a load
+/// balancer).
 pub async fn spawn_sibling(first: &TestApp) -> TestApp {
-    spawn_instance(&[], first.data_dir.clone(), Some(first.database_url.clone())).await
+    let env = [
+        ("AWS_S3_DOCUMENTS_BUCKET", first.documents_bucket.as_str()),
+        ("AWS_S3_MEDIA_BUCKET", first.media_bucket.as_str()),
+    ];
+    spawn_instance(&env, first.data_dir.clone(), Some(first.database_url.clone())).await
+}
+
+/// Environment for the S3 store when `COFFER_TEST_STORAGE=s3`: the test server started by
+/// scripts/test, fresh buckets per app (unless `env` names them), coffer-signed presigned URLs
+/// so that the core suite's link semantics apply (direct S3 links have their own tests).
+fn storage_env(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    if std::env::var("COFFER_TEST_STORAGE").as_deref() != Ok("s3") {
+        return Vec::new();
+    }
+    let endpoint = std::env::var("COFFER_TEST_S3_ENDPOINT").expect("COFFER_TEST_S3_ENDPOINT (run scripts/test)");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut vars = vec![
+        ("COFFER_STORAGE".to_string(), "s3".to_string()),
+        ("AWS_ENDPOINT_URL".into(), endpoint),
+        ("AWS_ACCESS_KEY_ID".into(), crate::common::S3_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), crate::common::S3_SECRET_KEY.into()),
+        ("COFFER_PRESIGN".into(), "proxy".into()),
+    ];
+    if !env.iter().any(|(k, _)| *k == "AWS_S3_DOCUMENTS_BUCKET") {
+        vars.push(("AWS_S3_DOCUMENTS_BUCKET".into(), format!("t-{}-documents", &id[..12])));
+        vars.push(("AWS_S3_MEDIA_BUCKET".into(), format!("t-{}-media", &id[..12])));
+    }
+    vars
 }
 
 async fn spawn_instance(
@@ -41,6 +74,7 @@ async fn spawn_instance(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let mut vars: HashMap<String, String> = HashMap::from([("COFFER_JWT_SECRET".to_string(), SECRET.to_string())]);
+    vars.extend(storage_env(env));
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     // COFFER_TEST_CATALOG=postgres runs the whole suite on a fresh PostgreSQL database.
     let database_url = match (database_url, std::env::var("COFFER_TEST_CATALOG").as_deref()) {
@@ -56,11 +90,24 @@ async fn spawn_instance(
     };
     let config = Config::from_lookup(|k| vars.get(k).cloned(), &overrides).expect("config");
     let database_url = config.database_url.expose().to_owned();
+    let mut s3 = None;
+    if let coffer::config::StorageEngine::S3(settings) = &config.storage {
+        let store = coffer::blob::S3BlobStore::new(settings.as_ref().clone()).await;
+        for bucket in [&config.documents_bucket, &config.media_bucket] {
+            store.ensure_bucket(bucket).await.expect("create test bucket");
+        }
+        s3 = Some(store.client().clone());
+    }
     let state = coffer::server::state(&config).await.expect("state");
+    let blobs = state.service.parts().1;
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
     TestApp {
         base: format!("http://{addr}"),
         database_url,
+        documents_bucket: config.documents_bucket.to_string(),
+        media_bucket: config.media_bucket.to_string(),
+        blobs,
+        s3,
         client: reqwest::Client::new(),
         data_dir,
         issuer: TokenIssuer::new(&Secret::new(SECRET)),
@@ -151,17 +198,37 @@ impl TestApp {
         coffer::catalog::connect(&self.database_url).await.unwrap()
     }
 
-    /// Every regular file under the data dir's objects folder.
-    pub fn stored_objects(&self) -> Vec<std::path::PathBuf> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() { walk(&p, out) } else { out.push(p) }
+    /// Every stored object, as `bucket/key`, listed through the app's own blob store.
+    pub async fn stored_objects(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for bucket in [&self.documents_bucket, &self.media_bucket] {
+            let name = coffer::domain::BucketName::parse(bucket).unwrap();
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.blobs.list(&name, after.as_deref(), 1000).await.expect("list bucket");
+                out.extend(page.keys.iter().map(|k| format!("{bucket}/{k}")));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
             }
         }
-        let mut out = Vec::new();
-        walk(&self.data_dir.path().join("objects"), &mut out);
         out
+    }
+
+    /// The S3 client of an app on the S3 store.
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        self.s3.clone().expect("an app on the S3 store")
+    }
+
+    /// Makes the media bucket disappear (to see readiness fail).
+    pub async fn remove_media_bucket(&self) {
+        match &self.s3 {
+            Some(client) => {
+                client.delete_bucket().bucket(&self.media_bucket).send().await.expect("delete bucket");
+            }
+            None => std::fs::remove_dir_all(self.data_dir.path().join("objects").join(&self.media_bucket)).unwrap(),
+        }
     }
 }
 

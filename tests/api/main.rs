@@ -12,5 +12,6 @@ mod health;
 mod list;
 mod presign;
 mod public_key;
+mod s3;
 mod tenants;
 mod upload;

@@ -38,7 +38,7 @@ async fn quota_refuses_with_nothing_stored() {
     // Over the file quota.
     let res = app.upload("abc", "reports", "c.txt", "").await;
     assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
-    assert_eq!(app.stored_objects().len(), 2);
+    assert_eq!(app.stored_objects().await.len(), 2);
     // Other tenants have their own quota.
     app.uploaded("other", "reports", "c.txt", b"1").await;
 }
@@ -74,7 +74,7 @@ async fn concurrent_uploads_cannot_overshoot_the_quota() {
     let usage: Value =
         app.request(reqwest::Method::GET, "/v1/usage", &token).send().await.unwrap().json().await.unwrap();
     assert_eq!(usage["bytes"], 90);
-    assert_eq!(app.stored_objects().len(), 3);
+    assert_eq!(app.stored_objects().await.len(), 3);
 }
 
 #[tokio::test]

@@ -25,10 +25,10 @@ async fn raw_upload_returns_metadata_under_the_tenant_key() {
     assert_eq!(meta["etag"], format!("\"{}\"", hex::encode(Sha256::digest(body))));
     assert!(meta["created_at"].as_str().unwrap().ends_with('Z'));
     // Stored under the tenant's prefix, in the documents bucket.
-    let stored = app.stored_objects();
+    let stored = app.stored_objects().await;
     assert_eq!(stored.len(), 1);
-    let rel = stored[0].strip_prefix(app.data_dir.path().join("objects")).unwrap().to_string_lossy().into_owned();
-    assert!(rel.starts_with("carbon-connect-dev-documents/tenant-abc123/applications/"), "{rel}");
+    let expected = format!("{}/tenant-abc123/applications/", app.documents_bucket);
+    assert!(stored[0].starts_with(&expected), "{stored:?}");
 }
 
 #[tokio::test]
@@ -44,7 +44,7 @@ async fn multipart_upload_from_a_browser_form() {
     assert_eq!(meta["key"], "tenant-abc123/logos/company-logo.png");
     assert_eq!(meta["content_type"], "image/png");
     assert_eq!(meta["size"], PNG.len());
-    assert!(app.stored_objects()[0].to_string_lossy().contains("carbon-connect-dev-media"));
+    assert!(app.stored_objects().await[0].starts_with(&format!("{}/", app.media_bucket)));
 }
 
 #[tokio::test]
@@ -53,7 +53,7 @@ async fn multipart_without_category_first_is_refused() {
     let form = Form::new().part("file", Part::bytes(PNG.to_vec()).file_name("a.png")).text("category", "logos");
     let res = app.request(reqwest::Method::POST, "/v1/files", &app.token("abc")).multipart(form).send().await.unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "invalid-multipart").await;
-    assert!(app.stored_objects().is_empty());
+    assert!(app.stored_objects().await.is_empty());
 }
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn existing_key_conflicts_unless_overwrite() {
     let body = app.download("abc", "tenant-abc/reports/q1.csv").await.bytes().await.unwrap();
     assert_eq!(&body[..], b"version 2");
     // The replaced bytes are gone: one object on disk.
-    assert_eq!(app.stored_objects().len(), 1);
+    assert_eq!(app.stored_objects().await.len(), 1);
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn bad_names_and_categories_are_400() {
     }
     let res = app.request(reqwest::Method::POST, "/v1/files", &app.token("abc")).body("x").send().await.unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "invalid-query").await;
-    assert!(app.stored_objects().is_empty());
+    assert!(app.stored_objects().await.is_empty());
 }
 
 #[tokio::test]
@@ -107,7 +107,7 @@ async fn over_the_category_limit_is_413_with_nothing_stored() {
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let res = app.upload("abc", "logos", "big.png", body).await;
     assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "too-large").await;
-    assert!(app.stored_objects().is_empty());
+    assert!(app.stored_objects().await.is_empty());
     let list: Value = app.list("abc", &[]).await.json().await.unwrap();
     assert_eq!(list["files"].as_array().unwrap().len(), 0);
 }
@@ -122,7 +122,7 @@ async fn contradicting_bytes_decide_the_type_and_415_when_not_allowed() {
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
     let res = app.upload("abc", "logos", "report.pdf", "%PDF-1.7").await;
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
-    assert!(app.stored_objects().is_empty());
+    assert!(app.stored_objects().await.is_empty());
     // In a document category the detected type is stored.
     let meta = app.uploaded("abc", "applications", "cv.png", b"<html><body>hi</body></html>").await;
     assert_eq!(meta["content_type"], "text/html");

@@ -19,3 +19,7 @@ pub async fn fresh_pg_database() -> String {
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
+
+/// Credentials of the S3 test servers started by scripts/test.
+pub const S3_ACCESS_KEY: &str = "coffer-test-access";
+pub const S3_SECRET_KEY: &str = "coffer-test-secret-key";

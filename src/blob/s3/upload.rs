@@ -1,0 +1,177 @@
+//! Streaming `put`: one `PutObject` for bodies under a part, else a multipart upload with a
+//! bounded number of parts in flight. A failed or cancelled upload aborts its multipart upload.
+
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::{S3BlobStore, classify};
+use crate::blob::{BlobError, ByteStream, PutResult};
+use crate::domain::BucketName;
+
+/// Reads from `body` until `part_size` bytes are buffered or the body ends.
+async fn next_part(body: &mut ByteStream, part_size: usize, carry: &mut BytesMut) -> Result<Option<Bytes>, BlobError> {
+    while carry.len() < part_size {
+        match body.next().await {
+            Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
+            None => break,
+        }
+    }
+    if carry.is_empty() {
+        return Ok(None);
+    }
+    let take = carry.len().min(part_size);
+    Ok(Some(carry.split_to(take).freeze()))
+}
+
+pub async fn put(
+    store: &S3BlobStore,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    mut body: ByteStream,
+) -> Result<PutResult, BlobError> {
+    let part_size = store.settings.part_size;
+    let mut carry = BytesMut::with_capacity(part_size);
+    let first = next_part(&mut body, part_size, &mut carry).await?.unwrap_or_default();
+    if first.len() < part_size {
+        return put_single(store, bucket, key, content_type, first).await;
+    }
+    let bucket_name = BucketName::parse(bucket).map_err(|e| BlobError::Unavailable(e.to_string()))?;
+    let mut create = store.client.create_multipart_upload().bucket(bucket).key(key).content_type(content_type);
+    if let Some((sse, kms)) = store.sse() {
+        create = create.server_side_encryption(sse).set_ssekms_key_id(kms);
+    }
+    let upload_id = create
+        .send()
+        .await
+        .map_err(|e| classify(e, &bucket_name))?
+        .upload_id()
+        .map(str::to_owned)
+        .ok_or_else(|| BlobError::Unavailable("CreateMultipartUpload returned no upload id".into()))?;
+    let abort = AbortGuard {
+        store: store.clone(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        upload_id: upload_id.clone(),
+        armed: true,
+    };
+    let result = upload_parts(store, &bucket_name, key, &upload_id, first, body, carry).await;
+    match result {
+        Ok((parts, size)) => {
+            let completed = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+            store
+                .client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(completed)
+                .send()
+                .await
+                .map_err(|e| classify(e, &bucket_name))?;
+            abort.disarm();
+            Ok(PutResult { size })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn put_single(
+    store: &S3BlobStore,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    bytes: Bytes,
+) -> Result<PutResult, BlobError> {
+    let size = bytes.len() as u64;
+    let mut req =
+        store.client.put_object().bucket(bucket).key(key).content_type(content_type).body(SdkBody::from(bytes));
+    if let Some((sse, kms)) = store.sse() {
+        req = req.server_side_encryption(sse).set_ssekms_key_id(kms);
+    }
+    let bucket_name = BucketName::parse(bucket).map_err(|e| BlobError::Unavailable(e.to_string()))?;
+    req.send().await.map_err(|e| classify(e, &bucket_name))?;
+    Ok(PutResult { size })
+}
+
+/// Uploads every part, keeping at most `parts_in_flight` requests (and their buffers) alive.
+async fn upload_parts(
+    store: &S3BlobStore,
+    bucket: &BucketName,
+    key: &str,
+    upload_id: &str,
+    first: Bytes,
+    mut body: ByteStream,
+    mut carry: BytesMut,
+) -> Result<(Vec<CompletedPart>, u64), BlobError> {
+    let mut in_flight = FuturesOrdered::new();
+    let mut parts = Vec::new();
+    let mut size = 0u64;
+    let mut number = 0i32;
+    let mut next = Some(first);
+    loop {
+        while in_flight.len() < store.settings.parts_in_flight {
+            let Some(part) = next.take() else { break };
+            number += 1;
+            size += part.len() as u64;
+            let request = store
+                .client
+                .upload_part()
+                .bucket(bucket.as_str())
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(SdkBody::from(part))
+                .send();
+            let n = number;
+            // Spawned, so parts upload while the next one is read from the body.
+            in_flight
+                .push_back(tokio::spawn(async move { request.await.map(|out| (n, out.e_tag().map(str::to_owned))) }));
+            next = next_part(&mut body, store.settings.part_size, &mut carry).await?;
+        }
+        match in_flight.next().await {
+            Some(joined) => {
+                let (n, etag) =
+                    joined.map_err(|e| BlobError::Unavailable(e.to_string()))?.map_err(|e| classify(e, bucket))?;
+                parts.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
+            }
+            None => return Ok((parts, size)),
+        }
+    }
+}
+
+/// Aborts the multipart upload unless disarmed, also when the request's future is dropped
+/// (the client went away).
+struct AbortGuard {
+    store: S3BlobStore,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl AbortGuard {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (client, bucket, key, id) =
+            (self.store.client.clone(), self.bucket.clone(), self.key.clone(), self.upload_id.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = client.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&id).send().await {
+                    tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), key, "multipart abort failed; the lifecycle rule will remove it");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The S3 store's own behaviour, against the servers scripts/test starts: direct presigned
+//! URLs and SigV4 (s3s-fs); server-side encryption, archive classes and restore (moto);
+//! unavailability (a cut proxy in front of s3s-fs); a missing bucket at start-up.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{S3_ACCESS_KEY, S3_SECRET_KEY};
+use crate::helpers::{TestApp, assert_error, spawn_app_with};
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run scripts/test"))
+}
+
+/// An app on the S3 store at `endpoint` with fresh buckets and `extra` settings.
+async fn s3_app(endpoint: &str, extra: &[(&str, &str)]) -> TestApp {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (docs, media) = (format!("s-{}-documents", &id[..12]), format!("s-{}-media", &id[..12]));
+    let mut env = vec![
+        ("COFFER_STORAGE", "s3"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+        ("AWS_S3_DOCUMENTS_BUCKET", docs.as_str()),
+        ("AWS_S3_MEDIA_BUCKET", media.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(&env).await
+}
+
+#[tokio::test]
+async fn direct_presigned_urls_go_to_s3_and_expire() {
+    let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
+    let app = s3_app(&s3, &[("COFFER_PRESIGN", "direct")]).await;
+    app.uploaded("abc", "reports", "q1 résumé.pdf", b"%PDF-1.7 direct").await;
+    let body: Value = app
+        .presign("abc", json!({"key": "tenant-abc/reports/q1 résumé.pdf", "expires_in": 2}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = body["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&s3), "{url}");
+    assert!(url.contains("X-Amz-Signature=") && url.contains("response-content-disposition="));
+
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(&res.bytes().await.unwrap()[..], b"%PDF-1.7 direct");
+
+    // Altered: one character of the signature, or of the key.
+    let sig_at = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut altered = url.clone().into_bytes();
+    altered[sig_at] = if altered[sig_at] == b'a' { b'b' } else { b'a' };
+    let res = app.client.get(String::from_utf8(altered).unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.client.get(url.replace("/tenant-abc/", "/tenant-abd/")).send().await.unwrap();
+    assert!(res.status().is_client_error());
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "expired");
+}
+
+#[tokio::test]
+async fn every_write_carries_server_side_encryption() {
+    let moto = endpoint("COFFER_TEST_MOTO_ENDPOINT");
+    let app = s3_app(&moto, &[]).await;
+    app.uploaded("abc", "reports", "small.txt", b"hello").await;
+    let big = vec![b'x'; 9 << 20];
+    let res = app.upload("abc", "exports", "big.bin", big).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let client = app.s3_client();
+    for object in app.stored_objects().await {
+        let (bucket, key) = object.split_once('/').unwrap();
+        let head = client.head_object().bucket(bucket).key(key).send().await.unwrap();
+        assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"), "{object}");
+    }
+}
+
+#[tokio::test]
+async fn archived_objects_need_a_restore() {
+    let moto = endpoint("COFFER_TEST_MOTO_ENDPOINT");
+    let app = s3_app(&moto, &[]).await;
+    app.uploaded("abc", "reports", "old.pdf", b"%PDF-1.4 archived").await;
+    // Move the stored object to GLACIER, as the lifecycle would after a year.
+    let client = app.s3_client();
+    let object = app.stored_objects().await.remove(0);
+    let (bucket, key) = object.split_once('/').unwrap();
+    client
+        .copy_object()
+        .bucket(bucket)
+        .key(key)
+        .copy_source(format!("{bucket}/{key}"))
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+
+    let res = app.download("abc", "tenant-abc/reports/old.pdf").await;
+    let message = assert_error(res, StatusCode::CONFLICT, "object-archived").await;
+    assert!(message.contains("restore"), "{message}");
+    let res = app.presign("abc", json!({"key": "tenant-abc/reports/old.pdf"})).await;
+    assert_error(res, StatusCode::CONFLICT, "object-archived").await;
+    let res = app
+        .request(reqwest::Method::HEAD, "/v1/files/tenant-abc/reports/old.pdf", &app.token("abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-coffer-storage-class"], "GLACIER");
+    let meta: Value = app
+        .request(reqwest::Method::GET, "/v1/files/tenant-abc/reports/old.pdf?metadata=1", &app.token("abc"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["storage"]["storage_class"], "GLACIER");
+    assert_eq!(meta["storage"]["readable"], false);
+
+    let restore = |body: Value| app.request(reqwest::Method::POST, "/v1/restore", &app.token("abc")).json(&body).send();
+    let res = restore(json!({"key": "tenant-abc/reports/old.pdf", "days": 0})).await.unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-restore").await;
+    let res = restore(json!({"key": "tenant-other/reports/old.pdf"})).await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "tenant-mismatch").await;
+    let res = restore(json!({"key": "tenant-abc/reports/old.pdf", "days": 2, "tier": "Bulk"})).await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let meta: Value = app
+        .request(reqwest::Method::GET, "/v1/files/tenant-abc/reports/old.pdf?metadata=1", &app.token("abc"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta["storage"]["restore"].as_str().is_some(), "{meta}");
+}
+
+/// A TCP forwarder to `upstream` that can be cut: then every connection is dropped.
+async fn cuttable_proxy(upstream: String) -> (String, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let flag = cut.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            let (flag, upstream) = (flag.clone(), upstream.clone());
+            tokio::spawn(async move {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                tokio::pin!(copy);
+                loop {
+                    tokio::select! {
+                        _ = &mut copy => return,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => if flag.load(Ordering::SeqCst) { return },
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), cut)
+}
+
+#[tokio::test]
+async fn unreachable_storage_is_503_with_nothing_half_written() {
+    let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
+    let (proxy, cut) = cuttable_proxy(s3.trim_start_matches("http://").to_owned()).await;
+    let app = s3_app(&proxy, &[("COFFER_S3_MAX_ATTEMPTS", "2")]).await;
+    app.uploaded("abc", "reports", "before.txt", b"kept").await;
+    cut.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let res = app.upload("abc", "reports", "during.txt", "lost").await;
+    assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable").await;
+    let res = app.download("abc", "tenant-abc/reports/before.txt").await;
+    assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable").await;
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    let listed: Value = app.list("abc", &[]).await.json().await.unwrap();
+    let names: Vec<&str> =
+        listed["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap()).collect();
+    assert_eq!(names, ["before.txt"], "the failed upload left no row");
+
+    cut.store(false, Ordering::SeqCst);
+    let res = app.download("abc", "tenant-abc/reports/before.txt").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_at_start_names_coffer_provision() {
+    let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
+    let vars = [
+        ("COFFER_STORAGE", "s3"),
+        ("AWS_ENDPOINT_URL", s3.as_str()),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+        ("AWS_S3_DOCUMENTS_BUCKET", "never-created-documents"),
+        ("AWS_S3_MEDIA_BUCKET", "never-created-media"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = coffer::config::Overrides { data_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let config = coffer::config::Config::from_lookup(
+        |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
+        &overrides,
+    )
+    .unwrap();
+    let err = coffer::StorageService::from_config(&config).await.err().expect("start must fail");
+    let line = err.to_string();
+    assert!(line.contains("never-created-documents") && line.contains("coffer provision"), "{line}");
+    assert!(!line.contains('\n'));
+}
