@@ -49,7 +49,8 @@ async fn main() {
         public_url: Some(format!("http://{addr}").parse().unwrap()),
         database_url: None,
     };
-    let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()), &overrides).unwrap();
+    let config =
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()), &overrides).unwrap();
     let StorageEngine::S3(settings) = &config.storage else { unreachable!() };
     let store = S3BlobStore::new(settings.as_ref().clone()).await;
     for bucket in [&config.documents_bucket, &config.media_bucket] {
@@ -57,7 +58,11 @@ async fn main() {
     }
     let state = coffer::server::state(&config).await.unwrap();
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
-    let token = TokenIssuer::new(&Secret::new(SECRET)).issue(&TenantId::parse("bench").unwrap(), std::time::Duration::from_secs(3600), false);
+    let token = TokenIssuer::new(&Secret::new(SECRET)).issue(
+        &TenantId::parse("bench").unwrap(),
+        std::time::Duration::from_secs(3600),
+        false,
+    );
     let http = reqwest::Client::new();
 
     // Direct: one PutObject streamed from the file, one GetObject read to the end.
@@ -93,7 +98,8 @@ async fn main() {
 
     // Through coffer: streamed HTTP upload (multipart to S3), streamed download.
     let t = Instant::now();
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&input).await.unwrap()));
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&input).await.unwrap()));
     let res = http
         .post(format!("http://{addr}/v1/files?category=exports&filename=big.bin"))
         .bearer_auth(&token)
@@ -104,7 +110,12 @@ async fn main() {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let coffer_put = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let res = http.get(format!("http://{addr}/v1/files/tenant-bench/exports/big.bin")).bearer_auth(&token).send().await.unwrap();
+    let res = http
+        .get(format!("http://{addr}/v1/files/tenant-bench/exports/big.bin"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let mut stream = res.bytes_stream();
     let mut n = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -115,7 +126,9 @@ async fn main() {
 
     let peak = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
         .and_then(|kb| kb.parse::<f64>().ok())
         .unwrap_or(0.0);
     let mib = size_mib as f64;
@@ -123,9 +136,21 @@ async fn main() {
     println!("| operation | seconds | MiB/s | vs direct |");
     println!("|---|---|---|---|");
     println!("| direct aws-sdk PutObject | {direct_put:.2} | {:.0} | 1.00 |", mib / direct_put);
-    println!("| coffer's S3 uploader alone ({part_size} parts, 4 in flight) | {multipart_alone:.2} | {:.0} | {:.2}x |", mib / multipart_alone, multipart_alone / direct_put);
-    println!("| coffer upload (HTTP → multipart, sha256) | {coffer_put:.2} | {:.0} | {:.2}x |", mib / coffer_put, coffer_put / direct_put);
+    println!(
+        "| coffer's S3 uploader alone ({part_size} parts, 4 in flight) | {multipart_alone:.2} | {:.0} | {:.2}x |",
+        mib / multipart_alone,
+        multipart_alone / direct_put
+    );
+    println!(
+        "| coffer upload (HTTP → multipart, sha256) | {coffer_put:.2} | {:.0} | {:.2}x |",
+        mib / coffer_put,
+        coffer_put / direct_put
+    );
     println!("| direct aws-sdk GetObject | {direct_get:.2} | {:.0} | 1.00 |", mib / direct_get);
-    println!("| coffer download (HTTP ← GetObject) | {coffer_get:.2} | {:.0} | {:.2}x |", mib / coffer_get, coffer_get / direct_get);
+    println!(
+        "| coffer download (HTTP ← GetObject) | {coffer_get:.2} | {:.0} | {:.2}x |",
+        mib / coffer_get,
+        coffer_get / direct_get
+    );
     println!("peak RSS of this process (client, coffer and SDK together): {:.1} MiB", peak / 1024.0);
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod blob;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;

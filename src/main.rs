@@ -19,6 +19,26 @@ fn init_tracing() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    let remote = match &cli.command {
+        Command::Upload(a) => Some(coffer::cli::remote::upload(a).await),
+        Command::Download(a) => Some(coffer::cli::remote::download(a).await),
+        Command::Ls(a) => Some(coffer::cli::remote::ls(a).await),
+        Command::Rm(a) => Some(coffer::cli::remote::rm(a).await),
+        Command::Url(a) => Some(coffer::cli::remote::url(a).await),
+        _ => None,
+    };
+    if let Some(outcome) = remote {
+        return match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // Multi-file commands already named each failure.
+                if !matches!(cli.command, Command::Upload(_) | Command::Rm(_)) {
+                    eprintln!("coffer: {e}");
+                }
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let result = match cli.command {
         Command::Serve(args) => match Config::load(&args.overrides()) {
             Ok(config) => coffer::server::run(config).await,
@@ -34,6 +54,9 @@ async fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),
         },
+        Command::Upload(_) | Command::Download(_) | Command::Ls(_) | Command::Rm(_) | Command::Url(_) => {
+            unreachable!("handled above")
+        }
         Command::Tenant(args) => coffer::cli::admin::tenant(&args).await,
         Command::Reconcile(args) => match coffer::cli::admin::reconcile(&args).await {
             Ok(true) => Ok(()),

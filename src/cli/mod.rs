@@ -1,6 +1,7 @@
 //! The command line: `coffer serve | token | config | migrate | reconcile | tenant`.
 
 pub mod admin;
+pub mod remote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,13 @@ use crate::config::{Config, Overrides};
 use crate::domain::TenantId;
 
 #[derive(Debug, Parser)]
-#[command(name = "coffer", version, about = "Tenant-scoped document storage service")]
+#[command(
+    name = "coffer",
+    version,
+    about = "Tenant-scoped document storage service",
+    after_help = "Exit codes: 0 success; 1 the server refused (its error code and message are printed); \
+                  2 usage or local error."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +45,16 @@ pub enum Command {
     Provision(admin::ProvisionArgs),
     /// Print least-privilege IAM policies for the configured buckets.
     IamPolicy(admin::IamArgs),
+    /// Upload files to a coffer server (COFFER_URL, COFFER_TOKEN).
+    Upload(remote::UploadArgs),
+    /// Download a file (`-o -` for standard output).
+    Download(remote::DownloadArgs),
+    /// List files.
+    Ls(remote::LsArgs),
+    /// Delete files.
+    Rm(remote::RmArgs),
+    /// Print a presigned link to a file.
+    Url(remote::UrlArgs),
 }
 
 /// Flags that override the environment.
@@ -82,6 +99,9 @@ pub struct TokenArgs {
     /// Data directory holding the signing secret [env: COFFER_DATA_DIR]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Print a console sign-in link (the token travels in the URL fragment, never to the server).
+    #[arg(long)]
+    pub console: bool,
 }
 
 /// `coffer token`: prints a token, or a one-line error.
@@ -96,5 +116,11 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<String> {
         anyhow::bail!("--ttl must be positive");
     }
     let secret = config.signing_secret().map_err(|e| anyhow::anyhow!(e))?;
-    Ok(TokenIssuer::new(&secret).issue(&tenant, args.ttl, args.read_only))
+    let token = TokenIssuer::new(&secret).issue(&tenant, args.ttl, args.read_only);
+    if args.console {
+        let mut link = config.public_url.join("/console").map_err(|e| anyhow::anyhow!("COFFER_PUBLIC_URL: {e}"))?;
+        link.set_fragment(Some(&format!("token={token}")));
+        return Ok(link.to_string());
+    }
+    Ok(token)
 }

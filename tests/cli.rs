@@ -1,0 +1,139 @@
+//! The command-line client against a real server: streaming round trips and every error
+//! path's exit code and message.
+
+mod common;
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::process::{Command, Output, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use helpers::{TestApp, spawn_app};
+
+fn coffer(app: &TestApp, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.args(args).env("COFFER_URL", &app.base).env_remove("COFFER_TOKEN").stdin(Stdio::null());
+    if let Some(t) = token {
+        cmd.env("COFFER_TOKEN", t);
+    }
+    cmd.output().expect("run coffer")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_mib_round_trip_with_the_same_sha256() {
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big export.bin");
+    let data: Vec<u8> = (0..50u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let expected = hex::encode(Sha256::digest(&data));
+
+    let path = input.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking({
+        let (base, token, path) = (app.base.clone(), token.clone(), path.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_coffer"))
+                .args(["upload", &path, "--category", "exports", "--json"])
+                .env("COFFER_URL", base)
+                .env("COFFER_TOKEN", token)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result[0]["file_metadata"]["sha256"], expected);
+    assert!(!text(&out.stderr).contains('\r'), "no progress bar when stderr is not a terminal");
+
+    let target = dir.path().join("back.bin");
+    let target_s = target.to_str().unwrap().to_owned();
+    let run = |args: Vec<String>| {
+        let (base, token) = (app.base.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_coffer"))
+                .args(&args)
+                .env("COFFER_URL", base)
+                .env("COFFER_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let out =
+        run(vec!["download".into(), "tenant-abc/exports/big export.bin".into(), "-o".into(), target_s]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(hex::encode(Sha256::digest(std::fs::read(&target).unwrap())), expected);
+
+    let out = run(vec!["download".into(), "tenant-abc/exports/big export.bin".into(), "-o".into(), "-".into()])
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(hex::encode(Sha256::digest(&out.stdout)), expected, "to standard output");
+
+    let out = run(vec!["ls".into(), "--category".into(), "exports".into()]).await.unwrap();
+    assert!(text(&out.stdout).starts_with("tenant-abc/exports/big export.bin\t50.0 MiB"), "{}", text(&out.stdout));
+
+    let out = run(vec!["url".into(), "tenant-abc/exports/big export.bin".into(), "--expires".into(), "10m".into()])
+        .await
+        .unwrap();
+    let link = text(&out.stdout).trim().to_owned();
+    let fetched = reqwest::get(&link).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(hex::encode(Sha256::digest(fetched.bytes().await.unwrap())), expected);
+
+    let out = run(vec!["rm".into(), "tenant-abc/exports/big export.bin".into(), "--json".into()]).await.unwrap();
+    assert!(out.status.success());
+    let out = run(vec!["ls".into(), "--json".into()]).await.unwrap();
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_stable_exit_codes_and_one_line_messages() {
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let f = file.to_str().unwrap();
+
+    let cases: Vec<(Option<&str>, Vec<&str>, i32, &str)> = vec![
+        (Some(&token), vec!["upload", f, "--category", "nope"], 1, "unknown-category"),
+        (Some(&token), vec!["upload", f, "--category", "reports"], 0, ""),
+        (Some(&token), vec!["upload", f, "--category", "reports"], 1, "already-exists"),
+        (Some(&token), vec!["upload", f, "--category", "reports", "--overwrite"], 0, ""),
+        (Some(&token), vec!["download", "tenant-abc/reports/none.txt", "-o", "-"], 1, "not-found"),
+        (Some(&token), vec!["download", "tenant-zzz/reports/a.txt", "-o", "-"], 1, "tenant-mismatch"),
+        (Some(&token), vec!["rm", "not a key"], 2, "invalid key"),
+        (Some(&token), vec!["upload", "/nonexistent/file.pdf", "--category", "reports"], 2, "No such file"),
+        (Some("garbage"), vec!["ls"], 1, "malformed-token"),
+        (None, vec!["ls"], 2, "COFFER_TOKEN"),
+        (Some(&token), vec!["url", "tenant-abc/reports/a.txt", "--expires", "30d"], 1, "invalid-expiry"),
+        (Some(&token), vec!["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (tok, args, code, needle) in cases {
+        let app_ref = &app;
+        let out = tokio::task::block_in_place(|| coffer(app_ref, tok, &args));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        if code == 1 {
+            assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        }
+    }
+    // An unreachable server is a local error.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    let out = cmd.args(["ls", "--url", "http://127.0.0.1:9", "--token", &token]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot reach the server"));
+    // --help documents the exit codes.
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer")).arg("--help").output().unwrap();
+    assert!(text(&out.stdout).contains("Exit codes: 0 success; 1 the server refused"));
+}
