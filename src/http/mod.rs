@@ -3,6 +3,8 @@
 //! [`ApiError`].
 
 mod auth;
+mod categories;
+mod console;
 mod delete;
 mod download;
 mod error;
@@ -45,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/presign", post(presign::presign))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/restore", post(restore::restore))
+        .route("/v1/categories", get(categories::categories))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })

@@ -70,6 +70,7 @@ struct Inner {
     quota_overrides: std::collections::BTreeMap<TenantId, Quota>,
     tenant_cache: tenants::TenantCache,
     presign_direct: bool,
+    presign_origin: Option<String>,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -107,6 +108,14 @@ impl StorageService {
                 quota_overrides: config.quota_overrides.clone(),
                 tenant_cache: tenants::TenantCache::default(),
                 presign_direct: matches!(&config.storage, StorageEngine::S3(s) if s.presign == PresignMode::Direct),
+                presign_origin: match &config.storage {
+                    StorageEngine::S3(s) if s.presign == PresignMode::Direct => Some(
+                        s.endpoint
+                            .as_ref()
+                            .map_or_else(|| "https://*.amazonaws.com".to_owned(), |u| u.origin().ascii_serialization()),
+                    ),
+                    _ => None,
+                },
             }),
         }
     }
@@ -175,6 +184,11 @@ impl StorageService {
             grace,
             dry_run,
         }
+    }
+
+    /// The origin presigned URLs point at when it is not coffer itself (direct S3 links).
+    pub fn presign_origin(&self) -> Option<&str> {
+        self.inner.presign_origin.as_deref()
     }
 
     /// The quota that applies to `tenant`.
