@@ -17,9 +17,9 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// The token verifier `config` describes: its PEM public key, else the HS256 secret.
 pub fn verifier(config: &Config) -> Result<TokenVerifier, StartError> {
     match &config.jwt_public_key {
-        Some(pem) => TokenVerifier::public_key(pem, config.jwt_leeway)
+        Some(pem) => TokenVerifier::public_key(pem, &config.token_rules())
             .map_err(|m| StartError::Config(crate::config::ConfigError::new("COFFER_JWT_PUBLIC_KEY", m))),
-        None => Ok(TokenVerifier::hs256(&config.signing_secret().map_err(StartError::Secret)?, config.jwt_leeway)),
+        None => Ok(TokenVerifier::hs256(&config.signing_secret().map_err(StartError::Secret)?, &config.token_rules())),
     }
 }
 

@@ -21,6 +21,8 @@ fn config(extra: &[(&str, &str)]) -> (Config, tempfile::TempDir) {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // Extra settings win over the defaults above.
+    vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let dir = tempfile::tempdir().unwrap();
     let overrides = Overrides { data_dir: Some(dir.path().to_owned()), ..Default::default() };
@@ -132,4 +134,19 @@ async fn filesystem_provision_creates_directories_and_says_what_does_not_apply()
     assert!(dir.path().join("objects/carbon-connect-dev-media").is_dir());
     let again = provision(&config, false, false).await;
     assert!(again.steps.iter().all(|s| s.outcome == Outcome::Unchanged));
+}
+
+/// s3s-fs implements none of the bucket-configuration APIs: provisioning says which, goes on,
+/// and exits 3 (partial), with the buckets themselves created.
+#[tokio::test]
+async fn a_server_without_the_apis_gives_a_partial_result() {
+    let s3s = std::env::var("COFFER_TEST_S3_ENDPOINT").expect("COFFER_TEST_S3_ENDPOINT: run scripts/test");
+    let (config, _dir) = config(&[("AWS_ENDPOINT_URL", s3s.as_str())]);
+    let report = provision(&config, false, false).await;
+    println!("{}", report.render());
+    assert_eq!(report.exit_code(), 3, "{}", report.render());
+    assert!(report.steps.iter().filter(|s| s.setting == "bucket").all(|s| s.outcome == Outcome::Changed));
+    let unsupported: Vec<_> = report.steps.iter().filter(|s| matches!(s.outcome, Outcome::Unsupported(_))).collect();
+    assert!(!unsupported.is_empty());
+    assert!(report.render().contains("not supported by this server"));
 }

@@ -14,6 +14,10 @@ pub enum AuthError {
     TokenNotYetValid,
     #[error("token signature does not verify")]
     BadTokenSignature,
+    #[error("token issuer is not the configured one")]
+    WrongIssuer,
+    #[error("token audience is not the configured one")]
+    WrongAudience,
     #[error("token algorithm is not accepted")]
     UnsupportedAlgorithm,
     #[error("token claims are invalid: {0}")]

@@ -9,10 +9,16 @@ use crate::config::Secret;
 use crate::domain::TenantId;
 
 /// The claims coffer reads. `tenant_id` names the tenant; `exp` is required.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Claims {
     pub tenant_id: String,
     pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -33,6 +39,17 @@ impl Caller {
     }
 }
 
+/// What a token must satisfy besides its signature.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules {
+    /// Clock leeway for `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Required `iss`, when configured.
+    pub issuer: Option<String>,
+    /// Required `aud`, when configured.
+    pub audience: Option<String>,
+}
+
 /// Verifies bearer tokens: HS256 with the shared secret, or RS256/ES256 with a PEM public key
 /// (then HS256 is refused, so a public key can never be used as an HMAC secret).
 pub struct TokenVerifier {
@@ -41,25 +58,36 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
-    pub fn hs256(secret: &Secret, leeway: Duration) -> Self {
-        Self::with(DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256, leeway)
+    pub fn hs256(secret: &Secret, rules: &TokenRules) -> Self {
+        Self::with(DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256, rules)
     }
 
     /// Accepts an RSA (RS256) or EC P-256 (ES256) public key in PEM form.
-    pub fn public_key(pem: &str, leeway: Duration) -> Result<Self, String> {
+    pub fn public_key(pem: &str, rules: &TokenRules) -> Result<Self, String> {
         if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-            return Ok(Self::with(key, Algorithm::RS256, leeway));
+            return Ok(Self::with(key, Algorithm::RS256, rules));
         }
         DecodingKey::from_ec_pem(pem.as_bytes())
-            .map(|key| Self::with(key, Algorithm::ES256, leeway))
+            .map(|key| Self::with(key, Algorithm::ES256, rules))
             .map_err(|e| format!("not an RSA or EC public key: {e}"))
     }
 
-    fn with(key: DecodingKey, alg: Algorithm, leeway: Duration) -> Self {
+    fn with(key: DecodingKey, alg: Algorithm, rules: &TokenRules) -> Self {
         let mut validation = Validation::new(alg);
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         validation.validate_nbf = true;
-        validation.leeway = leeway.as_secs();
+        validation.leeway = rules.leeway.as_secs();
+        validation.validate_aud = false;
+        if let Some(iss) = &rules.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if let Some(aud) = &rules.audience {
+            validation.set_audience(&[aud]);
+            validation.validate_aud = true;
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Self { key, validation }
     }
 
@@ -72,8 +100,8 @@ impl TokenVerifier {
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::UnsupportedAlgorithm,
             ErrorKind::MissingRequiredClaim(c) => AuthError::InvalidClaims(format!("missing claim {c}")),
             ErrorKind::Json(e) => AuthError::InvalidClaims(e.to_string()),
-            ErrorKind::InvalidIssuer => AuthError::InvalidClaims("wrong issuer".into()),
-            ErrorKind::InvalidAudience => AuthError::InvalidClaims("wrong audience".into()),
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
             _ => AuthError::MalformedToken,
         })?;
         let tenant = TenantId::parse(&data.claims.tenant_id).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
@@ -93,7 +121,13 @@ impl TokenIssuer {
 
     pub fn issue(&self, tenant: &TenantId, ttl: Duration, read_only: bool) -> String {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
-        let claims = Claims { tenant_id: tenant.to_string(), exp: now + ttl.as_secs(), iat: Some(now), read_only };
+        let claims = Claims {
+            tenant_id: tenant.to_string(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            read_only,
+            ..Claims::default()
+        };
         self.sign(&claims)
     }
 
@@ -115,21 +149,21 @@ mod tests {
     fn issue_then_verify() {
         let t = TenantId::parse("abc123").unwrap();
         let token = TokenIssuer::new(&secret()).issue(&t, Duration::from_secs(60), true);
-        let caller = TokenVerifier::hs256(&secret(), Duration::ZERO).verify(&token).unwrap();
+        let caller = TokenVerifier::hs256(&secret(), &TokenRules::default()).verify(&token).unwrap();
         assert_eq!(caller, Caller { tenant: t, read_only: true });
         assert_eq!(caller.require_write(), Err(AuthError::ReadOnly));
     }
 
     #[test]
     fn refusals_say_why() {
-        let v = TokenVerifier::hs256(&secret(), Duration::ZERO);
+        let v = TokenVerifier::hs256(&secret(), &TokenRules::default());
         let t = TenantId::parse("abc").unwrap();
         let other = TokenIssuer::new(&Secret::new("another-secret-another-secret-xx"));
         assert_eq!(v.verify(&other.issue(&t, Duration::from_secs(60), false)), Err(AuthError::BadTokenSignature));
-        let expired = Claims { tenant_id: "abc".into(), exp: 1_000, iat: None, read_only: false };
+        let expired = Claims { tenant_id: "abc".into(), exp: 1_000, ..Claims::default() };
         assert_eq!(v.verify(&TokenIssuer::new(&secret()).sign(&expired)), Err(AuthError::TokenExpired));
         assert_eq!(v.verify("garbage"), Err(AuthError::MalformedToken));
-        let bad_tenant = Claims { tenant_id: "../x".into(), exp: u64::MAX / 2, iat: None, read_only: false };
+        let bad_tenant = Claims { tenant_id: "../x".into(), exp: u64::MAX / 2, ..Claims::default() };
         assert!(matches!(v.verify(&TokenIssuer::new(&secret()).sign(&bad_tenant)), Err(AuthError::InvalidClaims(_))));
         // alg: none
         use base64::Engine;

@@ -77,6 +77,10 @@ pub struct Config {
     pub jwt_public_key: Option<String>,
     /// Clock leeway for `exp` and `nbf`.
     pub jwt_leeway: Duration,
+    /// Required `iss` claim (COFFER_JWT_ISSUER), when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim (COFFER_JWT_AUDIENCE), when set.
+    pub jwt_audience: Option<String>,
     /// Earlier signing secrets whose presigned URLs still verify (rotation).
     pub presign_previous_secrets: Vec<Secret>,
     /// `sqlite://…` (default, in the data dir) or `postgres://…`.
@@ -216,6 +220,8 @@ impl Config {
             jwt_secret,
             jwt_public_key,
             jwt_leeway,
+            jwt_issuer: env.get("COFFER_JWT_ISSUER"),
+            jwt_audience: env.get("COFFER_JWT_AUDIENCE"),
             presign_previous_secrets,
             database_url: Secret::new(database_url),
             categories: file.categories.unwrap_or_default(),
@@ -232,6 +238,15 @@ impl Config {
         match kind {
             BucketKind::Documents => &self.documents_bucket,
             BucketKind::Media => &self.media_bucket,
+        }
+    }
+
+    /// What tokens must satisfy besides their signature.
+    pub fn token_rules(&self) -> crate::auth::TokenRules {
+        crate::auth::TokenRules {
+            leeway: self.jwt_leeway,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
         }
     }
 
@@ -287,6 +302,8 @@ impl Config {
         );
         line("COFFER_JWT_PUBLIC_KEY", if self.jwt_public_key.is_some() { "set" } else { "unset" }.into());
         line("COFFER_JWT_LEEWAY", self.jwt_leeway.as_secs().to_string());
+        line("COFFER_JWT_ISSUER", self.jwt_issuer.clone().unwrap_or_else(|| "any".into()));
+        line("COFFER_JWT_AUDIENCE", self.jwt_audience.clone().unwrap_or_else(|| "any".into()));
         line("DATABASE_URL", crate::util::redact_url(self.database_url.expose()));
         line("COFFER_TENANTS", format!("{:?}", self.tenants).to_lowercase());
         let limit = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());

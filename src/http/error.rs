@@ -67,6 +67,8 @@ impl From<AuthError> for ApiError {
             AuthError::TokenNotYetValid => "token-not-yet-valid",
             AuthError::BadTokenSignature => "bad-token-signature",
             AuthError::UnsupportedAlgorithm => "unsupported-token-algorithm",
+            AuthError::WrongIssuer => "wrong-token-issuer",
+            AuthError::WrongAudience => "wrong-token-audience",
             AuthError::InvalidClaims(_) => "invalid-token-claims",
             AuthError::ReadOnly => return Self::new(StatusCode::FORBIDDEN, "read-only", e.to_string()),
         };

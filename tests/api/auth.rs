@@ -17,7 +17,7 @@ async fn tokens_are_required_and_checked() {
     let res = app.client.get(app.url("/v1/files")).bearer_auth("not.a.jwt").send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "malformed-token").await;
 
-    let expired = app.token_with(&Claims { tenant_id: "abc".into(), exp: 1_000_000, iat: None, read_only: false });
+    let expired = app.token_with(&Claims { tenant_id: "abc".into(), exp: 1_000_000, ..Default::default() });
     let res = app.client.get(app.url("/v1/files")).bearer_auth(expired).send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "token-expired").await;
 
@@ -29,8 +29,7 @@ async fn tokens_are_required_and_checked() {
     let res = app.client.get(app.url("/v1/files")).bearer_auth(forged).send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "bad-token-signature").await;
 
-    let bad_tenant =
-        app.token_with(&Claims { tenant_id: "a/b".into(), exp: 4_000_000_000, iat: None, read_only: false });
+    let bad_tenant = app.token_with(&Claims { tenant_id: "a/b".into(), exp: 4_000_000_000, ..Default::default() });
     let res = app.client.get(app.url("/v1/files")).bearer_auth(bad_tenant).send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid-token-claims").await;
 }
@@ -72,4 +71,51 @@ async fn uploads_land_under_the_tokens_tenant_only() {
     assert_eq!(meta["key"], "tenant-tenantA/applications/tenant-tenantB.pdf");
     let listed: serde_json::Value = app.list("tenantB", &[]).await.json().await.unwrap();
     assert!(listed["files"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_tokens_each_get_their_own_code() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("COFFER_JWT_ISSUER", "https://id.example"),
+        ("COFFER_JWT_AUDIENCE", "coffer"),
+        ("COFFER_JWT_LEEWAY", "5"),
+    ])
+    .await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let good = Claims {
+        tenant_id: "abc".into(),
+        exp: now + 600,
+        iss: Some("https://id.example".into()),
+        aud: Some("coffer".into()),
+        ..Default::default()
+    };
+    let get = |token: String| app.client.get(app.url("/v1/files")).bearer_auth(token).send();
+    assert_eq!(get(app.token_with(&good)).await.unwrap().status(), StatusCode::OK);
+
+    let cases = [
+        (Claims { iss: Some("https://evil.example".into()), ..good.clone() }, "wrong-token-issuer"),
+        (Claims { iss: None, ..good.clone() }, "invalid-token-claims"),
+        (Claims { aud: Some("other".into()), ..good.clone() }, "wrong-token-audience"),
+        (Claims { nbf: Some(now + 120), ..good.clone() }, "token-not-yet-valid"),
+        (Claims { exp: now - 60, ..good.clone() }, "token-expired"),
+    ];
+    for (claims, code) in cases {
+        assert_error(get(app.token_with(&claims)).await.unwrap(), StatusCode::UNAUTHORIZED, code).await;
+    }
+    // Within the leeway, a just-expired token still passes.
+    let res = get(app.token_with(&Claims { exp: now - 2, ..good.clone() })).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // A tampered payload (another tenant, same signature) fails the signature.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = app.token_with(&good);
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = Claims { tenant_id: "victim".into(), ..good.clone() };
+    let forged = format!("{}.{}.{}", parts[0], b64.encode(serde_json::to_vec(&forged_claims).unwrap()), parts[2]);
+    assert_error(get(forged).await.unwrap(), StatusCode::UNAUTHORIZED, "bad-token-signature").await;
+    // alg: none
+    let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    let res = get(none).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }

@@ -36,10 +36,16 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
 /// A second instance sharing `first`'s data dir, buckets and catalog (as behind a load
 /// balancer).
 pub async fn spawn_sibling(first: &TestApp) -> TestApp {
-    let env = [
+    spawn_sibling_with(first, &[]).await
+}
+
+/// A sibling with extra settings (a rotated secret, say).
+pub async fn spawn_sibling_with(first: &TestApp, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![
         ("AWS_S3_DOCUMENTS_BUCKET", first.documents_bucket.as_str()),
         ("AWS_S3_MEDIA_BUCKET", first.media_bucket.as_str()),
     ];
+    env.extend_from_slice(extra);
     spawn_instance(&env, first.data_dir.clone(), Some(first.database_url.clone())).await
 }
 

@@ -9,6 +9,7 @@ mod concurrency;
 mod delete;
 mod download;
 mod health;
+mod isolation;
 mod list;
 mod presign;
 mod public_key;

@@ -92,3 +92,24 @@ async fn presigned_url_for_a_deleted_file_is_404() {
     let res = app.client.get(body["url"].as_str().unwrap()).send().await.unwrap();
     assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
 }
+
+#[tokio::test]
+async fn rotated_secrets_keep_old_links_until_removed() {
+    let old = spawn_app().await;
+    old.uploaded("abc", "reports", "a.txt", b"hello").await;
+    let body: Value = old.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
+    let url = body["url"].as_str().unwrap().to_owned();
+    let new_secret = "rotated-secret-rotated-secret-rotated-01";
+
+    let rotated = crate::helpers::spawn_sibling_with(
+        &old,
+        &[("COFFER_JWT_SECRET", new_secret), ("COFFER_PRESIGN_PREVIOUS_SECRETS", crate::helpers::SECRET)],
+    )
+    .await;
+    let res = old.client.get(url.replace(&old.base, &rotated.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "old links verify while the previous secret is configured");
+
+    let removed = crate::helpers::spawn_sibling_with(&old, &[("COFFER_JWT_SECRET", new_secret)]).await;
+    let res = old.client.get(url.replace(&old.base, &removed.base)).send().await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
+}
