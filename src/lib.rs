@@ -18,6 +18,7 @@ pub mod provision;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+pub mod telemetry;
 pub(crate) mod util;
 
 pub use service::StorageService;

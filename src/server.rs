@@ -1,7 +1,6 @@
 //! `coffer serve`: builds the service from configuration and runs the HTTP API until SIGTERM
 //! or Ctrl-C, finishing in-flight requests.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -26,7 +25,8 @@ pub fn verifier(config: &Config) -> Result<TokenVerifier, StartError> {
 /// Service and router state for `config`.
 pub async fn state(config: &Config) -> Result<AppState, StartError> {
     let service = StorageService::from_config(config).await?;
-    Ok(AppState { service, verifier: Arc::new(verifier(config)?) })
+    crate::telemetry::handle();
+    Ok(AppState::new(service, verifier(config)?, config.limits.clone()))
 }
 
 /// Serves on `listener` until `shutdown` completes; reconciles every `reconcile_interval.0`
@@ -57,7 +57,8 @@ pub async fn serve_on(
             }
         })
     });
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let limits = state.limits.clone();
+    let result = accept_loop(listener, router(state), &limits, shutdown).await;
     purge_task.abort();
     if let Some(task) = reconcile_task {
         task.abort();
@@ -78,6 +79,62 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reconcile = config.reconcile_interval.map(|every| (every, config.reconcile_grace));
     serve_on(listener, state, reconcile, shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves connections until `shutdown`, then stops accepting and gives in-flight requests up to
+/// the shutdown grace to finish. HTTP/1 headers must arrive within the header read timeout
+/// (slow-loris) and fit in the header buffer (431 otherwise).
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &crate::config::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(grace = ?limits.shutdown_grace, "shutting down: no new connections, waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace elapsed; closing remaining connections"),
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 mod categories;
 mod file;
+mod limits;
 mod s3;
 mod secret;
 
@@ -16,6 +17,7 @@ use url::Url;
 
 pub use categories::{BucketKind, Categories, CategoryPolicy};
 pub use file::ConfigFile;
+pub use limits::Limits;
 pub use s3::{PresignMode, S3Settings, Sse};
 pub use secret::Secret;
 
@@ -94,6 +96,7 @@ pub struct Config {
     pub reconcile_interval: Option<Duration>,
     /// Pending uploads younger than this are left alone by reconcile.
     pub reconcile_grace: Duration,
+    pub limits: Limits,
 }
 
 /// Values given on the command line; they override everything else.
@@ -230,6 +233,7 @@ impl Config {
             quota_overrides: file.quotas,
             reconcile_interval,
             reconcile_grace,
+            limits: Limits::from_env(&|k| env.get(k))?,
         })
     }
 
@@ -314,6 +318,17 @@ impl Config {
             self.reconcile_interval.map_or("off".into(), |d| humantime::format_duration(d).to_string()),
         );
         line("COFFER_RECONCILE_GRACE", humantime::format_duration(self.reconcile_grace).to_string());
+        let l = &self.limits;
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        line("COFFER_MAX_HEADER_BYTES", l.max_header_bytes.to_string());
+        line("COFFER_MAX_URL_BYTES", l.max_url_bytes.to_string());
+        line("COFFER_HEADER_READ_TIMEOUT", d(l.header_read_timeout));
+        line("COFFER_BODY_IDLE_TIMEOUT", d(l.body_idle_timeout));
+        line("COFFER_REQUEST_TIMEOUT", d(l.request_timeout));
+        line("COFFER_MAX_UPLOADS", l.max_uploads.to_string());
+        line("COFFER_MAX_UPLOADS_PER_TENANT", l.max_uploads_per_tenant.to_string());
+        line("COFFER_CORS_ORIGINS", if l.cors_origins.is_empty() { "none".into() } else { l.cors_origins.join(",") });
+        line("COFFER_SHUTDOWN_GRACE", d(l.shutdown_grace));
         for (name, p) in self.categories.iter() {
             line(
                 &format!("category {name}"),

@@ -103,6 +103,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidRestore(_) => (S::BAD_REQUEST, "invalid-restore"),
             ServiceError::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor"),
             ServiceError::BodyIncomplete(_) => (S::BAD_REQUEST, "body-incomplete"),
+            ServiceError::BodyTimeout => (S::REQUEST_TIMEOUT, "body-timeout"),
             ServiceError::Archived => (S::CONFLICT, "object-archived"),
             ServiceError::Unsupported(_) => (S::BAD_REQUEST, "unsupported"),
             ServiceError::Storage(_) => (S::SERVICE_UNAVAILABLE, "storage-unavailable"),

@@ -10,6 +10,7 @@ mod download;
 mod error;
 mod headers;
 mod health;
+mod limits;
 mod list;
 mod presign;
 mod query;
@@ -20,9 +21,9 @@ mod view;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -36,31 +37,83 @@ use crate::service::StorageService;
 pub struct AppState {
     pub service: StorageService,
     pub verifier: Arc<TokenVerifier>,
+    pub limits: Arc<crate::config::Limits>,
+    pub uploads: Arc<limits::UploadSlots>,
+}
+
+impl AppState {
+    pub fn new(service: StorageService, verifier: TokenVerifier, limits: crate::config::Limits) -> Self {
+        let uploads = limits::UploadSlots::new(limits.max_uploads, limits.max_uploads_per_tenant);
+        Self { service, verifier: Arc::new(verifier), limits: Arc::new(limits), uploads }
+    }
 }
 
 /// The API router with its middleware.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/v1/files", post(upload::upload).get(list::list))
-        .route("/v1/files/{*key}", get(download::download).delete(delete::delete))
+    // Routes with small answers get a whole-request time limit; transfers do not.
+    let bounded = Router::new()
+        .route("/v1/files", get(list::list))
         .route("/v1/presign", post(presign::presign))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/restore", post(restore::restore))
         .route("/v1/categories", get(categories::categories))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::telemetry::render))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::request_timeout));
+    let streaming = Router::new()
+        .route("/v1/files", post(upload::upload))
+        .route("/v1/files/{*key}", get(download::download).delete(delete::delete));
+    let console = Router::new()
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
         .route("/console/app.js", get(console::script))
         .route("/console/app.css", get(console::style))
-        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+    let mut app = bounded
+        .merge(streaming)
+        .merge(console)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed on this route")
         })
-        .with_state(state)
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .route_layer(middleware::from_fn(crate::telemetry::track))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::url_length))
+        .with_state(state.clone());
+    if let Some(cors) = cors(&state.limits.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// CORS for the configured origins only; none configured, no CORS headers at all.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{Method, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::RANGE,
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::CONTENT_DISPOSITION,
+                header::CONTENT_RANGE,
+                header::LAST_MODIFIED,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }

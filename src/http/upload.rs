@@ -34,11 +34,15 @@ pub async fn upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require_write()?;
+    let _slot = state.uploads.acquire(&caller.tenant)?;
     let params: UploadParams = query::parse(raw.as_deref())?;
     let overwrite = query::flag(params.overwrite.as_deref(), "overwrite")?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let idle = state.limits.body_idle_timeout;
     let request = if let Ok(boundary) = multer::parse_boundary(content_type) {
-        from_multipart(caller, params, overwrite, body, boundary).await?
+        let mut request = from_multipart(caller, params, overwrite, body, boundary).await?;
+        request.body = super::limits::idle_timeout(request.body, idle);
+        request
     } else {
         let declared = params.content_type.clone().or_else(|| {
             (!content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded"))
@@ -62,7 +66,7 @@ pub async fn upload(
             content_type: declared,
             overwrite,
             size_hint,
-            body: body_stream(body),
+            body: super::limits::idle_timeout(body_stream(body), idle),
         }
     };
     let record = state.service.upload(request).await?;

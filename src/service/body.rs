@@ -18,6 +18,8 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("body exceeds the tenant's remaining quota")]
     QuotaExceeded,
+    #[error("no data arrived for too long")]
+    IdleTimeout,
 }
 
 impl BodyError {

@@ -32,6 +32,8 @@ pub enum ServiceError {
     InvalidExpiry(String),
     #[error("invalid cursor")]
     InvalidCursor,
+    #[error("the request body stalled: no data arrived for too long")]
+    BodyTimeout,
     #[error("the request body ended early or could not be read")]
     BodyIncomplete(#[source] std::io::Error),
     #[error("the file is in an archive storage class; restore it first (POST /v1/restore)")]
@@ -42,6 +44,18 @@ pub enum ServiceError {
     Storage(#[source] BlobError),
     #[error("the catalog is unavailable")]
     Catalog(#[source] CatalogError),
+}
+
+impl ServiceError {
+    /// Classifies a failure of the request body: a limit the service set, or the client.
+    pub fn from_body(io: std::io::Error) -> Self {
+        match super::body::BodyError::from_io(&io) {
+            Some(super::body::BodyError::TooLarge { limit }) => ServiceError::TooLarge { limit },
+            Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
+            Some(super::body::BodyError::IdleTimeout) => ServiceError::BodyTimeout,
+            None => ServiceError::BodyIncomplete(io),
+        }
+    }
 }
 
 impl From<CatalogError> for ServiceError {
@@ -59,11 +73,7 @@ impl From<CatalogError> for ServiceError {
 impl From<BlobError> for ServiceError {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::Body(io) => match super::body::BodyError::from_io(&io) {
-                Some(super::body::BodyError::TooLarge { limit }) => ServiceError::TooLarge { limit },
-                Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
-                None => ServiceError::BodyIncomplete(io),
-            },
+            BlobError::Body(io) => ServiceError::from_body(io),
             BlobError::Archived => ServiceError::Archived,
             BlobError::Unsupported(what) => ServiceError::Unsupported(what),
             other => ServiceError::Storage(other),

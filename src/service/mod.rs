@@ -151,6 +151,8 @@ impl StorageService {
         let catalog = crate::catalog::connect(url)
             .await
             .map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(crate::telemetry::stores::MeteredBlobStore(blobs));
+        let catalog: Arc<dyn Catalog> = Arc::new(crate::telemetry::stores::MeteredCatalog(catalog));
         let service = Self::new(blobs, catalog, config, signer);
         service.purge_queued().await;
         Ok(service)

@@ -65,10 +65,10 @@ impl StorageService {
         if req.size_hint.is_some_and(|n| n > limit) {
             return Err(match over {
                 BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
-                BodyError::QuotaExceeded => ServiceError::QuotaExceeded,
+                _ => ServiceError::QuotaExceeded,
             });
         }
-        let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::BodyIncomplete)?;
+        let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::from_body)?;
         let content_type = decide(&req.filename, req.content_type.as_deref(), &head);
         if !policy.allows(&content_type) {
             return Err(ServiceError::UnsupportedMediaType { content_type, category: req.category.to_string() });

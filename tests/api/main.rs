@@ -10,6 +10,7 @@ mod delete;
 mod download;
 mod health;
 mod isolation;
+mod limits;
 mod list;
 mod presign;
 mod public_key;

@@ -45,7 +45,7 @@ async fn quota_refuses_with_nothing_stored() {
 
 #[tokio::test]
 async fn concurrent_uploads_cannot_overshoot_the_quota() {
-    let app = spawn_app_with(&[("COFFER_QUOTA_BYTES", "100 B")]).await;
+    let app = spawn_app_with(&[("COFFER_QUOTA_BYTES", "100 B"), ("COFFER_MAX_UPLOADS_PER_TENANT", "16")]).await;
     let token = app.token("abc");
     let mut tasks = Vec::new();
     for i in 0..10 {

@@ -31,8 +31,10 @@ pub async fn put(
     bucket: &str,
     key: &str,
     content_type: &str,
-    mut body: ByteStream,
+    body: ByteStream,
 ) -> Result<PutResult, BlobError> {
+    // Parts are read until the body ends; it must not be polled past that.
+    let mut body: ByteStream = Box::pin(body.fuse());
     let part_size = store.settings.part_size;
     let mut carry = BytesMut::with_capacity(part_size);
     let first = next_part(&mut body, part_size, &mut carry).await?.unwrap_or_default();

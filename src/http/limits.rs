@@ -1,0 +1,111 @@
+//! Request limits enforced in the HTTP layer: URL length (414), whole-request time on
+//! non-streaming routes (503 `request-timeout`), concurrent uploads per instance and per tenant
+//! (429 with Retry-After), and the idle timeout of upload bodies (408).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{ApiError, AppState};
+use crate::blob::ByteStream;
+use crate::domain::TenantId;
+use crate::service::BodyError;
+
+/// Slots for uploads in progress.
+pub struct UploadSlots {
+    instance: Arc<Semaphore>,
+    per_tenant: Mutex<HashMap<TenantId, usize>>,
+    max_per_tenant: usize,
+}
+
+/// Holds an upload slot until dropped.
+pub struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+    slots: Arc<UploadSlots>,
+    tenant: TenantId,
+}
+
+impl UploadSlots {
+    pub fn new(max: usize, max_per_tenant: usize) -> Arc<Self> {
+        Arc::new(Self { instance: Arc::new(Semaphore::new(max)), per_tenant: Mutex::default(), max_per_tenant })
+    }
+
+    /// A slot for one of `tenant`'s uploads, or 429 `too-many-requests`.
+    pub fn acquire(self: &Arc<Self>, tenant: &TenantId) -> Result<UploadSlot, ApiError> {
+        let busy = || too_many("too many uploads in progress; retry shortly");
+        let permit = self.instance.clone().try_acquire_owned().map_err(|_| busy())?;
+        let mut map = self.per_tenant.lock().expect("upload slots");
+        let n = map.entry(tenant.clone()).or_insert(0);
+        if *n >= self.max_per_tenant {
+            return Err(too_many("too many uploads in progress for this tenant; retry shortly"));
+        }
+        *n += 1;
+        metrics::gauge!("coffer_uploads_in_flight").increment(1.0);
+        Ok(UploadSlot { _permit: permit, slots: self.clone(), tenant: tenant.clone() })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut map = self.slots.per_tenant.lock().expect("upload slots");
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+        metrics::gauge!("coffer_uploads_in_flight").decrement(1.0);
+    }
+}
+
+fn too_many(message: &str) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", message)
+}
+
+/// 429 answers carry `Retry-After: 1`.
+pub fn retry_after(mut res: Response) -> Response {
+    if res.status() == StatusCode::TOO_MANY_REQUESTS {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+/// Refuses request targets longer than the configured maximum with 414.
+pub async fn url_length(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > state.limits.max_url_bytes {
+        let message = format!("the URL is longer than {} bytes", state.limits.max_url_bytes);
+        return ApiError::new(StatusCode::URI_TOO_LONG, "url-too-long", message).into_response();
+    }
+    retry_after(next.run(req).await)
+}
+
+/// Bounds the whole request on routes whose answers are small.
+pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "the request took too long")
+            .into_response(),
+    }
+}
+
+/// Fails the body stream when no chunk arrives for `idle`.
+pub fn idle_timeout(body: ByteStream, idle: Duration) -> ByteStream {
+    let stream = futures::stream::unfold(Some(body), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item, Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other(BodyError::IdleTimeout)), None)),
+        }
+    });
+    // Fused: readers may poll again after the end.
+    Box::pin(stream.fuse())
+}

@@ -1,0 +1,166 @@
+//! Decorators that time every blob-store and catalog operation and count its errors.
+
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
+use crate::catalog::{
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, TenantInfo,
+    TenantStatus,
+};
+use crate::domain::{BlobKey, BucketName, ObjectKey, TenantId};
+
+fn observe<T, E>(kind: &'static str, engine: &'static str, op: &'static str, started: Instant, r: &Result<T, E>) {
+    metrics::histogram!(format!("coffer_{kind}_operation_duration_seconds"), "engine" => engine, "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    if r.is_err() {
+        metrics::counter!(format!("coffer_{kind}_operation_errors_total"), "engine" => engine, "op" => op).increment(1);
+    }
+}
+
+macro_rules! timed {
+    ($kind:literal, $self:ident, $op:literal, $call:expr) => {{
+        let started = Instant::now();
+        let r = $call.await;
+        observe($kind, $self.0.engine(), $op, started, &r);
+        r
+    }};
+}
+
+/// A blob store whose operations are measured.
+pub struct MeteredBlobStore(pub Arc<dyn BlobStore>);
+
+#[async_trait]
+impl BlobStore for MeteredBlobStore {
+    fn engine(&self) -> &'static str {
+        self.0.engine()
+    }
+    async fn put(&self, b: &BucketName, k: &BlobKey, ct: &str, body: ByteStream) -> Result<PutResult, BlobError> {
+        let r = timed!("blob", self, "put", self.0.put(b, k, ct, body));
+        if let Ok(p) = &r {
+            metrics::counter!("coffer_stored_bytes_total").increment(p.size);
+        }
+        r
+    }
+    async fn get(
+        &self,
+        b: &BucketName,
+        k: &BlobKey,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<BlobRead, BlobError> {
+        timed!("blob", self, "get", self.0.get(b, k, range))
+    }
+    async fn delete(&self, b: &BucketName, k: &BlobKey) -> Result<(), BlobError> {
+        timed!("blob", self, "delete", self.0.delete(b, k))
+    }
+    async fn list(&self, b: &BucketName, after: Option<&str>, limit: usize) -> Result<BlobPage, BlobError> {
+        timed!("blob", self, "list", self.0.list(b, after, limit))
+    }
+    async fn exists(&self, b: &BucketName, k: &BlobKey) -> Result<bool, BlobError> {
+        timed!("blob", self, "exists", self.0.exists(b, k))
+    }
+    async fn stray_age(&self, b: &BucketName, key: &str) -> Option<Duration> {
+        self.0.stray_age(b, key).await
+    }
+    async fn remove_stray(&self, b: &BucketName, key: &str) -> Result<(), BlobError> {
+        timed!("blob", self, "remove_stray", self.0.remove_stray(b, key))
+    }
+    async fn check(&self, b: &BucketName) -> Result<(), BlobError> {
+        timed!("blob", self, "check", self.0.check(b))
+    }
+    async fn ensure_bucket(&self, b: &BucketName) -> Result<bool, BlobError> {
+        timed!("blob", self, "ensure_bucket", self.0.ensure_bucket(b))
+    }
+    async fn presign_get(
+        &self,
+        b: &BucketName,
+        k: &BlobKey,
+        expires_in: Duration,
+        disposition: &str,
+        content_type: &str,
+    ) -> Option<Result<String, BlobError>> {
+        self.0.presign_get(b, k, expires_in, disposition, content_type).await
+    }
+    async fn archive_state(&self, b: &BucketName, k: &BlobKey) -> Result<Option<ArchiveState>, BlobError> {
+        timed!("blob", self, "archive_state", self.0.archive_state(b, k))
+    }
+    async fn restore(&self, b: &BucketName, k: &BlobKey, days: i32, tier: &str) -> Result<(), BlobError> {
+        timed!("blob", self, "restore", self.0.restore(b, k, days, tier))
+    }
+}
+
+/// A catalog whose operations are measured.
+pub struct MeteredCatalog(pub Arc<dyn Catalog>);
+
+#[async_trait]
+impl Catalog for MeteredCatalog {
+    fn engine(&self) -> &'static str {
+        self.0.engine()
+    }
+    async fn ping(&self) -> Result<(), CatalogError> {
+        timed!("catalog", self, "ping", self.0.ping())
+    }
+    async fn record_intent(&self, p: &PendingUpload) -> Result<(), CatalogError> {
+        timed!("catalog", self, "record_intent", self.0.record_intent(p))
+    }
+    async fn abandon_intent(&self, b: &BlobRef) -> Result<(), CatalogError> {
+        timed!("catalog", self, "abandon_intent", self.0.abandon_intent(b))
+    }
+    async fn commit_upload(
+        &self,
+        r: &FileRecord,
+        overwrite: bool,
+        q: &Quota,
+    ) -> Result<Option<FileRecord>, CatalogError> {
+        timed!("catalog", self, "commit_upload", self.0.commit_upload(r, overwrite, q))
+    }
+    async fn get(&self, k: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
+        timed!("catalog", self, "get", self.0.get(k))
+    }
+    async fn list(&self, t: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
+        timed!("catalog", self, "list", self.0.list(t, q))
+    }
+    async fn delete(&self, k: &ObjectKey) -> Result<FileRecord, CatalogError> {
+        timed!("catalog", self, "delete", self.0.delete(k))
+    }
+    async fn queued_deletions(&self, limit: u32) -> Result<Vec<BlobRef>, CatalogError> {
+        timed!("catalog", self, "queued_deletions", self.0.queued_deletions(limit))
+    }
+    async fn deletion_done(&self, b: &BlobRef) -> Result<(), CatalogError> {
+        timed!("catalog", self, "deletion_done", self.0.deletion_done(b))
+    }
+    async fn usage(&self, t: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
+        timed!("catalog", self, "usage", self.0.usage(t))
+    }
+    async fn tenant_status(&self, t: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
+        timed!("catalog", self, "tenant_status", self.0.tenant_status(t))
+    }
+    async fn add_tenant(&self, t: &TenantId) -> Result<bool, CatalogError> {
+        timed!("catalog", self, "add_tenant", self.0.add_tenant(t))
+    }
+    async fn set_tenant_status(&self, t: &TenantId, s: TenantStatus) -> Result<(), CatalogError> {
+        timed!("catalog", self, "set_tenant_status", self.0.set_tenant_status(t, s))
+    }
+    async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError> {
+        timed!("catalog", self, "list_tenants", self.0.list_tenants())
+    }
+    async fn stale_intents(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&PendingUpload>,
+        limit: u32,
+    ) -> Result<Vec<PendingUpload>, CatalogError> {
+        timed!("catalog", self, "stale_intents", self.0.stale_intents(before, after, limit))
+    }
+    async fn referenced(&self, b: &BucketName, keys: &[String]) -> Result<HashSet<String>, CatalogError> {
+        timed!("catalog", self, "referenced", self.0.referenced(b, keys))
+    }
+    async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
+        timed!("catalog", self, "scan_files", self.0.scan_files(after, limit))
+    }
+}

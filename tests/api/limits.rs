@@ -1,0 +1,114 @@
+//! Limits against abuse: concurrent uploads (429 + Retry-After), stalled bodies (408), long
+//! URLs (414), oversized headers (431), slow-loris connections, CORS, metrics.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+/// A body that sends one chunk, then waits `pause` before ending.
+fn slow_body(pause: Duration) -> reqwest::Body {
+    let stream = futures::stream::unfold(0u8, move |step| async move {
+        match step {
+            0 => Some((Ok::<_, std::io::Error>(b"first".to_vec()), 1)),
+            1 => {
+                tokio::time::sleep(pause).await;
+                Some((Ok(b"second".to_vec()), 2))
+            }
+            _ => None,
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test]
+async fn concurrent_uploads_per_tenant_are_bounded_with_429() {
+    let app = spawn_app_with(&[("COFFER_MAX_UPLOADS_PER_TENANT", "1")]).await;
+    let slow = app.upload("abc", "reports", "slow.txt", slow_body(Duration::from_millis(800)));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.upload("abc", "reports", "second.txt", "x").await
+    };
+    let other_tenant = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.upload("xyz", "reports", "other.txt", "x").await
+    };
+    let (slow, second, other) = tokio::join!(slow, second, other_tenant);
+    assert_eq!(slow.status(), StatusCode::CREATED);
+    assert_eq!(other.status(), StatusCode::CREATED, "other tenants are not held back");
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_error(second, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+    // The slot is free again.
+    assert_eq!(app.upload("abc", "reports", "third.txt", "x").await.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_stalled_upload_body_times_out_with_nothing_stored() {
+    let app = spawn_app_with(&[("COFFER_BODY_IDLE_TIMEOUT", "300ms")]).await;
+    let res = app.upload("abc", "reports", "stalled.txt", slow_body(Duration::from_secs(3))).await;
+    assert_error(res, StatusCode::REQUEST_TIMEOUT, "body-timeout").await;
+    assert!(app.stored_objects().await.is_empty());
+}
+
+#[tokio::test]
+async fn long_urls_and_large_headers_are_refused() {
+    let app = spawn_app_with(&[("COFFER_MAX_URL_BYTES", "512"), ("COFFER_MAX_HEADER_BYTES", "8 KiB")]).await;
+    let long = format!("/v1/files?prefix={}", "a".repeat(600));
+    let res = app.request(reqwest::Method::GET, &long, &app.token("abc")).send().await.unwrap();
+    assert_error(res, StatusCode::URI_TOO_LONG, "url-too-long").await;
+    let res = app.client.get(app.url("/healthz")).header("x-padding", "p".repeat(10_000)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn slow_loris_connections_are_closed() {
+    let app = spawn_app_with(&[("COFFER_HEADER_READ_TIMEOUT", "300ms")]).await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Never finish the headers: the server must hang up.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was left open");
+}
+
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    let closed = spawn_app().await;
+    let res = closed.client.get(closed.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    let open = spawn_app_with(&[("COFFER_CORS_ORIGINS", "https://app.example")]).await;
+    let res = open
+        .client
+        .request(reqwest::Method::OPTIONS, open.url("/v1/files"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
+    let res = open.client.get(open.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_bytes_and_store_operations() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "m.txt", b"metrics!").await;
+    app.download("abc", "tenant-abc/reports/m.txt").await.bytes().await.unwrap();
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "coffer_http_requests_total{route=\"/v1/files\",method=\"POST\",status=\"201\"}",
+        "coffer_http_request_duration_seconds_bucket",
+        "coffer_http_sent_bytes_total",
+        "coffer_blob_operation_duration_seconds_bucket{engine=\"filesystem\",op=\"put\"",
+        "coffer_catalog_operation_duration_seconds_bucket",
+        "coffer_uploads_in_flight",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
