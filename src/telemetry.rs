@@ -27,6 +27,8 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// `GET /metrics` in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn render() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
 }

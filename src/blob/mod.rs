@@ -44,7 +44,7 @@ pub struct BlobRead {
 }
 
 /// Where an object stands with respect to archive storage classes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ArchiveState {
     /// `STANDARD`, `INTELLIGENT_TIERING`, `GLACIER`, `DEEP_ARCHIVE`, …
     pub storage_class: String,

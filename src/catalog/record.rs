@@ -82,7 +82,7 @@ impl Quota {
 }
 
 /// One category's share of a tenant's usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CategoryUsage {
     pub category: String,
     pub files: u64,

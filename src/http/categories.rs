@@ -3,19 +3,24 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
+use super::view::{CategoriesView, CategoryView};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 
-pub async fn categories(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = state
+#[utoipa::path(get, path = "/v1/categories", tag = "files",
+    responses((status = 200, body = CategoriesView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView)))]
+pub async fn categories(State(state): State<AppState>, _caller: Caller) -> Result<Json<CategoriesView>, ApiError> {
+    let categories = state
         .service
         .categories()
         .iter()
-        .map(|(name, p)| {
-            json!({"name": name.as_str(), "bucket": p.bucket.to_string(), "max_size": p.max_size, "allowed_types": p.allowed_types})
+        .map(|(name, p)| CategoryView {
+            name: name.to_string(),
+            bucket: p.bucket.to_string(),
+            max_size: p.max_size,
+            allowed_types: p.allowed_types.clone(),
         })
         .collect();
-    Ok(Json(json!({"categories": list})))
+    Ok(Json(CategoriesView { categories }))
 }

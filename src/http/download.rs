@@ -19,6 +19,25 @@ struct DownloadParams {
     metadata: Option<String>,
 }
 
+/// Download a file (streamed), with a bearer token or as a presigned URL.
+#[utoipa::path(method(get, head), path = "/v1/files/{key}", tag = "files",
+    security(("bearer" = []), ("presigned" = [])),
+    params(
+        ("key" = String, Path, description = "tenant-{tenant_id}/{category}/{filename}"),
+        ("download" = Option<bool>, Query, description = "Serve as an attachment"),
+        ("metadata" = Option<bool>, Query, description = "Answer with the file's metadata and storage state as JSON"),
+        ("expires" = Option<i64>, Query, description = "Presigned URLs"),
+        ("kid" = Option<String>, Query, description = "Presigned URLs"),
+        ("sig" = Option<String>, Query, description = "Presigned URLs"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes (its own content type), or metadata JSON", content_type = "*/*"),
+        (status = 206, description = "One byte range", content_type = "*/*"),
+        (status = 304, description = "Not modified"),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 414, body = super::view::ErrorView),
+        (status = 416, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn download(
     State(state): State<AppState>,
@@ -27,9 +46,8 @@ pub async fn download(
     RawQuery(raw): RawQuery,
     req_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = ObjectKey::parse(&key)?;
     let raw = raw.unwrap_or_default();
-    let tenant = authenticate(&state, &method, &key, &raw, &req_headers).await?;
+    let (key, tenant) = authenticate(&state, &method, &key, &raw, &req_headers).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
         .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))?;
@@ -90,25 +108,29 @@ pub async fn download(
     Ok(response.body(body).expect("valid response"))
 }
 
-/// The tenant a download acts as: from a verified presigned URL (when the query carries a
-/// signature) or from the bearer token.
+/// The key and the tenant a download acts as: from a verified presigned URL (when the query
+/// carries presign parameters) or from the bearer token — checked before the key is parsed, so
+/// a missing token is a 401 whatever the key.
 async fn authenticate(
     state: &AppState,
     method: &Method,
-    key: &ObjectKey,
+    raw_key: &str,
     raw_query: &str,
     req_headers: &HeaderMap,
-) -> Result<TenantId, ApiError> {
+) -> Result<(ObjectKey, TenantId), ApiError> {
     if is_presigned(raw_query) {
-        state.service.verify_presigned(method.as_str(), key, raw_query)?;
+        // No signature can cover a key that does not parse.
+        let key = ObjectKey::parse(raw_key).map_err(|_| crate::auth::PresignError::BadSignature)?;
+        state.service.verify_presigned(method.as_str(), &key, raw_query)?;
         // A suspended tenant's links stop working with its tokens.
         state.service.check_tenant(key.tenant()).await?;
-        return Ok(key.tenant().clone());
+        let tenant = key.tenant().clone();
+        return Ok((key, tenant));
     }
     let mut parts = axum::http::Request::new(()).into_parts().0;
     parts.headers = req_headers.clone();
     let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
-    Ok(caller.tenant)
+    Ok((ObjectKey::parse(raw_key)?, caller.tenant))
 }
 
 /// Formats a time as an HTTP date.

@@ -24,6 +24,20 @@ struct ListParams {
     sort: Option<String>,
 }
 
+/// List the caller's files (from the catalog), keyset-paginated.
+#[utoipa::path(get, path = "/v1/files", tag = "files",
+    params(
+        ("category" = Option<String>, Query),
+        ("prefix" = Option<String>, Query, description = "File names starting with this"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, description = "newest (default) or name"),
+    ),
+    responses(
+        (status = 200, body = super::view::ListView),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 414, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn list(
     State(state): State<AppState>,

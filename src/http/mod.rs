@@ -12,6 +12,7 @@ mod headers;
 mod health;
 mod limits;
 mod list;
+mod openapi;
 mod presign;
 mod query;
 mod restore;
@@ -28,6 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use openapi::ApiDoc;
 pub use view::{FileView, ListView};
 
 use crate::auth::TokenVerifier;
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::request_timeout));
     let streaming = Router::new()
         .route("/v1/files", post(upload::upload))
@@ -70,7 +73,9 @@ pub fn router(state: AppState) -> Router {
         .route("/console/", get(console::index))
         .route("/console/app.js", get(console::script))
         .route("/console/app.css", get(console::style))
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/docs", get(openapi::docs))
+        .route("/docs/docs.js", get(openapi::docs_script));
     let mut app = bounded
         .merge(streaming)
         .merge(console)

@@ -10,15 +10,27 @@ use crate::auth::Caller;
 use crate::domain::ObjectKey;
 use crate::service::PresignedUrl;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PresignBody {
+pub struct PresignBody {
+    /// `tenant-{tenant_id}/{category}/{filename}`
+    #[schema(pattern = r"^tenant-[A-Za-z0-9][A-Za-z0-9_-]{0,62}/[a-z0-9][a-z0-9-]{0,62}/[^/]{1,255}$")]
     key: String,
+    /// Seconds, 1 to 604800; default S3_PRESIGNED_URL_EXPIRY.
+    #[schema(minimum = 1, maximum = 604800)]
     expires_in: Option<i64>,
     #[serde(default)]
     download: bool,
 }
 
+/// A time-limited link to one of the caller's files.
+#[utoipa::path(post, path = "/v1/presign", tag = "files",
+    request_body(content = PresignBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = crate::service::PresignedUrl),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn presign(
     State(state): State<AppState>,

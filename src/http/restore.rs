@@ -9,13 +9,16 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::domain::ObjectKey;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreBody {
+pub struct RestoreBody {
+    #[schema(pattern = r"^tenant-[A-Za-z0-9][A-Za-z0-9_-]{0,62}/[a-z0-9][a-z0-9-]{0,62}/[^/]{1,255}$")]
     key: String,
     #[serde(default = "default_days")]
+    #[schema(minimum = 1, maximum = 365)]
     days: i32,
     #[serde(default = "default_tier")]
+    #[schema(pattern = "^(Standard|Bulk|Expedited)$")]
     tier: String,
 }
 
@@ -27,6 +30,14 @@ fn default_tier() -> String {
     "Standard".into()
 }
 
+/// Start restoring an archived file (S3 store).
+#[utoipa::path(post, path = "/v1/restore", tag = "files",
+    request_body(content = RestoreBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Restore started"),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn restore(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
     let req: RestoreBody =

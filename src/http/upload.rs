@@ -25,6 +25,36 @@ struct UploadParams {
     content_type: Option<String>,
 }
 
+/// The form of a browser upload: the `category` field must come before the `file` part.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    category: String,
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    filename: Option<String>,
+    overwrite: Option<bool>,
+}
+
+/// Upload a file, streamed to storage.
+#[utoipa::path(post, path = "/v1/files", tag = "files",
+    params(
+        ("category" = Option<String>, Query, description = "Required for raw bodies; a form field for multipart"),
+        ("filename" = Option<String>, Query, description = "Required for raw bodies; multipart takes the part's file name"),
+        ("overwrite" = Option<bool>, Query, description = "Replace an existing file"),
+        ("content_type" = Option<String>, Query, description = "Declared type, checked against the bytes"),
+    ),
+    request_body(content(
+        (Vec<u8> = "application/octet-stream"),
+        (UploadForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, body = super::view::FileView, headers(("location" = String))),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 408, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 413, body = super::view::ErrorView),
+        (status = 414, body = super::view::ErrorView), (status = 415, body = super::view::ErrorView), (status = 429, body = super::view::ErrorView),
+        (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn upload(
     State(state): State<AppState>,

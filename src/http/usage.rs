@@ -7,6 +7,12 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::service::UsageReport;
 
+/// The caller's file count and bytes, per category and in total, and its quota.
+#[utoipa::path(get, path = "/v1/usage", tag = "files",
+    responses(
+        (status = 200, body = UsageReport),
+        (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageReport>, ApiError> {
     Ok(Json(state.service.usage(&caller.tenant).await?))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::catalog::FileRecord;
 
 /// A file's metadata as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FileView {
     pub key: String,
     pub tenant_id: String,
@@ -35,8 +35,45 @@ impl From<&FileRecord> for FileView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of the caller's files; `next_cursor` is null on the last page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListView {
     pub files: Vec<FileView>,
     pub next_cursor: Option<String>,
+}
+
+/// Every error response: a stable kebab-case code and a message safe to show.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorView {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, kebab-case (e.g. `tenant-mismatch`).
+    pub code: String,
+    pub message: String,
+}
+
+/// A configured category.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CategoryView {
+    pub name: String,
+    /// `documents` or `media`.
+    pub bucket: String,
+    pub max_size: u64,
+    pub allowed_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CategoriesView {
+    pub categories: Vec<CategoryView>,
+}
+
+/// Health and readiness answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusView {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -9,7 +9,7 @@ use crate::config::MAX_PRESIGN_EXPIRY;
 use crate::domain::{ObjectKey, TenantId};
 
 /// A time-limited link to one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PresignedUrl {
     pub url: String,
     pub expires_at: DateTime<Utc>,

@@ -34,9 +34,10 @@ impl TenantCache {
 }
 
 /// A tenant's usage, per category and in total, with its quota.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     #[serde(serialize_with = "crate::util::display")]
+    #[schema(value_type = String)]
     pub tenant_id: TenantId,
     pub files: u64,
     pub bytes: u64,
@@ -44,7 +45,7 @@ pub struct UsageReport {
     pub quota: QuotaView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotaView {
     pub bytes: Option<u64>,
     pub files: Option<u64>,

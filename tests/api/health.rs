@@ -35,3 +35,17 @@ async fn every_response_has_a_request_id() {
     let res = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn the_api_describes_itself() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in ["/v1/files", "/v1/files/{key}", "/v1/presign", "/v1/usage", "/v1/restore", "/healthz", "/metrics"] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let res = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+}
