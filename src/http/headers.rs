@@ -67,12 +67,35 @@ pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusi
             return Ok(None);
         }
     }
+    byte_range(value, record.size)
+}
+
+/// Interprets a `Range` header value for a file of `size` bytes: `Ok(None)` to serve the whole
+/// file (malformed or multi-range), `Ok(Some)` for one satisfiable range within the file, `Err`
+/// when unsatisfiable (416).
+pub fn byte_range(value: &str, size: u64) -> Result<Option<RangeInclusive<u64>>, ()> {
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
         return Ok(None);
     };
-    match parsed.validate(record.size) {
+    match parsed.validate(size) {
         Ok(ranges) if ranges.len() == 1 => Ok(ranges.into_iter().next()),
         Ok(_) => Ok(None),
         Err(_) => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ranges_stay_inside_the_file(value in "\\PC{0,40}|bytes=[0-9]{0,4}-[0-9]{0,4}", size in 0u64..5000) {
+            if let Ok(Some(r)) = byte_range(&value, size) {
+                prop_assert!(r.start() <= r.end());
+                prop_assert!(*r.end() < size);
+            }
+        }
     }
 }

@@ -29,6 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use headers::byte_range;
 pub use openapi::ApiDoc;
 pub use view::{FileView, ListView};
 
@@ -90,8 +91,21 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(cors);
     }
     app.layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The span of one request: method, path, request id, and the tenant once the token is
+/// verified (the `Caller` extractor records it), so every log line of the request carries it.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+    )
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers at all.
