@@ -79,7 +79,7 @@ pub async fn download(
     }
     let range = match headers::range(&req_headers, &record) {
         Ok(r) => r,
-        Err(()) => {
+        Err(headers::Unsatisfiable) => {
             return Ok(response
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{}", record.size))

@@ -51,7 +51,7 @@ pub fn not_modified(req: &HeaderMap, record: &FileRecord) -> bool {
 /// The byte range to serve: `Ok(None)` for the whole file (no `Range`, a malformed one, a
 /// multi-range, or a stale `If-Range`), `Ok(Some)` for one satisfiable range, `Err` when the
 /// range cannot be satisfied (416).
-pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusive<u64>>, ()> {
+pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusive<u64>>, Unsatisfiable> {
     let Some(value) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
@@ -73,16 +73,20 @@ pub fn range(req: &HeaderMap, record: &FileRecord) -> Result<Option<RangeInclusi
 /// Interprets a `Range` header value for a file of `size` bytes: `Ok(None)` to serve the whole
 /// file (malformed or multi-range), `Ok(Some)` for one satisfiable range within the file, `Err`
 /// when unsatisfiable (416).
-pub fn byte_range(value: &str, size: u64) -> Result<Option<RangeInclusive<u64>>, ()> {
+pub fn byte_range(value: &str, size: u64) -> Result<Option<RangeInclusive<u64>>, Unsatisfiable> {
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
         return Ok(None);
     };
     match parsed.validate(size) {
         Ok(ranges) if ranges.len() == 1 => Ok(ranges.into_iter().next()),
         Ok(_) => Ok(None),
-        Err(_) => Err(()),
+        Err(_) => Err(Unsatisfiable),
     }
 }
+
+/// A `Range` that no byte of the file satisfies (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
 
 #[cfg(test)]
 mod tests {
