@@ -16,7 +16,7 @@ run_fuzzers() {
     work="$(mktemp -d /tmp/coffer-fuzz.XXXXXX)"
     cp -r "fuzz/corpus/$target/." "$work/"
     echo "fuzz: $target for ${seconds}s"
-    (cd fuzz && PATH="$fuzz_bin:$PATH" CARGO_TARGET_DIR="$HOME/.cache/coffer-fuzz-target" \
+    (set -o pipefail; cd fuzz && PATH="$fuzz_bin:$PATH" CARGO_TARGET_DIR="$HOME/.cache/coffer-fuzz-target" \
       cargo fuzz run -s none "$target" "$work" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
       | (grep -E "^(stat::number_of_executed_units|==|SUMMARY|thread|panicked|Done)" || true)) || status=1
     rm -rf "$work"

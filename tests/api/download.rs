@@ -152,3 +152,17 @@ async fn empty_files_round_trip() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-length"], "0");
 }
+
+#[tokio::test]
+async fn any_range_of_an_empty_file_is_416() {
+    let app = spawn_app().await;
+    app.uploaded("abc", "reports", "empty.txt", b"").await;
+    let res = app
+        .request(Method::GET, "/v1/files/tenant-abc/reports/empty.txt", &app.token("abc"))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-range"], "bytes */0");
+    assert_error(res, StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable").await;
+}
