@@ -105,7 +105,8 @@ async fn metrics_count_requests_bytes_and_store_operations() {
         "coffer_http_requests_total{route=\"/v1/files\",method=\"POST\",status=\"201\"}",
         "coffer_http_request_duration_seconds_bucket",
         "coffer_http_sent_bytes_total",
-        "coffer_blob_operation_duration_seconds_bucket{engine=\"filesystem\",op=\"put\"",
+        "coffer_blob_operation_duration_seconds_bucket{engine=",
+        "op=\"put\"",
         "coffer_catalog_operation_duration_seconds_bucket",
         "coffer_uploads_in_flight",
     ] {
