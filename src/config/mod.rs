@@ -254,11 +254,6 @@ impl Config {
         }
     }
 
-    /// The quota that applies to `tenant`.
-    pub fn quota(&self, tenant: &TenantId) -> Quota {
-        self.quota_overrides.get(tenant).copied().unwrap_or(self.default_quota)
-    }
-
     /// The HS256 / presign root secret: `COFFER_JWT_SECRET`, else the one generated in the data
     /// dir on first use.
     pub fn signing_secret(&self) -> Result<Secret, String> {

@@ -39,24 +39,26 @@ impl StorageService {
     pub async fn delete_file(&self, tenant: &TenantId, key: &ObjectKey) -> Result<(), ServiceError> {
         Self::authorize(tenant, key)?;
         let record = self.inner.catalog.delete(key).await?;
-        self.purge(&record.blob_ref()).await;
+        // Bytes that cannot go now stay queued; the delete itself has happened.
+        let _ = self.purge(&record.blob_ref()).await;
         tracing::info!("deleted");
         Ok(())
     }
 
-    /// Removes queued bytes and marks them done; failures stay queued for a later pass.
-    pub(super) async fn purge(&self, blob: &BlobRef) {
+    /// Removes queued bytes and marks them done; `false` when they stay queued for a later pass.
+    pub(super) async fn purge(&self, blob: &BlobRef) -> bool {
         let result = match self.inner.blobs.delete(&blob.bucket, &blob.blob).await {
             Ok(()) => self.inner.catalog.deletion_done(blob).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::warn!(error = %e, blob = %blob.blob, "bytes not removed yet; they stay queued");
         }
+        result.is_ok()
     }
 
     /// Works through the queue of bytes awaiting deletion (at start-up and periodically).
-    /// Returns how many were handled.
+    /// Returns how many were removed.
     pub async fn purge_queued(&self) -> usize {
         let mut done = 0;
         loop {
@@ -67,15 +69,16 @@ impl StorageService {
                     return done;
                 }
             };
-            let n = batch.len();
+            let mut removed = 0;
             for blob in &batch {
-                self.purge(blob).await;
+                if self.purge(blob).await {
+                    removed += 1;
+                }
             }
-            done += n;
-            // A batch that made no progress (store failing) ends this pass.
-            if n < 100
-                || self.inner.catalog.queued_deletions(1).await.map(|b| b.first() == batch.first()).unwrap_or(true)
-            {
+            done += removed;
+            // A short batch was the last; one in which nothing could be removed (the store is
+            // failing) ends this pass.
+            if batch.len() < 100 || removed == 0 {
                 return done;
             }
         }

@@ -101,7 +101,7 @@ impl StorageService {
         match self.inner.catalog.commit_upload(&record, req.overwrite, &quota).await {
             Ok(replaced) => {
                 if let Some(old) = replaced {
-                    self.purge(&old.blob_ref()).await;
+                    let _ = self.purge(&old.blob_ref()).await;
                 }
                 tracing::info!(key = %record.key, size, "uploaded");
                 Ok(record)

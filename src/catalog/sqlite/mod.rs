@@ -157,13 +157,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
-        let mut found = HashSet::new();
-        for key in blob_keys {
-            if sql::is_referenced(&self.pool, bucket, key).await? {
-                found.insert(key.clone());
-            }
-        }
-        Ok(found)
+        sql::referenced(&self.pool, bucket, blob_keys).await
     }
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {

@@ -1,5 +1,7 @@
 //! SQLite statements, one small function each.
 
+use std::collections::HashSet;
+
 use sqlx::SqliteExecutor;
 
 use crate::catalog::query::{FILE_COLUMNS, micros};
@@ -154,20 +156,24 @@ pub async fn dequeue_deletion<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -
     Ok(())
 }
 
-pub async fn is_referenced<'e>(
+/// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys
+/// travel as a JSON array).
+pub async fn referenced<'e>(
     db: impl SqliteExecutor<'e>,
     bucket: &BucketName,
-    key: &str,
-) -> Result<bool, CatalogError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM files WHERE bucket = ?1 AND blob_key = ?2
-         UNION ALL SELECT 1 FROM pending_uploads WHERE bucket = ?1 AND blob_key = ?2 LIMIT 1",
+    keys: &[String],
+) -> Result<HashSet<String>, CatalogError> {
+    let keys = serde_json::to_string(keys).map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT k.value FROM json_each(?2) AS k
+         WHERE EXISTS (SELECT 1 FROM files f WHERE f.bucket = ?1 AND f.blob_key = k.value)
+            OR EXISTS (SELECT 1 FROM pending_uploads p WHERE p.bucket = ?1 AND p.blob_key = k.value)",
     )
     .bind(bucket.as_str())
-    .bind(key)
-    .fetch_optional(db)
+    .bind(keys)
+    .fetch_all(db)
     .await?;
-    Ok(found.is_some())
+    Ok(rows.into_iter().collect())
 }
 
 pub async fn scan_files<'e>(
