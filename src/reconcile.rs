@@ -9,6 +9,7 @@
 //!    unrecognised is reported and left alone;
 //! 4. every row is checked for its bytes; rows whose bytes are missing are reported.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,17 +99,9 @@ impl Reconciler {
                 Err(e) => return report.errors.push(format!("reading pending uploads: {e}")),
             };
             for pending in &page {
-                // A row points to the bytes only if the upload committed: then keep them.
-                let done =
-                    if self.row_points_to(&pending.blob).await { Ok(()) } else { self.remove(&pending.blob).await };
-                let forgotten = match done {
-                    Ok(()) if !self.dry_run => {
-                        self.catalog.abandon_intent(&pending.blob).await.map_err(|e| e.to_string())
-                    }
-                    other => other,
-                };
-                match forgotten {
-                    Ok(()) => report.intents_rolled_back += 1,
+                match self.roll_back(&pending.blob).await {
+                    Ok(true) => report.intents_rolled_back += 1,
+                    Ok(false) => {}
                     Err(e) => report.errors.push(e),
                 }
             }
@@ -117,6 +110,24 @@ impl Reconciler {
                 _ => return,
             }
         }
+    }
+
+    /// Rolls one intent back; `false` when its upload committed first. The intent is claimed
+    /// before the bytes go: a commit racing this one then fails (`IntentLost`) instead of
+    /// pointing a row at removed bytes. Should removing the bytes fail, they are orphans that
+    /// a later sweep removes.
+    async fn roll_back(&self, blob: &BlobRef) -> Result<bool, String> {
+        if self.dry_run {
+            return Ok(!self.row_points_to(blob).await);
+        }
+        if !self.catalog.abandon_intent(blob).await.map_err(|e| format!("rolling back {}: {e}", blob.blob))? {
+            return Ok(false);
+        }
+        // A row points to the bytes only if an older coffer committed without claiming.
+        if !self.row_points_to(blob).await {
+            self.remove(blob).await?;
+        }
+        Ok(true)
     }
 
     async fn row_points_to(&self, blob: &BlobRef) -> bool {
@@ -163,26 +174,8 @@ impl Reconciler {
                 Err(e) => return report.errors.push(format!("listing {bucket}: {e}")),
             };
             report.objects_checked += page.keys.len() as u64;
-            let mut blobs = Vec::new();
-            for key in &page.keys {
-                match BlobKey::parse(key) {
-                    Ok(blob) => blobs.push(blob),
-                    Err(_) => self.handle_stray(bucket, key, report).await,
-                }
-            }
-            let names: Vec<String> = blobs.iter().map(ToString::to_string).collect();
-            match self.catalog.referenced(bucket, &names).await {
-                Ok(referenced) => {
-                    for blob in blobs.into_iter().filter(|b| !referenced.contains(&b.to_string())) {
-                        if !self.older_than_grace(&blob) {
-                            continue;
-                        }
-                        match self.remove(&BlobRef { bucket: bucket.clone(), blob }).await {
-                            Ok(()) => report.orphans_removed += 1,
-                            Err(e) => report.errors.push(e),
-                        }
-                    }
-                }
+            match self.catalog.referenced(bucket, &page.keys).await {
+                Ok(referenced) => self.sweep_page(bucket, &page.keys, &referenced, report).await,
                 Err(e) => report.errors.push(format!("checking references in {bucket}: {e}")),
             }
             match page.next {
@@ -192,22 +185,48 @@ impl Reconciler {
         }
     }
 
+    /// Removes what on one listed page nothing points to, once older than the grace period.
+    async fn sweep_page(
+        &self,
+        bucket: &BucketName,
+        keys: &[String],
+        referenced: &HashSet<String>,
+        report: &mut Report,
+    ) {
+        for key in keys.iter().filter(|k| !referenced.contains(*k)) {
+            // A temporary file of a write is judged by its last write (it may be a long
+            // upload still streaming), whatever its name looks like; a blob by its version.
+            if let Some(age) = self.blobs.stray_age(bucket, key).await {
+                self.remove_leftover(bucket, key, age, report).await;
+                continue;
+            }
+            let Ok(blob) = BlobKey::parse(key) else {
+                report.unrecognised.push(format!("{bucket}/{key}"));
+                continue;
+            };
+            if !self.older_than_grace(&blob) {
+                continue;
+            }
+            match self.remove(&BlobRef { bucket: bucket.clone(), blob }).await {
+                Ok(()) => report.orphans_removed += 1,
+                Err(e) => report.errors.push(e),
+            }
+        }
+    }
+
     fn older_than_grace(&self, blob: &BlobKey) -> bool {
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
         blob.version().timestamp_millis().is_some_and(|t| now.saturating_sub(t) >= self.grace.as_millis() as u64)
     }
 
-    async fn handle_stray(&self, bucket: &BucketName, key: &str, report: &mut Report) {
-        match self.blobs.stray_age(bucket, key).await {
-            Some(age) if age >= self.grace => {
-                let removed = if self.dry_run { Ok(()) } else { self.blobs.remove_stray(bucket, key).await };
-                match removed {
-                    Ok(()) => report.leftovers_removed += 1,
-                    Err(e) => report.errors.push(format!("removing leftover {key}: {e}")),
-                }
-            }
-            Some(_) => {}
-            None => report.unrecognised.push(format!("{bucket}/{key}")),
+    async fn remove_leftover(&self, bucket: &BucketName, key: &str, age: Duration, report: &mut Report) {
+        if age < self.grace {
+            return;
+        }
+        let removed = if self.dry_run { Ok(()) } else { self.blobs.remove_stray(bucket, key).await };
+        match removed {
+            Ok(()) => report.leftovers_removed += 1,
+            Err(e) => report.errors.push(format!("removing leftover {key}: {e}")),
         }
     }
 

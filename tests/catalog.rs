@@ -26,6 +26,21 @@ fn record(key: &str, micros: i64) -> FileRecord {
     }
 }
 
+/// Commits `r` as the service does: intent first, forgotten again when the commit fails.
+async fn commit<C: Catalog + ?Sized>(
+    catalog: &C,
+    r: &FileRecord,
+    overwrite: bool,
+    quota: &Quota,
+) -> Result<Option<FileRecord>, CatalogError> {
+    catalog.record_intent(&PendingUpload { blob: r.blob_ref(), started_at: r.created_at }).await?;
+    let result = catalog.commit_upload(r, overwrite, quota).await;
+    if result.is_err() {
+        assert!(catalog.abandon_intent(&r.blob_ref()).await?, "a refused commit leaves its intent in place");
+    }
+    result
+}
+
 fn query(sort: SortOrder, limit: u32) -> ListQuery {
     ListQuery { category: None, prefix: None, sort, limit, cursor: None }
 }
@@ -34,20 +49,21 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     catalog.ping().await.unwrap();
     let t = TenantId::parse("t1").unwrap();
 
-    // intent, commit, get
+    // intent, commit, get; the commit consumed the intent
     let r = record("tenant-t1/reports/a.txt", 1_000_000);
     catalog.record_intent(&PendingUpload { blob: r.blob_ref(), started_at: r.created_at }).await.unwrap();
     assert_eq!(catalog.commit_upload(&r, false, &NO_QUOTA).await.unwrap(), None);
+    assert!(!catalog.abandon_intent(&r.blob_ref()).await.unwrap(), "a committed upload has no intent left");
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
 
     // no overwrite → AlreadyExists, nothing changes
     let r2 = record("tenant-t1/reports/a.txt", 2_000_000);
-    assert!(matches!(catalog.commit_upload(&r2, false, &NO_QUOTA).await, Err(CatalogError::AlreadyExists)));
+    assert!(matches!(commit(&*catalog, &r2, false, &NO_QUOTA).await, Err(CatalogError::AlreadyExists)));
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
     assert!(catalog.queued_deletions(10).await.unwrap().is_empty());
 
     // overwrite → returns the old record and queues its bytes
-    assert_eq!(catalog.commit_upload(&r2, true, &NO_QUOTA).await.unwrap(), Some(r.clone()));
+    assert_eq!(commit(&*catalog, &r2, true, &NO_QUOTA).await.unwrap(), Some(r.clone()));
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r2.clone()));
     assert_eq!(catalog.queued_deletions(10).await.unwrap(), vec![r.blob_ref()]);
     catalog.deletion_done(&r.blob_ref()).await.unwrap();
@@ -55,13 +71,12 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
 
     // listing: tenant-scoped, both orders, keyset pages, category and prefix filters
     for (i, name) in ["c.txt", "b.txt", "d.txt"].iter().enumerate() {
-        catalog
-            .commit_upload(&record(&format!("tenant-t1/reports/{name}"), 3_000_000 + i as i64), false, &NO_QUOTA)
+        commit(&*catalog, &record(&format!("tenant-t1/reports/{name}"), 3_000_000 + i as i64), false, &NO_QUOTA)
             .await
             .unwrap();
     }
-    catalog.commit_upload(&record("tenant-t1/applications/b.txt", 5_000_000), false, &NO_QUOTA).await.unwrap();
-    catalog.commit_upload(&record("tenant-t2/reports/zzz.txt", 9_000_000), false, &NO_QUOTA).await.unwrap();
+    commit(&*catalog, &record("tenant-t1/applications/b.txt", 5_000_000), false, &NO_QUOTA).await.unwrap();
+    commit(&*catalog, &record("tenant-t2/reports/zzz.txt", 9_000_000), false, &NO_QUOTA).await.unwrap();
     let keys = |p: &coffer::catalog::FilePage| p.files.iter().map(|f| f.key.to_string()).collect::<Vec<_>>();
 
     let mut q = query(SortOrder::Newest, 2);
@@ -103,11 +118,18 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     assert_eq!(catalog.queued_deletions(10).await.unwrap(), vec![r2.blob_ref()]);
     assert!(matches!(catalog.delete(&r.key).await, Err(CatalogError::NotFound)));
 
-    // abandoned intents disappear
-    let pending =
-        BlobRef { bucket: BucketName::parse("docs-bucket").unwrap(), blob: record("tenant-t1/reports/x.txt", 0).blob };
+    // abandoned intents disappear, once; a commit after the rollback is refused and stores nothing
+    let x = record("tenant-t1/reports/x.txt", 0);
+    let pending = BlobRef { bucket: BucketName::parse("docs-bucket").unwrap(), blob: x.blob.clone() };
     catalog.record_intent(&PendingUpload { blob: pending.clone(), started_at: r.created_at }).await.unwrap();
-    catalog.abandon_intent(&pending).await.unwrap();
+    assert!(catalog.abandon_intent(&pending).await.unwrap());
+    assert!(!catalog.abandon_intent(&pending).await.unwrap());
+    assert!(catalog.stale_intents(x.created_at + chrono::Duration::days(1), None, 10).await.unwrap().is_empty());
+    assert!(matches!(catalog.commit_upload(&x, true, &NO_QUOTA).await, Err(CatalogError::IntentLost)));
+    assert!(catalog.get(&x.key).await.unwrap().is_none());
+    // a commit without any intent is refused the same way
+    let never = record("tenant-t1/reports/never.txt", 0);
+    assert!(matches!(catalog.commit_upload(&never, false, &NO_QUOTA).await, Err(CatalogError::IntentLost)));
 
     usage_and_quotas(&*catalog).await;
     tenants(&*catalog).await;
@@ -118,20 +140,19 @@ async fn usage_and_quotas(catalog: &dyn Catalog) {
     let t = TenantId::parse("quota-t").unwrap();
     let quota = Quota { max_bytes: Some(10), max_files: Some(3) };
     let mk = |name: &str, size: u64| FileRecord { size, ..record(&format!("tenant-quota-t/reports/{name}"), 1) };
-    catalog.commit_upload(&mk("a", 4), false, &quota).await.unwrap();
-    catalog.commit_upload(&mk("b", 4), false, &quota).await.unwrap();
+    commit(&*catalog, &mk("a", 4), false, &quota).await.unwrap();
+    commit(&*catalog, &mk("b", 4), false, &quota).await.unwrap();
     // 8 + 4 > 10 bytes
-    assert!(matches!(catalog.commit_upload(&mk("c", 4), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert!(matches!(commit(&*catalog, &mk("c", 4), false, &quota).await, Err(CatalogError::QuotaExceeded)));
     assert!(catalog.get(&mk("c", 4).key).await.unwrap().is_none());
     // an overwrite that shrinks is always allowed; one that grows counts only the difference
-    catalog.commit_upload(&mk("a", 1), true, &quota).await.unwrap();
-    catalog.commit_upload(&mk("a", 6), true, &quota).await.unwrap();
-    catalog
-        .commit_upload(&FileRecord { size: 0, ..record("tenant-quota-t/applications/z", 1) }, false, &quota)
+    commit(&*catalog, &mk("a", 1), true, &quota).await.unwrap();
+    commit(&*catalog, &mk("a", 6), true, &quota).await.unwrap();
+    commit(&*catalog, &FileRecord { size: 0, ..record("tenant-quota-t/applications/z", 1) }, false, &quota)
         .await
         .unwrap();
     // a fourth file breaks the file-count quota
-    assert!(matches!(catalog.commit_upload(&mk("d", 0), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert!(matches!(commit(&*catalog, &mk("d", 0), false, &quota).await, Err(CatalogError::QuotaExceeded)));
     assert_eq!(
         catalog.usage(&t).await.unwrap(),
         vec![
@@ -166,9 +187,14 @@ async fn maintenance(catalog: &dyn Catalog) {
     let stale = catalog.stale_intents(at(5_000), None, 10).await.unwrap();
     assert_eq!(stale, vec![PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }]);
     assert!(catalog.stale_intents(at(5_000), Some(&stale[0]), 10).await.unwrap().is_empty());
+    // an upload still streaming moves its intent forward: no longer stale
+    assert!(catalog.touch_intent(&old.blob_ref(), at(6_000)).await.unwrap());
+    assert!(catalog.stale_intents(at(5_000), None, 10).await.unwrap().is_empty());
+    assert_eq!(catalog.stale_intents(at(7_000), None, 10).await.unwrap().len(), 1);
+    assert!(!catalog.touch_intent(&record("tenant-m/reports/gone.txt", 1).blob_ref(), at(6_000)).await.unwrap());
 
     let committed = record("tenant-m/reports/committed.txt", 1_000);
-    catalog.commit_upload(&committed, false, &NO_QUOTA).await.unwrap();
+    commit(&*catalog, &committed, false, &NO_QUOTA).await.unwrap();
     let bucket = committed.bucket.clone();
     let names = vec![committed.blob.to_string(), young.blob.to_string(), "tenant-m/reports/x/orphan".to_string()];
     let found = catalog.referenced(&bucket, &names).await.unwrap();
@@ -213,7 +239,7 @@ async fn postgres_row_level_security_isolates_tenants() {
     let url = common::fresh_pg_database().await;
     let catalog = PostgresCatalog::connect(&url).await.unwrap();
     for key in ["tenant-A/reports/a1.txt", "tenant-A/reports/a2.txt", "tenant-B/reports/b1.txt"] {
-        catalog.commit_upload(&record(key, 1), false, &NO_QUOTA).await.unwrap();
+        commit(&catalog, &record(key, 1), false, &NO_QUOTA).await.unwrap();
     }
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("SET ROLE coffer_app").execute(&mut conn).await.unwrap();

@@ -62,6 +62,28 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("coffer did not become ready at {base}");
 }
 
+/// Waits until PostgreSQL has ended every session of the killed server: a COMMIT it sent just
+/// before the kill still lands, and the model must not be checked before it has.
+async fn wait_for_dead_sessions(db: &str) {
+    if !db.starts_with("postgres") {
+        return;
+    }
+    let name = url::Url::parse(db).unwrap().path().trim_start_matches('/').to_owned();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&common::pg_admin_url()).await.unwrap();
+    for _ in 0..600 {
+        let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if sessions == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the killed server's PostgreSQL sessions did not end within 30 s");
+}
+
 fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -199,6 +221,7 @@ async fn crash_rounds(db: String) {
         for t in tasks {
             t.await.unwrap();
         }
+        wait_for_dead_sessions(&db).await;
         let (ok, report) = reconcile(bin, data.path(), &db, &[]);
         assert!(ok, "round {round}: reconcile found problems: {report}");
         println!(

@@ -179,12 +179,19 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn stray_age(&self, _bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
+    async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
         let name = key.rsplit('/').next()?.strip_prefix(TEMP_PREFIX)?;
-        let id = uuid::Uuid::try_parse(name).ok()?;
-        let (secs, nanos) = id.get_timestamp()?.to_unix();
-        let born = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
-        Some(std::time::SystemTime::now().duration_since(born).unwrap_or_default())
+        uuid::Uuid::try_parse(name).ok()?;
+        // Age since the last write, not since creation: a long upload still being written is
+        // live however old its file is.
+        let mut path = self.bucket_dir(bucket);
+        path.extend(key.split('/'));
+        let written = match tokio::fs::metadata(&path).await.and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Some(std::time::Duration::ZERO),
+            Err(_) => return None,
+        };
+        Some(std::time::SystemTime::now().duration_since(written).unwrap_or_default())
     }
 
     async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError> {

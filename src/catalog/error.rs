@@ -9,6 +9,9 @@ pub enum CatalogError {
     AlreadyExists,
     #[error("the tenant's quota would be exceeded")]
     QuotaExceeded,
+    /// The upload's pending intent was rolled back (by reconcile) before its commit.
+    #[error("the upload's pending intent was rolled back before it could commit")]
+    IntentLost,
     #[error("invalid cursor")]
     InvalidCursor,
     /// A stored row no longer parses into domain types (someone edited the database).

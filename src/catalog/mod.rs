@@ -3,9 +3,13 @@
 //! `migrations/` folder, and one conformance suite (`tests/catalog.rs`) run against all.
 //!
 //! Contract shared by every implementation:
-//! - `commit_upload` is one transaction: it inserts (or, with `overwrite`, replaces) the file
-//!   row, clears the upload's pending intent, and queues the replaced version's bytes for
-//!   deletion. Without `overwrite`, an existing key gives `AlreadyExists` and changes nothing.
+//! - `commit_upload` is one transaction: it claims (removes) the upload's pending intent,
+//!   inserts (or, with `overwrite`, replaces) the file row, and queues the replaced version's
+//!   bytes for deletion. Without `overwrite`, an existing key gives `AlreadyExists` and changes
+//!   nothing; an intent that is gone (rolled back by reconcile) gives `IntentLost`.
+//! - `abandon_intent` and `commit_upload` race for the intent and exactly one wins: the
+//!   loser of a rollback knows the row now owns the bytes, the loser of a commit knows the
+//!   bytes may already be gone.
 //! - `delete` removes the row and queues its bytes for deletion in one transaction.
 //! - Listing reads only the catalog, with keyset pagination.
 
@@ -51,11 +55,17 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records that bytes are about to be written to `pending.blob`, before they are.
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError>;
 
-    /// Forgets a pending intent whose bytes were not (or no longer) kept.
-    async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError>;
+    /// Marks a pending intent as still in progress at `at` (reconcile's grace counts from the
+    /// latest mark); `false` when the intent is gone.
+    async fn touch_intent(&self, blob: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError>;
+
+    /// Forgets a pending intent whose bytes were not (or no longer) kept; `true` when this
+    /// call removed it, `false` when it was already gone (committed or abandoned before).
+    async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError>;
 
     /// Makes `record` visible (see the module contract) and updates the tenant's usage in the
     /// same transaction. Returns the replaced record when an overwrite replaced one;
+    /// `IntentLost` when the upload's intent is no longer there;
     /// `AlreadyExists` when the key exists and `overwrite` is false; `QuotaExceeded` when the
     /// tenant's usage after the change would exceed `quota` (checked under the write lock, so
     /// concurrent commits cannot overshoot it).

@@ -36,6 +36,10 @@ pub enum ServiceError {
     BodyTimeout,
     #[error("the request body ended early or could not be read")]
     BodyIncomplete(#[source] std::io::Error),
+    #[error(
+        "the upload took longer than the reconcile grace period and was rolled back; nothing was stored, send it again"
+    )]
+    UploadAbandoned,
     #[error("the file is in an archive storage class; restore it first (POST /v1/restore)")]
     Archived,
     #[error("{0}")]
@@ -65,6 +69,7 @@ impl From<CatalogError> for ServiceError {
             CatalogError::AlreadyExists => ServiceError::AlreadyExists,
             CatalogError::InvalidCursor => ServiceError::InvalidCursor,
             CatalogError::QuotaExceeded => ServiceError::QuotaExceeded,
+            CatalogError::IntentLost => ServiceError::UploadAbandoned,
             other => ServiceError::Catalog(other),
         }
     }

@@ -71,6 +71,8 @@ struct Inner {
     tenant_cache: tenants::TenantCache,
     presign_direct: bool,
     presign_origin: Option<String>,
+    /// How often a running upload marks its intent as alive (a quarter of reconcile's grace).
+    intent_heartbeat: std::time::Duration,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -116,6 +118,8 @@ impl StorageService {
                     ),
                     _ => None,
                 },
+                intent_heartbeat: (config.reconcile_grace / 4)
+                    .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(60)),
             }),
         }
     }

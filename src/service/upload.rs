@@ -81,7 +81,8 @@ impl StorageService {
         self.inner.catalog.record_intent(&PendingUpload { blob: blob.clone(), started_at }).await?;
 
         let (metered, meter) = Metered::new(body, limit, over);
-        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered)).await;
+        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered));
+        let put = self.keeping_intent_alive(&blob, put).await;
         if let Err(e) = put {
             self.forget_intent(&blob).await;
             return Err(e.into());
@@ -147,8 +148,32 @@ impl StorageService {
         }
     }
 
+    /// Runs `work` (the upload's write) while marking its intent alive, so that a reconcile,
+    /// whose grace counts from the latest mark, leaves an upload that is still streaming alone
+    /// however long it takes. Should the intent be gone anyway, the commit says so.
+    async fn keeping_intent_alive<T>(&self, blob: &BlobRef, work: impl Future<Output = T>) -> T {
+        let heartbeat = async {
+            let mut tick = tokio::time::interval(self.inner.intent_heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match self.inner.catalog.touch_intent(blob, crate::util::now_micros()).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => tracing::warn!(error = %e, blob = %blob.blob, "could not mark an upload as alive"),
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            out = work => out,
+            () = heartbeat => unreachable!("the heartbeat never ends"),
+        }
+    }
+
     async fn forget_intent(&self, blob: &BlobRef) {
-        if let Err(e) = self.inner.catalog.abandon_intent(blob).await {
+        if let Err(e) = self.inner.catalog.abandon_intent(blob).await.map(drop) {
             tracing::warn!(error = %e, blob = %blob.blob, "could not clear an upload intent; reconcile will");
         }
     }

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub documents_bucket: String,
     pub media_bucket: String,
     pub blobs: std::sync::Arc<dyn coffer::blob::BlobStore>,
+    pub service: coffer::service::StorageService,
     s3: Option<aws_sdk_s3::Client>,
     pub client: reqwest::Client,
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
@@ -105,7 +106,8 @@ async fn spawn_instance(
         s3 = Some(store.client().clone());
     }
     let state = coffer::server::state(&config).await.expect("state");
-    let blobs = state.service.parts().1;
+    let service = state.service.clone();
+    let blobs = service.parts().1;
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
     TestApp {
         base: format!("http://{addr}"),
@@ -113,6 +115,7 @@ async fn spawn_instance(
         documents_bucket: config.documents_bucket.to_string(),
         media_bucket: config.media_bucket.to_string(),
         blobs,
+        service,
         s3,
         client: reqwest::Client::new(),
         data_dir,

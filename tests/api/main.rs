@@ -14,6 +14,7 @@ mod limits;
 mod list;
 mod presign;
 mod public_key;
+mod reconcile;
 mod s3;
 mod tenants;
 mod upload;

@@ -88,7 +88,11 @@ impl Catalog for PostgresCatalog {
         sql::insert_intent(&self.pool, pending).await
     }
 
-    async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+    async fn touch_intent(&self, blob: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError> {
+        sql::touch_intent(&self.pool, blob, micros(&at)).await
+    }
+
+    async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError> {
         sql::delete_intent(&self.pool, blob).await
     }
 
@@ -102,6 +106,10 @@ impl Catalog for PostgresCatalog {
         let tenant = record.key.tenant();
         let key = record.key.to_string();
         let mut tx = self.tenant_tx(tenant).await?;
+        // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
+        if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
+            return Err(CatalogError::IntentLost);
+        }
         if *quota != Quota::default() {
             // Serialises this tenant's commits while its totals are checked.
             sql::lock_usage(&mut tx, &record.key).await?;
@@ -132,7 +140,6 @@ impl Catalog for PostgresCatalog {
             sql::enqueue_deletion(&mut *tx, &prev.blob_ref()).await?;
         }
         sql::add_usage(&mut *tx, &record.key, files_delta, bytes_delta).await?;
-        sql::delete_intent(&mut *tx, &record.blob_ref()).await?;
         tx.commit().await?;
         Ok(previous)
     }

@@ -145,13 +145,25 @@ pub async fn insert_intent<'e>(db: impl PgExecutor<'e>, p: &PendingUpload) -> Re
     Ok(())
 }
 
-pub async fn delete_intent<'e>(db: impl PgExecutor<'e>, blob: &BlobRef) -> Result<(), CatalogError> {
-    sqlx::query("DELETE FROM pending_uploads WHERE bucket = $1 AND blob_key = $2")
+/// Moves an upload's intent to `at` (it is still being written); `false` when it is gone.
+pub async fn touch_intent<'e>(db: impl PgExecutor<'e>, blob: &BlobRef, at: i64) -> Result<bool, CatalogError> {
+    let done = sqlx::query("UPDATE pending_uploads SET started_at = $1 WHERE bucket = $2 AND blob_key = $3")
+        .bind(at)
         .bind(blob.bucket.as_str())
         .bind(blob.blob.to_string())
         .execute(db)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes an upload's intent; `true` when this call removed it.
+pub async fn delete_intent<'e>(db: impl PgExecutor<'e>, blob: &BlobRef) -> Result<bool, CatalogError> {
+    let done = sqlx::query("DELETE FROM pending_uploads WHERE bucket = $1 AND blob_key = $2")
+        .bind(blob.bucket.as_str())
+        .bind(blob.blob.to_string())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn stale_intents<'e>(

@@ -57,7 +57,11 @@ impl Catalog for SqliteCatalog {
         sql::insert_intent(&self.pool, pending).await
     }
 
-    async fn abandon_intent(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+    async fn touch_intent(&self, blob: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError> {
+        sql::touch_intent(&self.pool, blob, micros(&at)).await
+    }
+
+    async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError> {
         sql::delete_intent(&self.pool, blob).await
     }
 
@@ -69,6 +73,9 @@ impl Catalog for SqliteCatalog {
         quota: &Quota,
     ) -> Result<Option<FileRecord>, CatalogError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
+            return Err(CatalogError::IntentLost);
+        }
         let key = record.key.to_string();
         let previous = sql::select_file(&mut *tx, &key).await?;
         let (files_delta, bytes_delta) = match &previous {
@@ -89,7 +96,6 @@ impl Catalog for SqliteCatalog {
         }
         sql::insert_file(&mut *tx, record).await?;
         sql::add_usage(&mut *tx, &record.key, files_delta, bytes_delta).await?;
-        sql::delete_intent(&mut *tx, &record.blob_ref()).await?;
         tx.commit().await?;
         Ok(previous)
     }

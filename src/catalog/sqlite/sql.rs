@@ -98,13 +98,25 @@ pub async fn insert_intent<'e>(db: impl SqliteExecutor<'e>, p: &PendingUpload) -
     Ok(())
 }
 
-pub async fn delete_intent<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -> Result<(), CatalogError> {
-    sqlx::query("DELETE FROM pending_uploads WHERE bucket = ? AND blob_key = ?")
+/// Moves an upload's intent to `at` (it is still being written); `false` when it is gone.
+pub async fn touch_intent<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef, at: i64) -> Result<bool, CatalogError> {
+    let done = sqlx::query("UPDATE pending_uploads SET started_at = ? WHERE bucket = ? AND blob_key = ?")
+        .bind(at)
         .bind(blob.bucket.as_str())
         .bind(blob.blob.to_string())
         .execute(db)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes an upload's intent; `true` when this call removed it.
+pub async fn delete_intent<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -> Result<bool, CatalogError> {
+    let done = sqlx::query("DELETE FROM pending_uploads WHERE bucket = ? AND blob_key = ?")
+        .bind(blob.bucket.as_str())
+        .bind(blob.blob.to_string())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn stale_intents<'e>(
