@@ -140,19 +140,19 @@ async fn usage_and_quotas(catalog: &dyn Catalog) {
     let t = TenantId::parse("quota-t").unwrap();
     let quota = Quota { max_bytes: Some(10), max_files: Some(3) };
     let mk = |name: &str, size: u64| FileRecord { size, ..record(&format!("tenant-quota-t/reports/{name}"), 1) };
-    commit(&*catalog, &mk("a", 4), false, &quota).await.unwrap();
-    commit(&*catalog, &mk("b", 4), false, &quota).await.unwrap();
+    commit(catalog, &mk("a", 4), false, &quota).await.unwrap();
+    commit(catalog, &mk("b", 4), false, &quota).await.unwrap();
     // 8 + 4 > 10 bytes
-    assert!(matches!(commit(&*catalog, &mk("c", 4), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert!(matches!(commit(catalog, &mk("c", 4), false, &quota).await, Err(CatalogError::QuotaExceeded)));
     assert!(catalog.get(&mk("c", 4).key).await.unwrap().is_none());
     // an overwrite that shrinks is always allowed; one that grows counts only the difference
-    commit(&*catalog, &mk("a", 1), true, &quota).await.unwrap();
-    commit(&*catalog, &mk("a", 6), true, &quota).await.unwrap();
-    commit(&*catalog, &FileRecord { size: 0, ..record("tenant-quota-t/applications/z", 1) }, false, &quota)
+    commit(catalog, &mk("a", 1), true, &quota).await.unwrap();
+    commit(catalog, &mk("a", 6), true, &quota).await.unwrap();
+    commit(catalog, &FileRecord { size: 0, ..record("tenant-quota-t/applications/z", 1) }, false, &quota)
         .await
         .unwrap();
     // a fourth file breaks the file-count quota
-    assert!(matches!(commit(&*catalog, &mk("d", 0), false, &quota).await, Err(CatalogError::QuotaExceeded)));
+    assert!(matches!(commit(catalog, &mk("d", 0), false, &quota).await, Err(CatalogError::QuotaExceeded)));
     assert_eq!(
         catalog.usage(&t).await.unwrap(),
         vec![
@@ -194,7 +194,7 @@ async fn maintenance(catalog: &dyn Catalog) {
     assert!(!catalog.touch_intent(&record("tenant-m/reports/gone.txt", 1).blob_ref(), at(6_000)).await.unwrap());
 
     let committed = record("tenant-m/reports/committed.txt", 1_000);
-    commit(&*catalog, &committed, false, &NO_QUOTA).await.unwrap();
+    commit(catalog, &committed, false, &NO_QUOTA).await.unwrap();
     let bucket = committed.bucket.clone();
     let names = vec![committed.blob.to_string(), young.blob.to_string(), "tenant-m/reports/x/orphan".to_string()];
     let found = catalog.referenced(&bucket, &names).await.unwrap();
