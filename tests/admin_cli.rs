@@ -67,3 +67,39 @@ fn config_and_iam_policy_print_what_is_configured() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("coffer: S3_PRESIGNED_URL_EXPIRY:") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// `COFFER_RECONCILE_INTERVAL` runs reconcile inside `coffer serve`: an orphaned blob (bytes no
+/// row points to) placed beside a running server disappears without any command.
+#[test]
+fn serve_reconciles_periodically_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("COFFER_DATA_DIR", dir.path())
+        .env("COFFER_LOG", "error")
+        .env("COFFER_RECONCILE_INTERVAL", "200ms")
+        .env("COFFER_RECONCILE_GRACE", "0s")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start coffer");
+    let bucket = dir.path().join("objects/carbon-connect-dev-documents");
+    for _ in 0..200 {
+        if bucket.is_dir() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let version = coffer::domain::BlobVersion::generate();
+    let orphan_dir = bucket.join(format!("tenant-x/reports/{version}"));
+    std::fs::create_dir_all(&orphan_dir).expect("the server created its buckets");
+    let orphan = orphan_dir.join("orphan.txt");
+    std::fs::write(&orphan, "nobody's").unwrap();
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !orphan.exists()
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(gone, "the periodic reconcile did not remove the orphan within 10 s");
+}
