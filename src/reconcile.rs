@@ -219,9 +219,18 @@ impl Reconciler {
         blob.version().timestamp_millis().is_some_and(|t| now.saturating_sub(t) >= self.grace.as_millis() as u64)
     }
 
+    /// A temporary file goes once it has not been written to for the grace period and no
+    /// pending upload owns its directory (a slow upload may write rarely; its intent is kept
+    /// alive, and a stale one was rolled back before the sweep).
     async fn remove_leftover(&self, bucket: &BucketName, key: &str, age: Duration, report: &mut Report) {
         if age < self.grace {
             return;
+        }
+        let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+        match self.catalog.intent_under(bucket, &format!("{dir}/")).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => return report.errors.push(format!("checking uploads under {dir}: {e}")),
         }
         let removed = if self.dry_run { Ok(()) } else { self.blobs.remove_stray(bucket, key).await };
         match removed {

@@ -200,6 +200,13 @@ async fn maintenance(catalog: &dyn Catalog) {
     let found = catalog.referenced(&bucket, &names).await.unwrap();
     assert!(found.contains(&names[0]) && found.contains(&names[1]) && !found.contains(&names[2]));
 
+    // a live upload owns its version's directory; a committed one does not (it has no intent)
+    let dir = |r: &FileRecord| format!("{}/", r.blob.to_string().rsplit_once('/').unwrap().0);
+    assert!(catalog.intent_under(&bucket, &dir(&young)).await.unwrap());
+    assert!(!catalog.intent_under(&bucket, &dir(&committed)).await.unwrap());
+    assert!(!catalog.intent_under(&bucket, "tenant-m/reports/x/").await.unwrap());
+    assert!(!catalog.intent_under(&BucketName::parse("other-bucket").unwrap(), &dir(&young)).await.unwrap());
+
     // scan sees every tenant's rows, in key order, in pages
     let mut all = Vec::new();
     let mut after: Option<String> = None;

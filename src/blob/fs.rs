@@ -14,7 +14,7 @@ use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
 use crate::domain::{BlobKey, BucketName};
 
 const TEMP_PREFIX: &str = ".part-";
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
@@ -72,15 +72,20 @@ async fn create_dirs_durably(base: &Path, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn write_body(file: &mut tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+/// Each write to a `tokio::fs::File` is a trip to the blocking pool; bodies arrive in chunks of
+/// a few KiB, so they are gathered into writes of this size.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(BlobError::Body)?;
-        file.write_all(&chunk).await?;
+        out.write_all(&chunk).await?;
         size += chunk.len() as u64;
     }
-    file.flush().await?;
-    file.sync_all().await?;
+    out.flush().await?;
+    out.into_inner().sync_all().await?;
     Ok(size)
 }
 
@@ -104,9 +109,8 @@ impl BlobStore for FsBlobStore {
         create_dirs_durably(&base, &dir).await?;
         // A time-ordered name, so that reconcile can tell a stale temp file from a live one.
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
-        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
-        let written = write_body(&mut file, body).await;
-        drop(file);
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
+        let written = write_body(file, body).await;
         let result = match written {
             Ok(size) => match tokio::fs::rename(&temp, &path).await {
                 Ok(()) => sync_dir(&dir).await.map(|()| size).map_err(BlobError::from),

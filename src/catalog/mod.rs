@@ -116,6 +116,10 @@ pub trait Catalog: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PendingUpload>, CatalogError>;
 
+    /// Whether a pending intent in `bucket` points under `prefix` (a live upload may still be
+    /// writing there).
+    async fn intent_under(&self, bucket: &BucketName, prefix: &str) -> Result<bool, CatalogError>;
+
     /// Which of `blob_keys` in `bucket` a file row or a pending intent points to.
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError>;
 

@@ -160,6 +160,9 @@ impl Catalog for MeteredCatalog {
     ) -> Result<Vec<PendingUpload>, CatalogError> {
         timed!("catalog", self, "stale_intents", self.0.stale_intents(before, after, limit))
     }
+    async fn intent_under(&self, b: &BucketName, prefix: &str) -> Result<bool, CatalogError> {
+        timed!("catalog", self, "intent_under", self.0.intent_under(b, prefix))
+    }
     async fn referenced(&self, b: &BucketName, keys: &[String]) -> Result<HashSet<String>, CatalogError> {
         timed!("catalog", self, "referenced", self.0.referenced(b, keys))
     }

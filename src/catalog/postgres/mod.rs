@@ -213,6 +213,10 @@ impl Catalog for PostgresCatalog {
         sql::stale_intents(&self.pool, micros(&before), (at, &bucket, &key), limit).await
     }
 
+    async fn intent_under(&self, bucket: &BucketName, prefix: &str) -> Result<bool, CatalogError> {
+        sql::intent_under(&self.pool, bucket, prefix).await
+    }
+
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
         let mut tx = self.admin_tx().await?;
         let found = sql::referenced(&mut *tx, bucket, blob_keys).await?;

@@ -217,6 +217,21 @@ pub async fn dequeue_deletion<'e>(db: impl PgExecutor<'e>, blob: &BlobRef) -> Re
     Ok(())
 }
 
+pub async fn intent_under<'e>(
+    db: impl PgExecutor<'e>,
+    bucket: &BucketName,
+    prefix: &str,
+) -> Result<bool, CatalogError> {
+    let found: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pending_uploads WHERE bucket = $1 AND starts_with(blob_key, $2))",
+    )
+    .bind(bucket.as_str())
+    .bind(prefix)
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}
+
 pub async fn referenced<'e>(
     db: impl PgExecutor<'e>,
     bucket: &BucketName,

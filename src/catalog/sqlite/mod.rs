@@ -162,6 +162,10 @@ impl Catalog for SqliteCatalog {
         sql::stale_intents(&self.pool, micros(&before), (at, &bucket, &key), limit).await
     }
 
+    async fn intent_under(&self, bucket: &BucketName, prefix: &str) -> Result<bool, CatalogError> {
+        sql::intent_under(&self.pool, bucket, prefix).await
+    }
+
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
         sql::referenced(&self.pool, bucket, blob_keys).await
     }

@@ -170,6 +170,21 @@ pub async fn dequeue_deletion<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -
 
 /// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys
 /// travel as a JSON array).
+pub async fn intent_under<'e>(
+    db: impl SqliteExecutor<'e>,
+    bucket: &BucketName,
+    prefix: &str,
+) -> Result<bool, CatalogError> {
+    let found: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pending_uploads WHERE bucket = ?1 AND substr(blob_key, 1, length(?2)) = ?2)",
+    )
+    .bind(bucket.as_str())
+    .bind(prefix)
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}
+
 pub async fn referenced<'e>(
     db: impl SqliteExecutor<'e>,
     bucket: &BucketName,
