@@ -107,7 +107,8 @@ impl BlobStore for FsBlobStore {
         let path = self.path(bucket, key);
         let dir = path.parent().expect("blob path has a parent").to_owned();
         create_dirs_durably(&base, &dir).await?;
-        // A time-ordered name, so that reconcile can tell a stale temp file from a live one.
+        // A name no blob has (`stray_age` recognises it); reconcile removes it once it is
+        // neither written to nor owned by a pending upload.
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
         let written = write_body(file, body).await;

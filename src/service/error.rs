@@ -36,9 +36,7 @@ pub enum ServiceError {
     BodyTimeout,
     #[error("the request body ended early or could not be read")]
     BodyIncomplete(#[source] std::io::Error),
-    #[error(
-        "the upload took longer than the reconcile grace period and was rolled back; nothing was stored, send it again"
-    )]
+    #[error("the upload was rolled back by a reconcile before it could commit; nothing was stored, send it again")]
     UploadAbandoned,
     #[error("the file is in an archive storage class; restore it first (POST /v1/restore)")]
     Archived,

@@ -168,8 +168,6 @@ pub async fn dequeue_deletion<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -
     Ok(())
 }
 
-/// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys
-/// travel as a JSON array).
 pub async fn intent_under<'e>(
     db: impl SqliteExecutor<'e>,
     bucket: &BucketName,
@@ -185,6 +183,8 @@ pub async fn intent_under<'e>(
     Ok(found)
 }
 
+/// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys
+/// travel as a JSON array).
 pub async fn referenced<'e>(
     db: impl SqliteExecutor<'e>,
     bucket: &BucketName,
