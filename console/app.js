@@ -146,7 +146,8 @@ function renderFiles(files) {
       b.addEventListener("click", () => handler(f));
       actions.append(b);
     };
-    if (f.content_type.startsWith("image/") || f.content_type === "application/pdf") button("Preview", preview);
+    // The server decides what may be shown inline (an allow-list); nothing else is previewed.
+    if (f.inline) button("Preview", preview);
     button("Copy link", share);
     button("Download", download);
     button("Delete", remove);
@@ -224,12 +225,17 @@ async function preview(f) {
     const body = $("preview-body");
     body.replaceChildren();
     let el;
-    if (f.content_type === "application/pdf") {
-      el = document.createElement("iframe");
-      el.title = f.filename;
-    } else {
+    const top = f.content_type.split("/")[0];
+    if (top === "image") {
       el = document.createElement("img");
       el.alt = f.filename;
+    } else if (top === "video" || top === "audio") {
+      el = document.createElement(top);
+      el.controls = true;
+    } else {
+      // PDF and plain text: the server sends them inline, sandboxed except for the PDF viewer.
+      el = document.createElement("iframe");
+      el.title = f.filename;
     }
     el.src = url;
     body.append(el);

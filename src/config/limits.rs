@@ -15,6 +15,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest pause between two chunks of an upload body (→ 408).
     pub body_idle_timeout: Duration,
+    /// Slowest accepted upload, in bytes per second, judged over each `body_idle_timeout`
+    /// window of the body (→ 408 `body-too-slow`); 0 turns the check off.
+    pub upload_min_rate: u64,
     /// Whole-request limit for the non-streaming routes (→ 503 `request-timeout`).
     pub request_timeout: Duration,
     /// Uploads in progress on this instance (→ 429).
@@ -82,6 +85,7 @@ impl Limits {
             max_url_bytes: size("COFFER_MAX_URL_BYTES", 8 * 1024, 256)?,
             header_read_timeout: duration("COFFER_HEADER_READ_TIMEOUT", 10)?,
             body_idle_timeout: duration("COFFER_BODY_IDLE_TIMEOUT", 30)?,
+            upload_min_rate: size("COFFER_UPLOAD_MIN_RATE", 1024, 0)? as u64,
             request_timeout: duration("COFFER_REQUEST_TIMEOUT", 30)?,
             max_uploads: count("COFFER_MAX_UPLOADS", 64)?,
             max_uploads_per_tenant: count("COFFER_MAX_UPLOADS_PER_TENANT", 8)?,

@@ -6,6 +6,7 @@ mod bucket;
 mod category;
 mod error;
 mod filename;
+mod media_type;
 mod object_key;
 mod tenant_id;
 
@@ -14,5 +15,6 @@ pub use bucket::BucketName;
 pub use category::Category;
 pub use error::DomainError;
 pub use filename::Filename;
+pub use media_type::MediaType;
 pub use object_key::ObjectKey;
 pub use tenant_id::TenantId;

@@ -16,7 +16,7 @@ const STYLE: &str = include_str!("../../console/app.css");
 fn csp(state: &AppState) -> String {
     let extra = state.service.presign_origin().map(|o| format!(" {o}")).unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:{extra}; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:{extra}; media-src 'self'{extra}; \
          frame-src 'self'{extra}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }

@@ -104,6 +104,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidCursor => (S::BAD_REQUEST, "invalid-cursor"),
             ServiceError::BodyIncomplete(_) => (S::BAD_REQUEST, "body-incomplete"),
             ServiceError::BodyTimeout => (S::REQUEST_TIMEOUT, "body-timeout"),
+            ServiceError::BodyTooSlow { .. } => (S::REQUEST_TIMEOUT, "body-too-slow"),
             ServiceError::Archived => (S::CONFLICT, "object-archived"),
             ServiceError::UploadAbandoned => (S::CONFLICT, "upload-abandoned"),
             ServiceError::Unsupported(_) => (S::BAD_REQUEST, "unsupported"),

@@ -6,22 +6,22 @@ use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::download::http_date;
 use crate::catalog::FileRecord;
-use crate::service::{content_disposition, is_active};
+use crate::service::{content_disposition, serving};
 
 /// Sets the headers every download response carries (also 304 and 416).
+/// Only types on the inline allow-list ([`crate::domain::MediaType::serves_inline`]) are ever
+/// served inline; every response but an inline PDF is sandboxed.
 pub fn describe(h: &mut HeaderMap, record: &FileRecord, attachment: bool) {
-    let active = is_active(&record.content_type);
-    let ct =
-        HeaderValue::from_str(&record.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    h.insert(header::CONTENT_TYPE, ct);
+    let serve = serving(&record.content_type, attachment);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(serve.content_type.as_str()).expect("validated media type"));
     h.insert(header::ETAG, HeaderValue::from_str(&record.etag()).expect("hex etag"));
     h.insert(header::LAST_MODIFIED, http_date(record.created_at));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    let disposition = content_disposition(&record.original_filename, attachment || active);
+    let disposition = content_disposition(&record.original_filename, !serve.inline);
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII disposition"));
-    if active {
+    if serve.sandbox {
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
     }
 }

@@ -1,22 +1,18 @@
 //! Request limits enforced in the HTTP layer: URL length (414), whole-request time on
 //! non-streaming routes (503 `request-timeout`), concurrent uploads per instance and per tenant
-//! (429 with Retry-After), and the idle timeout of upload bodies (408).
+//! (429 with Retry-After). Upload bodies are bounded in `body_guard`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiError, AppState};
-use crate::blob::ByteStream;
 use crate::domain::TenantId;
-use crate::service::BodyError;
 
 /// Slots for uploads in progress.
 pub struct UploadSlots {
@@ -94,18 +90,4 @@ pub async fn request_timeout(State(state): State<AppState>, req: Request, next: 
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "the request took too long")
             .into_response(),
     }
-}
-
-/// Fails the body stream when no chunk arrives for `idle`.
-pub fn idle_timeout(body: ByteStream, idle: Duration) -> ByteStream {
-    let stream = futures::stream::unfold(Some(body), move |state| async move {
-        let mut body = state?;
-        match tokio::time::timeout(idle, body.next()).await {
-            Ok(Some(item)) => Some((item, Some(body))),
-            Ok(None) => None,
-            Err(_) => Some((Err(std::io::Error::other(BodyError::IdleTimeout)), None)),
-        }
-    });
-    // Fused: readers may poll again after the end.
-    Box::pin(stream.fuse())
 }

@@ -3,6 +3,7 @@
 //! [`ApiError`].
 
 mod auth;
+mod body_guard;
 mod categories;
 mod console;
 mod delete;

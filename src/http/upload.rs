@@ -9,12 +9,17 @@ use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::Deserialize;
 
+use std::sync::atomic::Ordering;
+
+use multer::{Constraints, SizeLimit};
+
+use super::body_guard::{self, BodyGuard, Preamble, Trip, Tripped};
 use super::view::FileView;
 use super::{ApiError, AppState, query};
 use crate::auth::Caller;
 use crate::blob::ByteStream;
 use crate::domain::{Category, Filename};
-use crate::service::UploadRequest;
+use crate::service::{ServiceError, UploadRequest};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,11 +73,18 @@ pub async fn upload(
     let params: UploadParams = query::parse(raw.as_deref())?;
     let overwrite = query::flag(params.overwrite.as_deref(), "overwrite")?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let idle = state.limits.body_idle_timeout;
+    // Every byte of the body, a multipart preamble included, is under the idle timeout and
+    // the minimum rate, so a stalled client cannot hold its upload slot.
+    let tripped = Tripped::default();
+    let limits = &state.limits;
+    let body: ByteStream = Box::pin(BodyGuard::new(
+        Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
+        limits.body_idle_timeout,
+        limits.upload_min_rate,
+        tripped.clone(),
+    ));
     let request = if let Ok(boundary) = multer::parse_boundary(content_type) {
-        let mut request = from_multipart(caller, params, overwrite, body, boundary).await?;
-        request.body = super::limits::idle_timeout(request.body, idle);
-        request
+        from_multipart(caller, params, overwrite, body, boundary, tripped).await?
     } else {
         let declared = params.content_type.clone().or_else(|| {
             (!content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded"))
@@ -96,7 +108,7 @@ pub async fn upload(
             content_type: declared,
             overwrite,
             size_hint,
-            body: super::limits::idle_timeout(body_stream(body), idle),
+            body,
         }
     };
     let record = state.service.upload(request).await?;
@@ -104,34 +116,49 @@ pub async fn upload(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(FileView::from(&record))).into_response())
 }
 
-fn body_stream(body: Body) -> ByteStream {
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
-}
+/// The fields a form may carry before its file part, each at most this long.
+const FIELDS: [&str; 3] = ["category", "filename", "overwrite"];
+const MAX_FIELD: u64 = 1024;
 
 /// Reads form fields up to the `file` part and returns an upload that streams that part.
-/// Fields after the file part are not read.
+/// Fields after the file part are not read. Everything before the file part's data is capped
+/// at [`body_guard::MAX_PREAMBLE`] bytes, each field at [`MAX_FIELD`].
 async fn from_multipart(
     caller: Caller,
     params: UploadParams,
     overwrite: bool,
-    body: Body,
+    body: ByteStream,
     boundary: String,
+    tripped: Tripped,
 ) -> Result<UploadRequest, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid-multipart", m);
-    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+    let (preamble, file_started) = Preamble::new(body, tripped.clone());
+    let mut allowed: Vec<&str> = FIELDS.to_vec();
+    allowed.push("file");
+    let mut limit = SizeLimit::new();
+    for name in FIELDS {
+        limit = limit.for_field(name, MAX_FIELD);
+    }
+    let constraints = Constraints::new().allowed_fields(allowed).size_limit(limit);
+    let mut form = multer::Multipart::with_constraints(preamble, boundary, constraints);
+    let fail = |e: multer::Error| multipart_error(e, &tripped);
     let mut category = params.category;
     let mut filename = params.filename;
     let mut overwrite = overwrite;
-    while let Some(field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
+    while let Some(field) = form.next_field().await.map_err(fail)? {
         match field.name() {
             Some("file") => {
+                file_started.store(true, Ordering::Relaxed);
+                let bad = |m: &str| ApiError::bad_request("invalid-multipart", m);
                 let raw_name = filename
                     .or_else(|| field.file_name().map(str::to_owned))
-                    .ok_or_else(|| bad("the file part has no filename".into()))?;
-                let category =
-                    category.ok_or_else(|| bad("the category field must come before the file part".into()))?;
+                    .ok_or_else(|| bad("the file part has no filename"))?;
+                let category = category.ok_or_else(|| bad("the category field must come before the file part"))?;
                 let declared = field.content_type().map(|m| m.essence_str().to_owned());
-                let stream: ByteStream = Box::pin(field.map_err(std::io::Error::other));
+                let cause = tripped.clone();
+                let stream: ByteStream = Box::pin(field.map_err(move |e| match cause.get() {
+                    Some(Trip::Body(b)) => std::io::Error::other(b),
+                    _ => std::io::Error::other(e),
+                }));
                 // The rest of the form is dropped with `form` once the file part is read.
                 let body = Box::pin(futures::stream::unfold((stream, form), |(mut s, form)| async move {
                     use futures::StreamExt;
@@ -148,20 +175,38 @@ async fn from_multipart(
                     body,
                 });
             }
-            Some(name @ ("category" | "filename" | "overwrite")) => {
+            Some(name) => {
                 let name = name.to_owned();
-                let value = field.text().await.map_err(|e| bad(e.to_string()))?;
-                if value.len() > 1024 {
-                    return Err(bad(format!("field {name} is too long")));
-                }
+                let value = field.text().await.map_err(fail)?;
                 match name.as_str() {
                     "category" => category = Some(value),
                     "filename" => filename = Some(value),
                     _ => overwrite = query::flag(Some(&value), "overwrite")?,
                 }
             }
-            other => return Err(bad(format!("unexpected form field {:?}", other.unwrap_or("")))),
+            None => return Err(ApiError::bad_request("invalid-multipart", "a form part has no name")),
         }
     }
-    Err(bad("the form has no file part".into()))
+    Err(ApiError::bad_request("invalid-multipart", "the form has no file part"))
+}
+
+/// A multipart parse failure as the client should hear it: what the body guard tripped on
+/// (408, 413), an over-long field (413), or a malformed form (400).
+fn multipart_error(e: multer::Error, tripped: &Tripped) -> ApiError {
+    match tripped.get() {
+        Some(Trip::Body(b)) => ServiceError::from_body(std::io::Error::other(b)).into(),
+        Some(Trip::PreambleTooLarge) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "multipart-preamble-too-large",
+            format!("a form may carry at most {} bytes before the file part's data", body_guard::MAX_PREAMBLE),
+        ),
+        None => match e {
+            multer::Error::FieldSizeExceeded { field_name, .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "form-field-too-large",
+                format!("form field {} is longer than {MAX_FIELD} bytes", field_name.unwrap_or_default()),
+            ),
+            other => ApiError::bad_request("invalid-multipart", other.to_string()),
+        },
+    }
 }

@@ -13,6 +13,9 @@ pub struct FileView {
     pub category: String,
     pub filename: String,
     pub content_type: String,
+    /// Whether coffer serves this file inline (an allow-list of image, PDF, plain-text, audio
+    /// and video types); everything else goes out as a sandboxed attachment.
+    pub inline: bool,
     pub size: u64,
     pub sha256: String,
     pub etag: String,
@@ -27,6 +30,7 @@ impl From<&FileRecord> for FileView {
             category: r.key.category().to_string(),
             filename: r.original_filename.clone(),
             content_type: r.content_type.clone(),
+            inline: crate::service::serving(&r.content_type, false).inline,
             size: r.size,
             sha256: r.sha256.clone(),
             etag: r.etag(),

@@ -20,6 +20,8 @@ pub enum BodyError {
     QuotaExceeded,
     #[error("no data arrived for too long")]
     IdleTimeout,
+    #[error("the body arrives slower than {min_rate} bytes per second")]
+    TooSlow { min_rate: u64 },
 }
 
 impl BodyError {

@@ -2,36 +2,14 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::domain::Filename;
+use crate::domain::{Filename, MediaType};
 
 /// How many leading bytes are inspected.
 pub const SNIFF_LEN: usize = 8192;
 
-const OCTET_STREAM: &str = "application/octet-stream";
-
-/// Types a browser would execute or render as a document with script: served only as
-/// sandboxed attachments.
-pub fn is_active(content_type: &str) -> bool {
-    let ct = essence(content_type);
+fn is_executable(content_type: &MediaType) -> bool {
     matches!(
-        ct.as_str(),
-        "text/html"
-            | "image/svg+xml"
-            | "application/xhtml+xml"
-            | "text/xml"
-            | "application/xml"
-            | "application/javascript"
-            | "text/javascript"
-            | "application/ecmascript"
-            | "text/ecmascript"
-            | "application/x-shellscript"
-            | "text/x-shellscript"
-    ) || ct.ends_with("+xml")
-}
-
-fn is_executable(content_type: &str) -> bool {
-    matches!(
-        content_type,
+        content_type.as_str(),
         "application/vnd.microsoft.portable-executable"
             | "application/x-executable"
             | "application/x-mach-binary"
@@ -41,47 +19,59 @@ fn is_executable(content_type: &str) -> bool {
     )
 }
 
-/// `type/subtype` in lowercase, parameters dropped.
-pub fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
-}
-
 /// What the first bytes say, if they say something clear.
-pub fn sniff(head: &[u8]) -> Option<String> {
+pub fn sniff(head: &[u8]) -> Option<MediaType> {
     if let Some(t) = infer::get(head) {
-        return Some(t.mime_type().to_owned());
+        return MediaType::parse(t.mime_type());
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_ascii_lowercase();
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with("<svg") || (trimmed.starts_with("<?xml") && trimmed.contains("<svg")) {
-        return Some("image/svg+xml".into());
+        return MediaType::parse("image/svg+xml");
     }
     None
 }
 
 /// Decides the stored type of an upload from its name, the type the client declared (if
-/// any) and its first bytes. The name (or declared type) is trusted unless the bytes clearly
-/// contradict it: active content or an executable behind a passive name, a media name whose
-/// bytes are something else, or a declared active type whose bytes are plainly binary.
-pub fn decide(filename: &Filename, declared: Option<&str>, head: &[u8]) -> String {
-    let declared = declared.map(essence).filter(|d| d != OCTET_STREAM && d.parse::<mime::Mime>().is_ok());
-    let by_name = mime_guess::from_path(filename.as_str()).first_raw().map(str::to_owned);
-    let claimed = declared.or(by_name);
-    let sniffed = sniff(head);
-    match (claimed, sniffed) {
-        (None, None) => OCTET_STREAM.to_owned(),
+/// any, and only when it is a well-formed [`MediaType`]) and its first bytes. The declared type,
+/// else the name's, is trusted unless the bytes clearly say something else where it matters:
+/// a claim of a type served inline (or of any image, audio, video or font) must match the
+/// bytes exactly, bytes of a type served inline win over any claim, and an executable never
+/// passes as anything but `application/*`. What a stored type may be is [`MediaType::parse`];
+/// how it is served is [`MediaType::serves_inline`] — never the declared type alone.
+pub fn decide(filename: &Filename, declared: Option<&str>, head: &[u8]) -> MediaType {
+    let declared = declared.and_then(MediaType::parse).filter(|d| *d != MediaType::octet_stream());
+    let by_name = || mime_guess::from_path(filename.as_str()).first_raw().and_then(MediaType::parse);
+    let claimed = declared.or_else(by_name);
+    match (claimed, sniff(head)) {
+        (None, None) => MediaType::octet_stream(),
         (None, Some(s)) => s,
         (Some(c), None) => c,
         (Some(c), Some(s)) => {
-            let top = |t: &str| t.split('/').next().unwrap_or_default().to_owned();
-            let media = matches!(top(&c).as_str(), "image" | "audio" | "video" | "font");
-            let contradicts = (is_active(&s) && !is_active(&c))
-                || (is_executable(&s) && top(&c) != "application")
-                || (media && s != c)
-                || (is_active(&c) && !is_active(&s));
+            let media = matches!(c.top(), "image" | "audio" | "video" | "font");
+            let must_match = c.serves_inline() || s.serves_inline() || media;
+            let contradicts = (must_match && s != c) || (is_executable(&s) && c.top() != "application");
             if contradicts { s } else { c }
         }
     }
+}
+
+/// How a stored type goes out: the type itself (unparsable legacy values as
+/// `application/octet-stream`), whether it may be shown inline, and whether the response
+/// carries `Content-Security-Policy: sandbox` (everything but the PDF viewer).
+pub struct Serving {
+    pub content_type: MediaType,
+    pub inline: bool,
+    pub sandbox: bool,
+}
+
+/// The one decision of how a stored type is served, for coffer's own responses and for direct
+/// S3 links alike. `download` forces an attachment.
+pub fn serving(stored: &str, download: bool) -> Serving {
+    let content_type = MediaType::parse(stored).unwrap_or_else(MediaType::octet_stream);
+    let inline = !download && content_type.serves_inline();
+    let sandbox = !(inline && content_type.needs_unsandboxed_viewer());
+    Serving { content_type, inline, sandbox }
 }
 
 /// Characters left as-is in an RFC 5987 `filename*` value (attr-char).
@@ -122,23 +112,29 @@ mod tests {
 
     #[test]
     fn name_decides_when_bytes_agree_or_say_nothing() {
-        assert_eq!(decide(&name("logo.png"), None, PNG), "image/png");
-        assert_eq!(decide(&name("notes.txt"), None, b"hello"), "text/plain");
-        assert_eq!(decide(&name("report.pdf"), None, b"%PDF-1.7"), "application/pdf");
-        assert_eq!(decide(&name("data.bin"), None, b"\x00\x01"), "application/octet-stream");
-        assert_eq!(decide(&name("noext"), None, b"hello"), "application/octet-stream");
+        assert_eq!(decide(&name("logo.png"), None, PNG).as_str(), "image/png");
+        assert_eq!(decide(&name("notes.txt"), None, b"hello").as_str(), "text/plain");
+        assert_eq!(decide(&name("report.pdf"), None, b"%PDF-1.7").as_str(), "application/pdf");
+        assert_eq!(decide(&name("data.bin"), None, b"\x00\x01").as_str(), "application/octet-stream");
+        assert_eq!(decide(&name("noext"), None, b"hello").as_str(), "application/octet-stream");
     }
 
     #[test]
     fn contradicting_bytes_win() {
-        assert_eq!(decide(&name("logo.png"), None, b"<html><script>alert(1)</script>"), "text/html");
-        assert_eq!(decide(&name("logo.png"), None, b"MZ\x90\x00"), "application/vnd.microsoft.portable-executable");
+        assert_eq!(decide(&name("logo.png"), None, b"<html><script>alert(1)</script>").as_str(), "text/html");
+        assert_eq!(
+            decide(&name("logo.png"), None, b"MZ\x90\x00").as_str(),
+            "application/vnd.microsoft.portable-executable"
+        );
         let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
         elf.resize(64, 0);
-        assert_eq!(decide(&name("logo.png"), None, &elf), "application/x-executable");
-        assert_eq!(decide(&name("logo.png"), None, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>"), "image/svg+xml");
-        assert_eq!(decide(&name("logo.png"), None, b"%PDF-1.7"), "application/pdf");
-        assert_eq!(decide(&name("a.txt"), Some("text/html"), PNG), "image/png");
+        assert_eq!(decide(&name("logo.png"), None, &elf).as_str(), "application/x-executable");
+        assert_eq!(
+            decide(&name("logo.png"), None, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>").as_str(),
+            "image/svg+xml"
+        );
+        assert_eq!(decide(&name("logo.png"), None, b"%PDF-1.7").as_str(), "application/pdf");
+        assert_eq!(decide(&name("a.txt"), Some("text/html"), PNG).as_str(), "image/png");
     }
 
     #[test]
@@ -151,19 +147,34 @@ mod tests {
     }
 
     #[test]
-    fn active_types() {
-        for t in [
-            "text/html; charset=utf-8",
-            "image/svg+xml",
-            "application/xhtml+xml",
-            "text/xml",
-            "application/rss+xml",
-            "text/javascript",
-        ] {
-            assert!(is_active(t), "{t}");
-        }
-        for t in ["image/png", "application/pdf", "text/plain", "application/json"] {
-            assert!(!is_active(t), "{t}");
-        }
+    fn declared_types_are_stored_only_when_well_formed_and_served_by_the_allow_list() {
+        // A declared document type is kept (the category's policy still applies) but can only
+        // ever go out as a sandboxed attachment.
+        let xsl = decide(&name("invoice.txt"), Some("text/xsl"), b"<x:script xmlns:x='http://www.w3.org/1999/xhtml'>");
+        assert_eq!(xsl.as_str(), "text/xsl");
+        let s = serving(xsl.as_str(), false);
+        assert!(!s.inline && s.sandbox);
+        // Malformed declarations fall back to the name.
+        assert_eq!(decide(&name("a.txt"), Some("*/*"), b"hi").as_str(), "text/plain");
+        assert_eq!(decide(&name("a.txt"), Some("text/plain; x=\"<\""), b"hi").as_str(), "text/plain");
+        // A claim of an inline type must match what the bytes clearly are.
+        assert_eq!(decide(&name("a.bin"), Some("image/png"), b"%PDF-1.7").as_str(), "application/pdf");
+        assert_eq!(decide(&name("a.bin"), Some("text/plain"), PNG).as_str(), "image/png");
+    }
+
+    #[test]
+    fn serving_decisions() {
+        let s = serving("application/pdf", false);
+        assert!(s.inline && !s.sandbox);
+        let s = serving("application/pdf", true);
+        assert!(!s.inline && s.sandbox);
+        let s = serving("image/png", false);
+        assert!(s.inline && s.sandbox);
+        let s = serving("not a type", false);
+        assert_eq!(s.content_type.as_str(), "application/octet-stream");
+        assert!(!s.inline && s.sandbox);
+        let s = serving("TEXT/HTML; charset=utf-8", false);
+        assert_eq!(s.content_type.as_str(), "text/html");
+        assert!(!s.inline);
     }
 }

@@ -34,6 +34,8 @@ pub enum ServiceError {
     InvalidCursor,
     #[error("the request body stalled: no data arrived for too long")]
     BodyTimeout,
+    #[error("the request body arrives too slowly: under {min_rate} bytes per second")]
+    BodyTooSlow { min_rate: u64 },
     #[error("the request body ended early or could not be read")]
     BodyIncomplete(#[source] std::io::Error),
     #[error("the upload was rolled back by a reconcile before it could commit; nothing was stored, send it again")]
@@ -55,6 +57,7 @@ impl ServiceError {
             Some(super::body::BodyError::TooLarge { limit }) => ServiceError::TooLarge { limit },
             Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
             Some(super::body::BodyError::IdleTimeout) => ServiceError::BodyTimeout,
+            Some(super::body::BodyError::TooSlow { min_rate }) => ServiceError::BodyTooSlow { min_rate },
             None => ServiceError::BodyIncomplete(io),
         }
     }

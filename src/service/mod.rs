@@ -20,7 +20,7 @@ mod upload;
 use std::sync::Arc;
 
 pub use body::{BodyError, from_bytes};
-pub use content_type::{content_disposition, essence, is_active};
+pub use content_type::{Serving, content_disposition, serving};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
 pub use tenants::UsageReport;

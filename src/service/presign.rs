@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{ServiceError, StorageService, content_disposition, is_active};
+use super::{ServiceError, StorageService, content_disposition, serving};
 use crate::auth::PresignError;
 use crate::config::MAX_PRESIGN_EXPIRY;
 use crate::domain::{ObjectKey, TenantId};
@@ -44,12 +44,12 @@ impl StorageService {
         }
         let expires_at = Utc::now() + ttl;
         if self.inner.presign_direct {
-            let attachment = download || is_active(&record.content_type);
-            let disposition = content_disposition(&record.original_filename, attachment);
+            let serve = serving(&record.content_type, download);
+            let disposition = content_disposition(&record.original_filename, !serve.inline);
             let direct = self
                 .inner
                 .blobs
-                .presign_get(&record.bucket, &record.blob, ttl, &disposition, &record.content_type)
+                .presign_get(&record.bucket, &record.blob, ttl, &disposition, serve.content_type.as_str())
                 .await;
             if let Some(url) = direct {
                 return Ok(PresignedUrl { url: url?, expires_at });

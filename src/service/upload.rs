@@ -69,7 +69,7 @@ impl StorageService {
             });
         }
         let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::from_body)?;
-        let content_type = decide(&req.filename, req.content_type.as_deref(), &head);
+        let content_type = decide(&req.filename, req.content_type.as_deref(), &head).to_string();
         if !policy.allows(&content_type) {
             return Err(ServiceError::UnsupportedMediaType { content_type, category: req.category.to_string() });
         }

@@ -17,7 +17,7 @@ async fn download_streams_with_headers() {
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(
         h["content-disposition"],
-        "inline; filename=\"carbon audit 2024.csv\"; filename*=UTF-8''carbon%20audit%202024.csv"
+        "attachment; filename=\"carbon audit 2024.csv\"; filename*=UTF-8''carbon%20audit%202024.csv"
     );
     assert_eq!(&res.bytes().await.unwrap()[..], b"a,b\n1,2\n");
 }
@@ -37,7 +37,7 @@ async fn download_param_and_active_types_make_attachments() {
         .await
         .unwrap();
     assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
-    assert!(!res.headers().contains_key("content-security-policy"));
+    assert_eq!(res.headers()["content-security-policy"], "sandbox");
 }
 
 #[tokio::test]
