@@ -1,9 +1,12 @@
-//! Coffer-signed URLs: `GET /v1/files/{key}?expires=…&kid=…&sig=…` that work without a token.
+//! Coffer-signed URLs: `GET /v1/files/{key}?expires=…&kid=…&version=…&sig=…` that work without
+//! a token.
 //!
 //! The signature is HMAC-SHA256 over the method, the key, and every other query parameter
-//! (so `expires`, `kid` and any option such as `download` are covered), under a key derived
-//! from a signing secret. `kid` names that key, so old links keep verifying while the previous
-//! secret stays in `COFFER_PRESIGN_PREVIOUS_SECRETS`.
+//! (so `expires`, `kid`, `version` and any option such as `download` are covered), under a key
+//! derived from the presign secret. `kid` names that key, so old links keep verifying while the
+//! previous secret stays in `COFFER_PRESIGN_PREVIOUS_SECRETS`. `version` binds a link to the
+//! stored version of the file it was issued for: once that version is replaced or deleted, the
+//! link no longer serves anything.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,13 +15,14 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::Secret;
-use crate::domain::ObjectKey;
+use crate::domain::{BlobVersion, ObjectKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
 pub const EXPIRES: &str = "expires";
 pub const KEY_ID: &str = "kid";
 pub const SIGNATURE: &str = "sig";
+pub const VERSION: &str = "version";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum PresignError {
@@ -60,9 +64,11 @@ impl UrlSigner {
     }
 
     /// The query string (without `?`) that makes `GET key` valid until `expires_at` (Unix
-    /// seconds). `options` are extra parameters the link carries, covered by the signature.
-    pub fn sign(&self, key: &ObjectKey, expires_at: i64, options: &[(&str, &str)]) -> String {
+    /// seconds) for as long as `version` is the key's stored version. `options` are extra
+    /// parameters the link carries, covered by the signature.
+    pub fn sign(&self, key: &ObjectKey, version: &BlobVersion, expires_at: i64, options: &[(&str, &str)]) -> String {
         let mut params: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        params.push((VERSION.into(), version.to_string()));
         params.push((EXPIRES.into(), expires_at.to_string()));
         params.push((KEY_ID.into(), self.current.id.clone()));
         let canonical = canonical(&params);
@@ -70,9 +76,16 @@ impl UrlSigner {
         format!("{canonical}&{SIGNATURE}={sig}")
     }
 
-    /// Checks a request's raw query string for `method key`. `HEAD` is accepted wherever `GET`
-    /// is. The signature is checked first (in constant time), then the expiry against `now`.
-    pub fn verify(&self, method: &str, key: &ObjectKey, raw_query: &str, now: i64) -> Result<(), PresignError> {
+    /// Checks a request's raw query string for `method key` and returns the version the link
+    /// is bound to. `HEAD` is accepted wherever `GET` is. The signature is checked first (in
+    /// constant time), then the expiry against `now`.
+    pub fn verify(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        raw_query: &str,
+        now: i64,
+    ) -> Result<BlobVersion, PresignError> {
         let bad = PresignError::BadSignature;
         let method = if method == "HEAD" { "GET" } else { method };
         let mut sig = None;
@@ -95,6 +108,7 @@ impl UrlSigner {
             }
         };
         let kid = one(KEY_ID)?;
+        let version = BlobVersion::parse(&one(VERSION)?).map_err(|_| bad)?;
         let expires: i64 = one(EXPIRES)?.parse().map_err(|_| bad)?;
         let signing_key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.id == kid).ok_or(bad)?;
         let canonical = canonical(&params);
@@ -106,14 +120,15 @@ impl UrlSigner {
         if now >= expires {
             return Err(PresignError::Expired);
         }
-        Ok(())
+        Ok(version)
     }
 }
 
 /// Whether a request's query claims to be presigned: it carries any of the presign parameters
 /// (so a URL with one of them altered is refused as a bad signature, not treated as unsigned).
 pub fn is_presigned(raw_query: &str) -> bool {
-    url::form_urlencoded::parse(raw_query.as_bytes()).any(|(k, _)| k == SIGNATURE || k == EXPIRES || k == KEY_ID)
+    url::form_urlencoded::parse(raw_query.as_bytes())
+        .any(|(k, _)| [SIGNATURE, EXPIRES, KEY_ID, VERSION].contains(&k.as_ref()))
 }
 
 /// Parameters sorted and form-encoded: the exact text that is signed.
@@ -136,15 +151,19 @@ mod tests {
         ObjectKey::parse("tenant-abc/reports/q1.pdf").unwrap()
     }
 
+    fn v1() -> BlobVersion {
+        BlobVersion::parse("0190a0b0c0d07e008000000000000001").unwrap()
+    }
+
     fn signer() -> UrlSigner {
         UrlSigner::new(&Secret::new("s".repeat(40)), &[])
     }
 
     #[test]
     fn valid_until_expiry() {
-        let q = signer().sign(&key(), 1_000, &[]);
-        assert_eq!(signer().verify("GET", &key(), &q, 999), Ok(()));
-        assert_eq!(signer().verify("HEAD", &key(), &q, 999), Ok(()));
+        let q = signer().sign(&key(), &v1(), 1_000, &[]);
+        assert_eq!(signer().verify("GET", &key(), &q, 999), Ok(v1()));
+        assert_eq!(signer().verify("HEAD", &key(), &q, 999), Ok(v1()));
         assert_eq!(signer().verify("GET", &key(), &q, 1_000), Err(PresignError::Expired));
         let other = ObjectKey::parse("tenant-abc/reports/q2.pdf").unwrap();
         assert_eq!(signer().verify("GET", &other, &q, 0), Err(PresignError::BadSignature));
@@ -153,27 +172,27 @@ mod tests {
 
     #[test]
     fn options_are_signed() {
-        let q = signer().sign(&key(), 1_000, &[("download", "1")]);
-        assert_eq!(signer().verify("GET", &key(), &q, 0), Ok(()));
+        let q = signer().sign(&key(), &v1(), 1_000, &[("download", "1")]);
+        assert_eq!(signer().verify("GET", &key(), &q, 0), Ok(v1()));
         let stripped = q.replace("download=1&", "");
         assert_eq!(signer().verify("GET", &key(), &stripped, 0), Err(PresignError::BadSignature));
-        let added = format!("download=1&{}", signer().sign(&key(), 1_000, &[]));
+        let added = format!("download=1&{}", signer().sign(&key(), &v1(), 1_000, &[]));
         assert_eq!(signer().verify("GET", &key(), &added, 0), Err(PresignError::BadSignature));
     }
 
     #[test]
     fn rotation_keeps_old_links_until_removed() {
         let old = Secret::new("o".repeat(40));
-        let q = UrlSigner::new(&old, &[]).sign(&key(), 1_000, &[]);
+        let q = UrlSigner::new(&old, &[]).sign(&key(), &v1(), 1_000, &[]);
         let rotated = UrlSigner::new(&Secret::new("n".repeat(40)), std::slice::from_ref(&old));
-        assert_eq!(rotated.verify("GET", &key(), &q, 0), Ok(()));
+        assert_eq!(rotated.verify("GET", &key(), &q, 0), Ok(v1()));
         let removed = UrlSigner::new(&Secret::new("n".repeat(40)), &[]);
         assert_eq!(removed.verify("GET", &key(), &q, 0), Err(PresignError::BadSignature));
     }
 
     #[test]
     fn every_single_character_change_is_refused() {
-        let q = signer().sign(&key(), 4_000_000_000, &[("download", "1")]);
+        let q = signer().sign(&key(), &v1(), 4_000_000_000, &[("download", "1")]);
         let alphabet: Vec<char> = "aZ09-_=&%.~+ ".chars().collect();
         for i in 0..q.len() {
             for &c in &alphabet {

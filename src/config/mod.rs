@@ -83,7 +83,10 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     /// Required `aud` claim (COFFER_JWT_AUDIENCE), when set.
     pub jwt_audience: Option<String>,
-    /// Earlier signing secrets whose presigned URLs still verify (rotation).
+    /// Root of presigned-URL keys (`COFFER_PRESIGN_SECRET`), so that link keys and token keys
+    /// rotate apart; when unset, derived from the signing secret as before.
+    pub presign_secret: Option<Secret>,
+    /// Earlier presign secrets whose presigned URLs still verify (rotation).
     pub presign_previous_secrets: Vec<Secret>,
     /// `sqlite://…` (default, in the data dir) or `postgres://…`.
     pub database_url: Secret,
@@ -179,6 +182,10 @@ impl Config {
         let jwt_leeway = env.parse("COFFER_JWT_LEEWAY", Duration::from_secs(30), |v| {
             v.parse::<u64>().map(Duration::from_secs).map_err(|_| "must be a whole number of seconds".to_owned())
         })?;
+        let presign_secret = env.get("COFFER_PRESIGN_SECRET").map(Secret::new);
+        if presign_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            return Err(ConfigError::new("COFFER_PRESIGN_SECRET", "must be at least 32 characters"));
+        }
         let presign_previous_secrets = env
             .get("COFFER_PRESIGN_PREVIOUS_SECRETS")
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
@@ -225,6 +232,7 @@ impl Config {
             jwt_leeway,
             jwt_issuer: env.get("COFFER_JWT_ISSUER"),
             jwt_audience: env.get("COFFER_JWT_AUDIENCE"),
+            presign_secret,
             presign_previous_secrets,
             database_url: Secret::new(database_url),
             categories: file.categories.unwrap_or_default(),
@@ -263,6 +271,14 @@ impl Config {
         }
     }
 
+    /// The root of presigned-URL keys: `COFFER_PRESIGN_SECRET`, else the signing secret.
+    pub fn presign_secret(&self) -> Result<Secret, String> {
+        match &self.presign_secret {
+            Some(s) => Ok(s.clone()),
+            None => self.signing_secret(),
+        }
+    }
+
     /// Human-readable effective configuration, secrets redacted (`coffer config`).
     pub fn describe(&self) -> String {
         let mut out = String::new();
@@ -298,6 +314,10 @@ impl Config {
         line(
             "COFFER_JWT_SECRET",
             self.jwt_secret.as_ref().map_or("unset (generated in the data dir)".into(), |s| s.to_string()),
+        );
+        line(
+            "COFFER_PRESIGN_SECRET",
+            self.presign_secret.as_ref().map_or("unset (derived from the signing secret)".into(), |s| s.to_string()),
         );
         line("COFFER_JWT_PUBLIC_KEY", if self.jwt_public_key.is_some() { "set" } else { "unset" }.into());
         line("COFFER_JWT_LEEWAY", self.jwt_leeway.as_secs().to_string());

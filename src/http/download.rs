@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::view::FileView;
 use super::{ApiError, AppState, headers, query};
 use crate::auth::{Caller, is_presigned};
-use crate::domain::{ObjectKey, TenantId};
+use crate::domain::{BlobVersion, ObjectKey, TenantId};
+use crate::service::StorageService;
 
 #[derive(Debug, Default, Deserialize)]
 struct DownloadParams {
@@ -47,7 +48,7 @@ pub async fn download(
     req_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let raw = raw.unwrap_or_default();
-    let (key, tenant) = authenticate(&state, &method, &key, &raw, &req_headers).await?;
+    let (key, tenant, bound) = authenticate(&state, &method, &key, &raw, &req_headers).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
         .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))?;
@@ -56,6 +57,9 @@ pub async fn download(
     let attachment = query::flag(params.download.as_deref(), "download")?;
 
     let record = state.service.stat(&tenant, &key).await?;
+    if let Some(version) = &bound {
+        StorageService::linked_version(&record, version)?;
+    }
     if query::flag(params.metadata.as_deref(), "metadata")? {
         let storage = state.service.archive_state(&record).await?;
         let view = serde_json::json!({"file": FileView::from(&record), "storage": storage});
@@ -108,29 +112,30 @@ pub async fn download(
     Ok(response.body(body).expect("valid response"))
 }
 
-/// The key and the tenant a download acts as: from a verified presigned URL (when the query
-/// carries presign parameters) or from the bearer token — checked before the key is parsed, so
-/// a missing token is a 401 whatever the key.
+/// The key and the tenant a download acts as, and for a presigned URL the stored version it is
+/// bound to: from a verified presigned URL (when the query carries presign parameters) or from
+/// the bearer token — checked before the key is parsed, so a missing token is a 401 whatever
+/// the key.
 async fn authenticate(
     state: &AppState,
     method: &Method,
     raw_key: &str,
     raw_query: &str,
     req_headers: &HeaderMap,
-) -> Result<(ObjectKey, TenantId), ApiError> {
+) -> Result<(ObjectKey, TenantId, Option<BlobVersion>), ApiError> {
     if is_presigned(raw_query) {
         // No signature can cover a key that does not parse.
         let key = ObjectKey::parse(raw_key).map_err(|_| crate::auth::PresignError::BadSignature)?;
-        state.service.verify_presigned(method.as_str(), &key, raw_query)?;
+        let version = state.service.verify_presigned(method.as_str(), &key, raw_query)?;
         // A suspended tenant's links stop working with its tokens.
         state.service.check_tenant(key.tenant()).await?;
         let tenant = key.tenant().clone();
-        return Ok((key, tenant));
+        return Ok((key, tenant, Some(version)));
     }
     let mut parts = axum::http::Request::new(()).into_parts().0;
     parts.headers = req_headers.clone();
     let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
-    Ok((ObjectKey::parse(raw_key)?, caller.tenant))
+    Ok((ObjectKey::parse(raw_key)?, caller.tenant, None))
 }
 
 /// Formats a time as an HTTP date.

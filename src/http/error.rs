@@ -105,6 +105,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::BodyIncomplete(_) => (S::BAD_REQUEST, "body-incomplete"),
             ServiceError::BodyTimeout => (S::REQUEST_TIMEOUT, "body-timeout"),
             ServiceError::BodyTooSlow { .. } => (S::REQUEST_TIMEOUT, "body-too-slow"),
+            ServiceError::LinkSuperseded => (S::GONE, "link-superseded"),
             ServiceError::Archived => (S::CONFLICT, "object-archived"),
             ServiceError::UploadAbandoned => (S::CONFLICT, "upload-abandoned"),
             ServiceError::Unsupported(_) => (S::BAD_REQUEST, "unsupported"),

@@ -34,6 +34,8 @@ pub enum ServiceError {
     InvalidCursor,
     #[error("the request body stalled: no data arrived for too long")]
     BodyTimeout,
+    #[error("the file this link was issued for has been replaced or deleted")]
+    LinkSuperseded,
     #[error("the request body arrives too slowly: under {min_rate} bytes per second")]
     BodyTooSlow { min_rate: u64 },
     #[error("the request body ended early or could not be read")]

@@ -129,7 +129,7 @@ impl StorageService {
     pub async fn from_config(config: &Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
-        let secret = config.signing_secret().map_err(StartError::Secret)?;
+        let secret = config.presign_secret().map_err(StartError::Secret)?;
         let signer = UrlSigner::new(&secret, &config.presign_previous_secrets);
         let blobs: Arc<dyn BlobStore> = match &config.storage {
             StorageEngine::Filesystem => {

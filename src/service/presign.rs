@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::{ServiceError, StorageService, content_disposition, serving};
 use crate::auth::PresignError;
+use crate::catalog::FileRecord;
 use crate::config::MAX_PRESIGN_EXPIRY;
-use crate::domain::{ObjectKey, TenantId};
+use crate::domain::{BlobVersion, ObjectKey, TenantId};
 
 /// A time-limited link to one file.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -56,7 +57,7 @@ impl StorageService {
             }
         }
         let options: &[(&str, &str)] = if download { &[("download", "1")] } else { &[] };
-        let query = self.inner.signer.sign(key, expires_at.timestamp(), options);
+        let query = self.inner.signer.sign(key, &record.blob.version(), expires_at.timestamp(), options);
         let mut url = self.inner.public_url.clone();
         url.set_path(&format!("/v1/files/{}", encode_key(key)));
         url.set_query(Some(&query));
@@ -73,9 +74,21 @@ impl StorageService {
         self.presign(tenant, key, expiration, false).await
     }
 
-    /// Checks a presigned request (`method`, the request's raw query) for `key`.
-    pub fn verify_presigned(&self, method: &str, key: &ObjectKey, raw_query: &str) -> Result<(), PresignError> {
+    /// Checks a presigned request (`method`, the request's raw query) for `key`; returns the
+    /// stored version the link was issued for.
+    pub fn verify_presigned(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        raw_query: &str,
+    ) -> Result<BlobVersion, PresignError> {
         self.inner.signer.verify(method, key, raw_query, Utc::now().timestamp())
+    }
+
+    /// The file a verified link may serve: `LinkSuperseded` once the version it was issued for
+    /// has been replaced (a deleted file is `NotFound` already).
+    pub fn linked_version(record: &FileRecord, bound: &BlobVersion) -> Result<(), ServiceError> {
+        if record.blob.version() == *bound { Ok(()) } else { Err(ServiceError::LinkSuperseded) }
     }
 }
 

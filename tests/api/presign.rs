@@ -113,3 +113,69 @@ async fn rotated_secrets_keep_old_links_until_removed() {
     let res = old.client.get(url.replace(&old.base, &removed.base)).send().await.unwrap();
     assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
 }
+
+/// A link is bound to the version it was issued for: a file deleted and uploaded again under
+/// the same name, or overwritten, does not answer its old links.
+#[tokio::test]
+async fn links_die_with_the_version_they_were_issued_for() {
+    let app = spawn_app().await;
+    let key = "tenant-abc/reports/shared.txt";
+    app.uploaded("abc", "reports", "shared.txt", b"v1: sent to the wrong customer").await;
+    let v1 = presigned_url(&app, key).await;
+    assert_eq!(app.client.get(&v1).send().await.unwrap().status(), StatusCode::OK);
+
+    assert_eq!(app.delete("abc", key).await.status(), StatusCode::NO_CONTENT);
+    assert_error(app.client.get(&v1).send().await.unwrap(), StatusCode::NOT_FOUND, "not-found").await;
+    app.uploaded("abc", "reports", "shared.txt", b"v2: the right report").await;
+    let res = app.client.get(&v1).send().await.unwrap();
+    assert_error(res, StatusCode::GONE, "link-superseded").await;
+    let res = app.client.head(&v1).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::GONE);
+
+    let v2 = presigned_url(&app, key).await;
+    assert_eq!(app.client.get(&v2).send().await.unwrap().text().await.unwrap(), "v2: the right report");
+    let res = app.upload_as(&app.token("abc"), "reports", "shared.txt", "v3", true).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_error(app.client.get(&v2).send().await.unwrap(), StatusCode::GONE, "link-superseded").await;
+    assert_eq!(app.client.get(presigned_url(&app, key).await).send().await.unwrap().text().await.unwrap(), "v3");
+}
+
+/// Link keys and token keys rotate apart once COFFER_PRESIGN_SECRET is set.
+#[tokio::test]
+async fn the_presign_secret_rotates_apart_from_the_token_secret() {
+    let presign_a = "presign-secret-a-presign-secret-a-000001";
+    let presign_b = "presign-secret-b-presign-secret-b-000002";
+    let app = crate::helpers::spawn_app_with(&[("COFFER_PRESIGN_SECRET", presign_a)]).await;
+    app.uploaded("abc", "reports", "a.txt", b"hello").await;
+    let body: Value = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
+    let url = body["url"].as_str().unwrap().to_owned();
+
+    // New token secret, same presign secret: links live on, old tokens are refused.
+    let tokens_rotated = crate::helpers::spawn_sibling_with(
+        &app,
+        &[("COFFER_PRESIGN_SECRET", presign_a), ("COFFER_JWT_SECRET", "rotated-secret-rotated-secret-rotated-01")],
+    )
+    .await;
+    let res = app.client.get(url.replace(&app.base, &tokens_rotated.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = tokens_rotated.list("abc", &[]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the test token was signed with the old secret");
+
+    // New presign secret, same token secret: tokens live on, links die unless kept as previous.
+    let links_rotated = crate::helpers::spawn_sibling_with(&app, &[("COFFER_PRESIGN_SECRET", presign_b)]).await;
+    assert_eq!(links_rotated.list("abc", &[]).await.status(), StatusCode::OK);
+    let res = app.client.get(url.replace(&app.base, &links_rotated.base)).send().await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
+    let kept = crate::helpers::spawn_sibling_with(
+        &app,
+        &[("COFFER_PRESIGN_SECRET", presign_b), ("COFFER_PRESIGN_PREVIOUS_SECRETS", presign_a)],
+    )
+    .await;
+    let res = app.client.get(url.replace(&app.base, &kept.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn presigned_url(app: &crate::helpers::TestApp, key: &str) -> String {
+    let body: Value = app.presign("abc", json!({"key": key})).await.json().await.unwrap();
+    body["url"].as_str().unwrap().to_owned()
+}
