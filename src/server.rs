@@ -26,7 +26,7 @@ pub fn verifier(config: &Config) -> Result<TokenVerifier, StartError> {
 pub async fn state(config: &Config) -> Result<AppState, StartError> {
     let service = StorageService::from_config(config).await?;
     crate::telemetry::handle();
-    Ok(AppState::new(service, verifier(config)?, config.limits.clone()))
+    Ok(AppState::new(service, verifier(config)?, config))
 }
 
 /// Serves on `listener` until `shutdown` completes; reconciles every `reconcile_interval.0`
@@ -76,6 +76,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("coffer listening on http://{addr} (data in {})", config.data_dir.display());
     println!("get a token: coffer token --tenant <tenant_id> --data-dir {}", config.data_dir.display());
     tracing::info!(%addr, storage = ?config.storage, "listening");
+    if let Some(metrics_addr) = config.metrics_addr {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("COFFER_METRICS_ADDR: cannot listen on {metrics_addr}: {e}"))?;
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let app = crate::http::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    } else if config.metrics_token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "/metrics is open to anyone who reaches this address: set COFFER_METRICS_TOKEN or COFFER_METRICS_ADDR"
+        );
+    }
     let reconcile = config.reconcile_interval.map(|every| (every, config.reconcile_grace));
     serve_on(listener, state, reconcile, shutdown_signal()).await?;
     tracing::info!("stopped");

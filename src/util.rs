@@ -23,3 +23,10 @@ pub fn redact_url(raw: &str) -> String {
         _ => raw.to_owned(),
     }
 }
+
+/// Creates `dir` and any missing parents readable by the owner only (0700): a data dir holds
+/// every tenant's documents, the catalog and the secrets. Existing directories keep their mode.
+pub fn create_private_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}

@@ -20,6 +20,10 @@ pub enum AuthError {
     WrongAudience,
     #[error("token algorithm is not accepted")]
     UnsupportedAlgorithm,
+    #[error("token lives longer than the {0} seconds this server accepts (COFFER_JWT_MAX_TTL)")]
+    TokenLifetimeTooLong(u64),
+    #[error("token header names critical extensions coffer does not understand")]
+    UnsupportedCriticalHeader,
     #[error("token claims are invalid: {0}")]
     InvalidClaims(String),
     #[error("this token is read-only")]

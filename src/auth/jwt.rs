@@ -40,7 +40,7 @@ impl Caller {
 }
 
 /// What a token must satisfy besides its signature.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TokenRules {
     /// Clock leeway for `exp` and `nbf`.
     pub leeway: Duration,
@@ -48,6 +48,8 @@ pub struct TokenRules {
     pub issuer: Option<String>,
     /// Required `aud`, when configured.
     pub audience: Option<String>,
+    /// Longest accepted token lifetime (`exp` from now, and from `iat` when present).
+    pub max_ttl: Duration,
 }
 
 /// Verifies bearer tokens: HS256 with the shared secret, or RS256/ES256 with a PEM public key
@@ -55,7 +57,18 @@ pub struct TokenRules {
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    max_ttl: Duration,
+    leeway: Duration,
 }
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self { leeway: Duration::ZERO, issuer: None, audience: None, max_ttl: DEFAULT_MAX_TTL }
+    }
+}
+
+/// `COFFER_JWT_MAX_TTL`'s default: a day.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl TokenVerifier {
     pub fn hs256(secret: &Secret, rules: &TokenRules) -> Self {
@@ -88,7 +101,7 @@ impl TokenVerifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Self { key, validation }
+        Self { key, validation, max_ttl: rules.max_ttl, leeway: rules.leeway }
     }
 
     /// Verifies `token` and returns its caller, or the precise reason it is refused.
@@ -104,6 +117,16 @@ impl TokenVerifier {
             ErrorKind::InvalidAudience => AuthError::WrongAudience,
             _ => AuthError::MalformedToken,
         })?;
+        // RFC 7515 §4.1.11: coffer understands no extension, so any `crit` is refused.
+        if data.header.crit.is_some() {
+            return Err(AuthError::UnsupportedCriticalHeader);
+        }
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let longest = self.max_ttl.as_secs().saturating_add(self.leeway.as_secs());
+        let issued = data.claims.iat.unwrap_or(now).min(now);
+        if data.claims.exp.saturating_sub(now) > longest || data.claims.exp.saturating_sub(issued) > longest {
+            return Err(AuthError::TokenLifetimeTooLong(self.max_ttl.as_secs()));
+        }
         let tenant = TenantId::parse(&data.claims.tenant_id).map_err(|e| AuthError::InvalidClaims(e.to_string()))?;
         Ok(Caller { tenant, read_only: data.claims.read_only })
     }
@@ -163,7 +186,8 @@ mod tests {
         let expired = Claims { tenant_id: "abc".into(), exp: 1_000, ..Claims::default() };
         assert_eq!(v.verify(&TokenIssuer::new(&secret()).sign(&expired)), Err(AuthError::TokenExpired));
         assert_eq!(v.verify("garbage"), Err(AuthError::MalformedToken));
-        let bad_tenant = Claims { tenant_id: "../x".into(), exp: u64::MAX / 2, ..Claims::default() };
+        let far = chrono::Utc::now().timestamp() as u64 + 3600;
+        let bad_tenant = Claims { tenant_id: "../x".into(), exp: far, ..Claims::default() };
         assert!(matches!(v.verify(&TokenIssuer::new(&secret()).sign(&bad_tenant)), Err(AuthError::InvalidClaims(_))));
         // alg: none
         use base64::Engine;
@@ -174,5 +198,38 @@ mod tests {
             b64.encode(r#"{"tenant_id":"abc","exp":99999999999}"#)
         );
         assert!(v.verify(&none).is_err());
+    }
+
+    #[test]
+    fn lifetimes_beyond_the_maximum_are_refused() {
+        let rules = TokenRules { max_ttl: Duration::from_secs(3600), ..TokenRules::default() };
+        let v = TokenVerifier::hs256(&secret(), &rules);
+        let issuer = TokenIssuer::new(&secret());
+        let now = chrono::Utc::now().timestamp() as u64;
+        let claims = |exp: u64, iat: Option<u64>| Claims { tenant_id: "abc".into(), exp, iat, ..Claims::default() };
+        assert!(v.verify(&issuer.sign(&claims(now + 3600, Some(now)))).is_ok());
+        for (exp, iat) in
+            [(u64::MAX, None), (now + 2 * 3600, None), (now + 1800, Some(now - 7200)), (u64::MAX, Some(now))]
+        {
+            assert_eq!(
+                v.verify(&issuer.sign(&claims(exp, iat))),
+                Err(AuthError::TokenLifetimeTooLong(3600)),
+                "{exp} {iat:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn critical_header_extensions_are_refused() {
+        let v = TokenVerifier::hs256(&secret(), &TokenRules::default());
+        let now = chrono::Utc::now().timestamp() as u64;
+        let claims = Claims { tenant_id: "abc".into(), exp: now + 60, ..Claims::default() };
+        let key = EncodingKey::from_secret(secret().expose().as_bytes());
+        for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], vec![]] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.crit = Some(crit.clone());
+            let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+            assert_eq!(v.verify(&token), Err(AuthError::UnsupportedCriticalHeader), "{crit:?}");
+        }
     }
 }

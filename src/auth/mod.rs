@@ -6,6 +6,6 @@ mod presign;
 mod signing_secret;
 
 pub use error::AuthError;
-pub use jwt::{Caller, Claims, TokenIssuer, TokenRules, TokenVerifier};
+pub use jwt::{Caller, Claims, DEFAULT_MAX_TTL, TokenIssuer, TokenRules, TokenVerifier};
 pub use presign::{PresignError, UrlSigner, is_presigned};
 pub use signing_secret::load_or_create_secret;

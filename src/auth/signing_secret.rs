@@ -32,7 +32,7 @@ pub fn load_or_create_secret(data_dir: &Path) -> Result<Secret, String> {
 }
 
 fn create(data_dir: &Path, path: &Path) -> Result<Secret, String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    crate::util::create_private_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);

@@ -63,7 +63,7 @@ async fn create_dirs_durably(base: &Path, dir: &Path) -> std::io::Result<()> {
     for part in rel.components() {
         let parent = current.clone();
         current.push(part);
-        match tokio::fs::create_dir(&current).await {
+        match tokio::fs::DirBuilder::new().mode(0o700).create(&current).await {
             Ok(()) => sync_dir(&parent).await?,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
@@ -110,7 +110,7 @@ impl BlobStore for FsBlobStore {
         // A name no blob has (`stray_age` recognises it); reconcile removes it once it is
         // neither written to nor owned by a pending upload.
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await?;
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).await?;
         let written = write_body(file, body).await;
         let result = match written {
             Ok(size) => match tokio::fs::rename(&temp, &path).await {
@@ -225,7 +225,10 @@ impl BlobStore for FsBlobStore {
         if tokio::fs::metadata(&dir).await.is_ok() {
             return Ok(false);
         }
-        tokio::fs::create_dir_all(&self.root).await?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || crate::util::create_private_dir_all(&root))
+            .await
+            .map_err(std::io::Error::other)??;
         create_dirs_durably(&self.root, &dir).await?;
         Ok(true)
     }

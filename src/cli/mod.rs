@@ -115,6 +115,13 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<String> {
     if args.ttl.is_zero() {
         anyhow::bail!("--ttl must be positive");
     }
+    if args.ttl > config.jwt_max_ttl {
+        anyhow::bail!(
+            "--ttl {} is longer than the server accepts (COFFER_JWT_MAX_TTL = {})",
+            humantime::format_duration(args.ttl),
+            humantime::format_duration(config.jwt_max_ttl)
+        );
+    }
     let secret = config.signing_secret().map_err(|e| anyhow::anyhow!(e))?;
     let token = TokenIssuer::new(&secret).issue(&tenant, args.ttl, args.read_only);
     if args.console {

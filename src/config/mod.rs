@@ -79,6 +79,8 @@ pub struct Config {
     pub jwt_public_key: Option<String>,
     /// Clock leeway for `exp` and `nbf`.
     pub jwt_leeway: Duration,
+    /// Longest token lifetime accepted (COFFER_JWT_MAX_TTL, default 24 h).
+    pub jwt_max_ttl: Duration,
     /// Required `iss` claim (COFFER_JWT_ISSUER), when set.
     pub jwt_issuer: Option<String>,
     /// Required `aud` claim (COFFER_JWT_AUDIENCE), when set.
@@ -100,6 +102,11 @@ pub struct Config {
     /// Pending uploads younger than this are left alone by reconcile.
     pub reconcile_grace: Duration,
     pub limits: Limits,
+    /// Bearer token `/metrics` requires (COFFER_METRICS_TOKEN), when set.
+    pub metrics_token: Option<Secret>,
+    /// A separate listen address for `/metrics` (COFFER_METRICS_ADDR); when set, the API's
+    /// own address does not serve it.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Values given on the command line; they override everything else.
@@ -182,6 +189,16 @@ impl Config {
         let jwt_leeway = env.parse("COFFER_JWT_LEEWAY", Duration::from_secs(30), |v| {
             v.parse::<u64>().map(Duration::from_secs).map_err(|_| "must be a whole number of seconds".to_owned())
         })?;
+        let jwt_max_ttl = env.parse("COFFER_JWT_MAX_TTL", crate::auth::DEFAULT_MAX_TTL, |v| {
+            let d = humantime::parse_duration(v).map_err(|e| e.to_string())?;
+            if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }
+        })?;
+        let metrics_token = env.get("COFFER_METRICS_TOKEN").map(Secret::new);
+        if metrics_token.as_ref().is_some_and(|s| s.expose().len() < 16) {
+            return Err(ConfigError::new("COFFER_METRICS_TOKEN", "must be at least 16 characters"));
+        }
+        let metrics_addr =
+            env.parse("COFFER_METRICS_ADDR", None, |v| v.parse::<SocketAddr>().map(Some).map_err(|e| e.to_string()))?;
         let presign_secret = env.get("COFFER_PRESIGN_SECRET").map(Secret::new);
         if presign_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
             return Err(ConfigError::new("COFFER_PRESIGN_SECRET", "must be at least 32 characters"));
@@ -230,6 +247,7 @@ impl Config {
             jwt_secret,
             jwt_public_key,
             jwt_leeway,
+            jwt_max_ttl,
             jwt_issuer: env.get("COFFER_JWT_ISSUER"),
             jwt_audience: env.get("COFFER_JWT_AUDIENCE"),
             presign_secret,
@@ -242,6 +260,8 @@ impl Config {
             reconcile_interval,
             reconcile_grace,
             limits: Limits::from_env(&|k| env.get(k))?,
+            metrics_token,
+            metrics_addr,
         })
     }
 
@@ -259,6 +279,7 @@ impl Config {
             leeway: self.jwt_leeway,
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
+            max_ttl: self.jwt_max_ttl,
         }
     }
 
@@ -321,6 +342,7 @@ impl Config {
         );
         line("COFFER_JWT_PUBLIC_KEY", if self.jwt_public_key.is_some() { "set" } else { "unset" }.into());
         line("COFFER_JWT_LEEWAY", self.jwt_leeway.as_secs().to_string());
+        line("COFFER_JWT_MAX_TTL", humantime::format_duration(self.jwt_max_ttl).to_string());
         line("COFFER_JWT_ISSUER", self.jwt_issuer.clone().unwrap_or_else(|| "any".into()));
         line("COFFER_JWT_AUDIENCE", self.jwt_audience.clone().unwrap_or_else(|| "any".into()));
         line("DATABASE_URL", crate::util::redact_url(self.database_url.expose()));
@@ -345,6 +367,14 @@ impl Config {
         line("COFFER_MAX_UPLOADS_PER_TENANT", l.max_uploads_per_tenant.to_string());
         line("COFFER_CORS_ORIGINS", if l.cors_origins.is_empty() { "none".into() } else { l.cors_origins.join(",") });
         line("COFFER_SHUTDOWN_GRACE", d(l.shutdown_grace));
+        line(
+            "COFFER_METRICS_ADDR",
+            self.metrics_addr.map_or("unset (served on COFFER_ADDR)".into(), |a| a.to_string()),
+        );
+        line(
+            "COFFER_METRICS_TOKEN",
+            self.metrics_token.as_ref().map_or("unset (no token asked)".into(), |s| s.to_string()),
+        );
         for (name, p) in self.categories.iter() {
             line(
                 &format!("category {name}"),

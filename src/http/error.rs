@@ -70,6 +70,8 @@ impl From<AuthError> for ApiError {
             AuthError::WrongIssuer => "wrong-token-issuer",
             AuthError::WrongAudience => "wrong-token-audience",
             AuthError::InvalidClaims(_) => "invalid-token-claims",
+            AuthError::TokenLifetimeTooLong(_) => "token-lifetime-too-long",
+            AuthError::UnsupportedCriticalHeader => "unsupported-token-crit",
             AuthError::ReadOnly => return Self::new(StatusCode::FORBIDDEN, "read-only", e.to_string()),
         };
         Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())

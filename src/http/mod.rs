@@ -13,6 +13,7 @@ mod headers;
 mod health;
 mod limits;
 mod list;
+mod metrics;
 mod openapi;
 mod presign;
 mod query;
@@ -31,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use headers::byte_range;
+pub use metrics::metrics_router;
 pub use openapi::ApiDoc;
 pub use view::{FileView, ListView};
 
@@ -43,12 +45,16 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     pub limits: Arc<crate::config::Limits>,
     pub uploads: Arc<limits::UploadSlots>,
+    pub metrics: Arc<metrics::MetricsAccess>,
 }
 
 impl AppState {
-    pub fn new(service: StorageService, verifier: TokenVerifier, limits: crate::config::Limits) -> Self {
+    pub fn new(service: StorageService, verifier: TokenVerifier, config: &crate::config::Config) -> Self {
+        let limits = config.limits.clone();
         let uploads = limits::UploadSlots::new(limits.max_uploads, limits.max_uploads_per_tenant);
-        Self { service, verifier: Arc::new(verifier), limits: Arc::new(limits), uploads }
+        let metrics =
+            metrics::MetricsAccess { token: config.metrics_token.clone(), separate: config.metrics_addr.is_some() };
+        Self { service, verifier: Arc::new(verifier), limits: Arc::new(limits), uploads, metrics: Arc::new(metrics) }
     }
 }
 
@@ -64,8 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/categories", get(categories::categories))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::telemetry::render))
-        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/openapi.json", get(openapi::openapi_json));
+    // `/metrics` lives on its own listener when COFFER_METRICS_ADDR is set.
+    let bounded = if state.metrics.separate { bounded } else { bounded.merge(metrics::routes()) }
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::request_timeout));
     let streaming = Router::new()
         .route("/v1/files", post(upload::upload))

@@ -127,7 +127,7 @@ impl StorageService {
     /// Builds the service that `config` describes: opens the catalog (applying migrations),
     /// the blob store (creating the filesystem buckets), and the signing keys.
     pub async fn from_config(config: &Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
+        crate::util::create_private_dir_all(&config.data_dir)
             .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
         let secret = config.presign_secret().map_err(StartError::Secret)?;
         let signer = UrlSigner::new(&secret, &config.presign_previous_secrets);

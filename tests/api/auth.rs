@@ -29,7 +29,8 @@ async fn tokens_are_required_and_checked() {
     let res = app.client.get(app.url("/v1/files")).bearer_auth(forged).send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "bad-token-signature").await;
 
-    let bad_tenant = app.token_with(&Claims { tenant_id: "a/b".into(), exp: 4_000_000_000, ..Default::default() });
+    let soon = chrono::Utc::now().timestamp() as u64 + 600;
+    let bad_tenant = app.token_with(&Claims { tenant_id: "a/b".into(), exp: soon, ..Default::default() });
     let res = app.client.get(app.url("/v1/files")).bearer_auth(bad_tenant).send().await.unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid-token-claims").await;
 }
@@ -118,4 +119,27 @@ async fn hostile_tokens_each_get_their_own_code() {
     let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
     let res = get(none).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Lifetimes past COFFER_JWT_MAX_TTL (24 h by default), from now or from `iat`.
+    for (exp, iat) in [(u64::MAX, None), (now + 25 * 3600, None), (now + 600, Some(now - 48 * 3600))] {
+        let token = app.token_with(&Claims { exp, iat, ..good.clone() });
+        assert_error(get(token).await.unwrap(), StatusCode::UNAUTHORIZED, "token-lifetime-too-long").await;
+    }
+    // Critical header extensions coffer does not understand (RFC 7515 §4.1.11).
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.crit = Some(vec!["exp".into()]);
+    let key = jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes());
+    let crit = jsonwebtoken::encode(&header, &good, &key).unwrap();
+    assert_error(get(crit).await.unwrap(), StatusCode::UNAUTHORIZED, "unsupported-token-crit").await;
+}
+
+#[tokio::test]
+async fn the_maximum_token_lifetime_is_configurable() {
+    let app = crate::helpers::spawn_app_with(&[("COFFER_JWT_MAX_TTL", "7d")]).await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let week = app.token_with(&Claims { tenant_id: "abc".into(), exp: now + 6 * 86400, ..Default::default() });
+    assert_eq!(app.client.get(app.url("/v1/files")).bearer_auth(week).send().await.unwrap().status(), StatusCode::OK);
+    let month = app.token_with(&Claims { tenant_id: "abc".into(), exp: now + 30 * 86400, ..Default::default() });
+    let res = app.client.get(app.url("/v1/files")).bearer_auth(month).send().await.unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "token-lifetime-too-long").await;
 }

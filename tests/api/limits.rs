@@ -113,3 +113,26 @@ async fn metrics_count_requests_bytes_and_store_operations() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let token = "metrics-token-0123456789";
+    let app = spawn_app_with(&[("COFFER_METRICS_TOKEN", token)]).await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "metrics-token-required").await;
+    let res = app.client.get(app.url("/metrics")).bearer_auth("metrics-token-0123456780").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A tenant's API token is not the metrics token.
+    let res = app.client.get(app.url("/metrics")).bearer_auth(app.token("abc")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app.client.get(app.url("/metrics")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("coffer_http_requests_total"));
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_address_leave_the_api_address() {
+    let app = spawn_app_with(&[("COFFER_METRICS_ADDR", "127.0.0.1:0")]).await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
+}

@@ -14,6 +14,7 @@ mod isolation;
 mod limits;
 mod list;
 mod presign;
+mod private_files;
 mod public_key;
 mod reconcile;
 mod s3;

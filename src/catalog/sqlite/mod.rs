@@ -29,7 +29,9 @@ impl SqliteCatalog {
     /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`)
     /// and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        create_private_file(options.get_filename());
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -38,6 +40,17 @@ impl SqliteCatalog {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+/// Creates the database file owner-only (0600) before SQLite does (it would use 0644); SQLite
+/// gives its `-wal` and `-shm` files the database file's mode.
+/// An existing file is left as it is; any other failure (a missing directory, say) SQLite
+/// reports in its own words when it opens the file.
+fn create_private_file(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.as_os_str().is_empty() && path.as_os_str() != ":memory:" {
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     }
 }
 
