@@ -13,15 +13,29 @@ pub fn now_micros() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).expect("now is representable")
 }
 
-/// Hides a password embedded in a URL (database URLs in logs and messages).
+/// Hides every secret a database URL can carry, for logs and messages: the user-info password
+/// and the `password` / `sslpassword` query parameters (libpq's spellings). A URL that does not
+/// parse is shown as its scheme only, since where its secret sits cannot be known.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        let scheme = raw.split_once(':').map(|(s, _)| s).filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric()));
+        return format!("{}:[unparsable URL, redacted]", scheme.unwrap_or("?"));
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("redacted"));
     }
+    let secret = |k: &str| ["password", "sslpassword"].contains(&k.to_ascii_lowercase().as_str());
+    if url.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) { "redacted".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// Creates `dir` and any missing parents readable by the owner only (0700): a data dir holds
@@ -29,4 +43,31 @@ pub fn redact_url(raw: &str) -> String {
 pub fn create_private_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_urls_lose_every_secret() {
+        for (raw, shown) in [
+            ("postgres://u:hunter2@db/coffer", "postgres://u:redacted@db/coffer"),
+            (
+                "postgres://u@db/coffer?password=hunter2&sslmode=require",
+                "postgres://u@db/coffer?password=redacted&sslmode=require",
+            ),
+            (
+                "postgres://db/c?PassWord=hunter2&sslpassword=hunter2",
+                "postgres://db/c?PassWord=redacted&sslpassword=redacted",
+            ),
+            ("postgres://u:hunter2@db:99999/c", "postgres:[unparsable URL, redacted]"),
+            ("not a url hunter2", "?:[unparsable URL, redacted]"),
+            ("sqlite://./coffer-data/catalog.db", "sqlite://./coffer-data/catalog.db"),
+        ] {
+            let out = redact_url(raw);
+            assert_eq!(out, shown);
+            assert!(!out.contains("hunter2"));
+        }
+    }
 }

@@ -103,3 +103,26 @@ fn serve_reconciles_periodically_when_asked() {
     server.wait().unwrap();
     assert!(gone, "the periodic reconcile did not remove the orphan within 10 s");
 }
+
+/// No command prints a database password, wherever the URL carries it, even when the URL does
+/// not parse or the server cannot be reached.
+#[test]
+fn database_passwords_never_reach_the_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://u:hunter2@127.0.0.1:1/x",
+        "postgres://u@127.0.0.1:1/x?password=hunter2",
+        "postgres://u@127.0.0.1:1/x?sslmode=disable&sslpassword=hunter2",
+        "postgres://u:hunter2@db:99999/c",
+        "postgres://u:hun%20ter2@[::1/c",
+    ] {
+        for args in [&["config"][..], &["migrate"], &["serve", "--addr", "127.0.0.1:0"], &["tenant", "list"]] {
+            let out = coffer(data.path(), &[("DATABASE_URL", url)], args);
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(!text.contains("hunter2") && !text.contains("hun%20ter2"), "coffer {args:?} with {url}: {text}");
+            if args[0] != "config" {
+                assert!(!out.status.success(), "coffer {args:?} with {url} should fail: {text}");
+            }
+        }
+    }
+}

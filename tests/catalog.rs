@@ -276,3 +276,38 @@ async fn postgres_row_level_security_isolates_tenants() {
     let b = catalog.list(&TenantId::parse("B").unwrap(), &query(SortOrder::Name, 10)).await.unwrap();
     assert_eq!(b.files.len(), 1);
 }
+
+/// A tenant with no usage rows yet uploads to several categories at once through two
+/// instances: the quota holds across categories (each commit inserts its own category's usage
+/// row, which the others cannot see, so locking "the tenant's rows" serialises nothing).
+#[tokio::test]
+async fn postgres_quota_holds_for_a_new_tenants_parallel_first_uploads() {
+    let url = common::fresh_pg_database().await;
+    let instances = [
+        Arc::new(PostgresCatalog::connect(&url).await.unwrap()),
+        Arc::new(PostgresCatalog::connect(&url).await.unwrap()),
+    ];
+    let categories = ["applications", "reports", "exports", "logos", "profile-images"];
+    for round in 0..5 {
+        let by_files = Quota { max_bytes: None, max_files: Some(3) };
+        let by_bytes = Quota { max_bytes: Some(100_000), max_files: None };
+        for (name, quota, size) in [("files", by_files, 10u64), ("bytes", by_bytes, 60_000)] {
+            let tenant = format!("new-{name}-{round}");
+            let uploads = categories.iter().enumerate().map(|(i, category)| {
+                let catalog = instances[i % 2].clone();
+                let r = FileRecord { size, ..record(&format!("tenant-{tenant}/{category}/first.bin"), 1) };
+                async move { commit(&*catalog, &r, false, &quota).await }
+            });
+            let results = futures::future::join_all(uploads).await;
+            let accepted = results.iter().filter(|r| r.is_ok()).count();
+            for r in &results {
+                assert!(matches!(r, Ok(_) | Err(CatalogError::QuotaExceeded)), "{r:?}");
+            }
+            let usage = instances[0].usage(&TenantId::parse(&tenant).unwrap()).await.unwrap();
+            let (files, bytes) = usage.iter().fold((0, 0), |(f, b), u| (f + u.files, b + u.bytes));
+            assert!(quota.allows(files, bytes), "round {round}, {name}: {files} files, {bytes} bytes in {usage:?}");
+            assert_eq!(files as usize, accepted);
+            assert!(accepted >= 1);
+        }
+    }
+}

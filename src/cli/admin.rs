@@ -87,8 +87,9 @@ pub enum TenantAction {
 pub async fn migrate(args: &ServerArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.overrides())?;
     let url = config.database_url.expose();
-    crate::catalog::connect(url).await?;
-    println!("catalog migrated ({})", crate::util::redact_url(url));
+    let shown = crate::util::redact_url(url);
+    crate::catalog::connect(url).await.map_err(|e| anyhow::anyhow!("catalog ({shown}): {e}"))?;
+    println!("catalog migrated ({shown})");
     Ok(())
 }
 

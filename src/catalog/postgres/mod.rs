@@ -112,7 +112,7 @@ impl Catalog for PostgresCatalog {
         }
         if *quota != Quota::default() {
             // Serialises this tenant's commits while its totals are checked.
-            sql::lock_usage(&mut tx, &record.key).await?;
+            sql::lock_tenant_quota(&mut tx, tenant).await?;
         }
         // Two rounds at most: a concurrent first insert of the key turns into an overwrite.
         let previous = loop {

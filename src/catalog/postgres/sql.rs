@@ -76,19 +76,22 @@ pub async fn delete_file_returning<'e>(db: impl PgExecutor<'e>, key: &str) -> Re
     row.map(RawRecord::into_record).transpose()
 }
 
-/// Locks the tenant's usage rows (creating this category's) until the transaction ends.
-pub async fn lock_usage(tx: &mut Transaction<'static, Postgres>, key: &ObjectKey) -> Result<(), CatalogError> {
-    sqlx::query("INSERT INTO tenant_usage (tenant_id, category) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(key.tenant().as_str())
-        .bind(key.category().as_str())
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("SELECT 1 FROM tenant_usage WHERE tenant_id = $1 FOR UPDATE")
-        .bind(key.tenant().as_str())
+/// Serialises `tenant`'s quota-checked commits until the transaction ends, on every instance:
+/// one transaction-scoped advisory lock per tenant. (Locking the tenant's usage rows would not:
+/// a new tenant's first commits in different categories each insert a row the others cannot
+/// see yet.) The first key names coffer's lock class, so other users of advisory locks on the
+/// same database do not collide with it.
+pub async fn lock_tenant_quota(tx: &mut Transaction<'static, Postgres>, tenant: &TenantId) -> Result<(), CatalogError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(QUOTA_LOCK_CLASS)
+        .bind(tenant.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
+
+/// The advisory-lock class of per-tenant quota locks ("cofq").
+const QUOTA_LOCK_CLASS: i32 = 0x636f_6671;
 
 /// Adds the deltas to the key's tenant and category (creating the row when growing; the
 /// CHECK constraints reject an insert of negative values even when it would conflict).
