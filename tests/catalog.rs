@@ -33,12 +33,17 @@ async fn commit<C: Catalog + ?Sized>(
     overwrite: bool,
     quota: &Quota,
 ) -> Result<Option<FileRecord>, CatalogError> {
-    catalog.record_intent(&PendingUpload { blob: r.blob_ref(), started_at: r.created_at }).await?;
+    catalog.record_intent(&intent(r.blob_ref(), r.created_at)).await?;
     let result = catalog.commit_upload(r, overwrite, quota).await;
     if result.is_err() {
         assert!(catalog.abandon_intent(&r.blob_ref()).await?, "a refused commit leaves its intent in place");
     }
     result
+}
+
+/// An intent marked at `at` with no lease beyond its mark.
+fn intent(blob: BlobRef, at: chrono::DateTime<chrono::Utc>) -> PendingUpload {
+    PendingUpload { blob, started_at: at, alive_until: at }
 }
 
 fn query(sort: SortOrder, limit: u32) -> ListQuery {
@@ -51,7 +56,7 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
 
     // intent, commit, get; the commit consumed the intent
     let r = record("tenant-t1/reports/a.txt", 1_000_000);
-    catalog.record_intent(&PendingUpload { blob: r.blob_ref(), started_at: r.created_at }).await.unwrap();
+    catalog.record_intent(&intent(r.blob_ref(), r.created_at)).await.unwrap();
     assert_eq!(catalog.commit_upload(&r, false, &NO_QUOTA).await.unwrap(), None);
     assert!(!catalog.abandon_intent(&r.blob_ref()).await.unwrap(), "a committed upload has no intent left");
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
@@ -121,7 +126,7 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     // abandoned intents disappear, once; a commit after the rollback is refused and stores nothing
     let x = record("tenant-t1/reports/x.txt", 0);
     let pending = BlobRef { bucket: BucketName::parse("docs-bucket").unwrap(), blob: x.blob.clone() };
-    catalog.record_intent(&PendingUpload { blob: pending.clone(), started_at: r.created_at }).await.unwrap();
+    catalog.record_intent(&intent(pending.clone(), r.created_at)).await.unwrap();
     assert!(catalog.abandon_intent(&pending).await.unwrap());
     assert!(!catalog.abandon_intent(&pending).await.unwrap());
     assert!(catalog.stale_intents(x.created_at + chrono::Duration::days(1), None, 10).await.unwrap().is_empty());
@@ -182,16 +187,23 @@ async fn maintenance(catalog: &dyn Catalog) {
     let old = record("tenant-m/reports/old.txt", 1_000);
     let young = record("tenant-m/reports/young.txt", 1_000);
     let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
-    catalog.record_intent(&PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }).await.unwrap();
-    catalog.record_intent(&PendingUpload { blob: young.blob_ref(), started_at: at(9_000_000) }).await.unwrap();
+    catalog.record_intent(&intent(old.blob_ref(), at(1_000))).await.unwrap();
+    catalog.record_intent(&intent(young.blob_ref(), at(9_000_000))).await.unwrap();
     let stale = catalog.stale_intents(at(5_000), None, 10).await.unwrap();
-    assert_eq!(stale, vec![PendingUpload { blob: old.blob_ref(), started_at: at(1_000) }]);
+    assert_eq!(stale, vec![intent(old.blob_ref(), at(1_000))]);
     assert!(catalog.stale_intents(at(5_000), Some(&stale[0]), 10).await.unwrap().is_empty());
     // an upload still streaming moves its intent forward: no longer stale
-    assert!(catalog.touch_intent(&old.blob_ref(), at(6_000)).await.unwrap());
+    assert!(catalog.touch_intent(&intent(old.blob_ref(), at(6_000))).await.unwrap());
     assert!(catalog.stale_intents(at(5_000), None, 10).await.unwrap().is_empty());
     assert_eq!(catalog.stale_intents(at(7_000), None, 10).await.unwrap().len(), 1);
-    assert!(!catalog.touch_intent(&record("tenant-m/reports/gone.txt", 1).blob_ref(), at(6_000)).await.unwrap());
+    // its lease protects it past its mark, whatever cutoff a reconcile uses
+    let leased = PendingUpload { alive_until: at(20_000), ..intent(old.blob_ref(), at(6_000)) };
+    assert!(catalog.touch_intent(&leased).await.unwrap());
+    assert!(catalog.stale_intents(at(7_000), None, 10).await.unwrap().is_empty());
+    assert!(catalog.stale_intents(at(20_000), None, 10).await.unwrap().is_empty());
+    assert_eq!(catalog.stale_intents(at(20_001), None, 10).await.unwrap(), vec![leased]);
+    let gone = intent(record("tenant-m/reports/gone.txt", 1).blob_ref(), at(6_000));
+    assert!(!catalog.touch_intent(&gone).await.unwrap());
 
     let committed = record("tenant-m/reports/committed.txt", 1_000);
     commit(catalog, &committed, false, &NO_QUOTA).await.unwrap();

@@ -19,6 +19,8 @@ const ROUNDS: usize = 20;
 const WORKERS: usize = 4;
 const KEYS_PER_WORKER: usize = 4;
 const SECRET: &str = "crash-test-secret-crash-test-secret-0000";
+/// Longer than the lease an intent's mark carries with `COFFER_RECONCILE_GRACE=400ms`.
+const LEASE: Duration = Duration::from_millis(400);
 
 /// What a key may hold: the last confirmed state, and the outcome of a request whose answer
 /// was lost to the kill.
@@ -42,6 +44,9 @@ fn start(bin: &str, data: &std::path::Path, db: &str) -> Server {
         .env("COFFER_DATA_DIR", data)
         .env("DATABASE_URL", db)
         .env("COFFER_JWT_SECRET", SECRET)
+        // Heartbeats every 100 ms, each vouching for 300 ms: a killed server's intents are
+        // stale soon after the kill.
+        .env("COFFER_RECONCILE_GRACE", "400ms")
         .env("COFFER_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -222,6 +227,8 @@ async fn crash_rounds(db: String) {
             t.await.unwrap();
         }
         wait_for_dead_sessions(&db).await;
+        // The dead server's last leases run out.
+        tokio::time::sleep(LEASE).await;
         let (ok, report) = reconcile(bin, data.path(), &db, &[]);
         assert!(ok, "round {round}: reconcile found problems: {report}");
         println!(

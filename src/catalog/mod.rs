@@ -55,9 +55,9 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records that bytes are about to be written to `pending.blob`, before they are.
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError>;
 
-    /// Marks a pending intent as still in progress at `at` (reconcile's grace counts from the
-    /// latest mark); `false` when the intent is gone.
-    async fn touch_intent(&self, blob: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError>;
+    /// Marks a pending intent as still in progress: its new mark (`started_at`) and the time
+    /// its writer vouches for (`alive_until`); `false` when the intent is gone.
+    async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError>;
 
     /// Forgets a pending intent whose bytes were not (or no longer) kept; `true` when this
     /// call removed it, `false` when it was already gone (committed or abandoned before).
@@ -107,8 +107,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// Every registered tenant, by id.
     async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError>;
 
-    /// Pending intents started before `before`, oldest first, at most `limit`, after `after`
-    /// (the last one of the previous page).
+    /// Pending intents whose latest mark and lease both lie before `before`, oldest first, at
+    /// most `limit`, after `after` (the last one of the previous page).
     async fn stale_intents(
         &self,
         before: DateTime<Utc>,

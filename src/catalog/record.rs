@@ -42,11 +42,13 @@ pub struct BlobRef {
     pub blob: BlobKey,
 }
 
-/// An upload whose bytes are being written.
+/// An upload whose bytes are being written: since `started_at` (its latest mark), and vouched
+/// alive by its writer until `alive_until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
     pub blob: BlobRef,
     pub started_at: DateTime<Utc>,
+    pub alive_until: DateTime<Utc>,
 }
 
 /// What to list.
@@ -128,6 +130,8 @@ pub struct RawBlobRef {
     pub blob_key: String,
     #[sqlx(default)]
     pub at: i64,
+    #[sqlx(default)]
+    pub alive_until: i64,
 }
 
 impl RawBlobRef {
@@ -140,6 +144,7 @@ impl RawBlobRef {
 
     pub fn into_pending(self) -> Result<PendingUpload, CatalogError> {
         let started_at = super::query::from_micros(self.at)?;
-        Ok(PendingUpload { blob: self.into_ref()?, started_at })
+        let alive_until = super::query::from_micros(self.alive_until)?;
+        Ok(PendingUpload { blob: self.into_ref()?, started_at, alive_until })
     }
 }

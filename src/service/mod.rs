@@ -71,7 +71,8 @@ struct Inner {
     tenant_cache: tenants::TenantCache,
     presign_direct: bool,
     presign_origin: Option<String>,
-    /// How often a running upload marks its intent as alive (a quarter of reconcile's grace).
+    /// How often a running upload marks its intent as alive (a quarter of reconcile's grace,
+    /// between 100 ms and 20 s); each mark vouches for three of these.
     intent_heartbeat: std::time::Duration,
 }
 
@@ -119,7 +120,7 @@ impl StorageService {
                     _ => None,
                 },
                 intent_heartbeat: (config.reconcile_grace / 4)
-                    .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(60)),
+                    .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
             }),
         }
     }

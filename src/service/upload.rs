@@ -77,8 +77,7 @@ impl StorageService {
             bucket: self.bucket(policy.bucket).clone(),
             blob: BlobKey::new(key.clone(), BlobVersion::generate()),
         };
-        let started_at = crate::util::now_micros();
-        self.inner.catalog.record_intent(&PendingUpload { blob: blob.clone(), started_at }).await?;
+        self.inner.catalog.record_intent(&self.intent_mark(&blob)).await?;
 
         let (metered, meter) = Metered::new(body, limit, over);
         let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered));
@@ -148,9 +147,9 @@ impl StorageService {
         }
     }
 
-    /// Runs `work` (the upload's write) while marking its intent alive, so that a reconcile,
-    /// whose grace counts from the latest mark, leaves an upload that is still streaming alone
-    /// however long it takes. Should the intent be gone anyway, the commit says so.
+    /// Runs `work` (the upload's write) while marking its intent alive every heartbeat, so that
+    /// a reconcile leaves an upload that is still streaming alone however long it takes and
+    /// whatever grace it runs with. Should the intent be gone anyway, the commit says so.
     async fn keeping_intent_alive<T>(&self, blob: &BlobRef, work: impl Future<Output = T>) -> T {
         let heartbeat = async {
             let mut tick = tokio::time::interval(self.inner.intent_heartbeat);
@@ -158,7 +157,7 @@ impl StorageService {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match self.inner.catalog.touch_intent(blob, crate::util::now_micros()).await {
+                match self.inner.catalog.touch_intent(&self.intent_mark(blob)).await {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => tracing::warn!(error = %e, blob = %blob.blob, "could not mark an upload as alive"),
@@ -170,6 +169,15 @@ impl StorageService {
             out = work => out,
             () = heartbeat => unreachable!("the heartbeat never ends"),
         }
+    }
+
+    /// The intent of `blob` marked now, vouched alive for three heartbeats: so a reconcile,
+    /// whatever grace it is given, leaves an upload alone while its heartbeat runs, and rolls
+    /// it back once three heartbeats in a row are missed (its writer died).
+    fn intent_mark(&self, blob: &BlobRef) -> PendingUpload {
+        let started_at = crate::util::now_micros();
+        let lease = chrono::Duration::from_std(self.inner.intent_heartbeat * 3).expect("short lease");
+        PendingUpload { blob: blob.clone(), started_at, alive_until: started_at + lease }
     }
 
     async fn forget_intent(&self, blob: &BlobRef) {

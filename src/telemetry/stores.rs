@@ -108,8 +108,8 @@ impl Catalog for MeteredCatalog {
     async fn record_intent(&self, p: &PendingUpload) -> Result<(), CatalogError> {
         timed!("catalog", self, "record_intent", self.0.record_intent(p))
     }
-    async fn touch_intent(&self, b: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError> {
-        timed!("catalog", self, "touch_intent", self.0.touch_intent(b, at))
+    async fn touch_intent(&self, p: &PendingUpload) -> Result<bool, CatalogError> {
+        timed!("catalog", self, "touch_intent", self.0.touch_intent(p))
     }
     async fn abandon_intent(&self, b: &BlobRef) -> Result<bool, CatalogError> {
         timed!("catalog", self, "abandon_intent", self.0.abandon_intent(b))

@@ -23,12 +23,12 @@ fn paced_body(chunks: u8, pause: Duration) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
-#[tokio::test]
-async fn an_upload_longer_than_the_grace_survives_reconciles() {
-    let grace = Duration::from_secs(1);
-    let app = spawn_app_with(&[("COFFER_RECONCILE_GRACE", "1s")]).await;
-    // 3 s of streaming: three grace periods.
-    let upload = app.upload("abc", "reports", "long.bin", paced_body(13, Duration::from_millis(250)));
+/// Runs `upload` while reconciling with `grace` every 200 ms; asserts no reconcile touched it.
+async fn upload_beside_reconciles(
+    app: &crate::helpers::TestApp,
+    grace: Duration,
+    upload: impl Future<Output = reqwest::Response>,
+) -> reqwest::Response {
     let reconciles = async {
         let mut runs = 0;
         loop {
@@ -40,10 +40,32 @@ async fn an_upload_longer_than_the_grace_survives_reconciles() {
             runs += 1;
         }
     };
-    let res = tokio::select! {
+    tokio::select! {
         res = upload => res,
         () = reconciles => unreachable!(),
-    };
+    }
+}
+
+/// `coffer reconcile --grace 1s` beside a server with the default grace (1 h, so a heartbeat
+/// every 20 s): liveness does not depend on the grace the command is given.
+#[tokio::test]
+async fn a_reconcile_with_a_shorter_grace_than_the_servers_leaves_live_uploads_alone() {
+    let app = spawn_app_with(&[]).await;
+    let upload = app.upload("abc", "reports", "long.bin", paced_body(13, Duration::from_millis(250)));
+    let res = upload_beside_reconciles(&app, Duration::from_secs(1), upload).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    // With the upload done, the same reconcile finds nothing to do.
+    let report = app.service.reconciler(Duration::ZERO, false).run().await;
+    assert_eq!((report.intents_rolled_back, report.orphans_removed), (0, 0));
+}
+
+#[tokio::test]
+async fn an_upload_longer_than_the_grace_survives_reconciles() {
+    let grace = Duration::from_secs(1);
+    let app = spawn_app_with(&[("COFFER_RECONCILE_GRACE", "1s")]).await;
+    // 3 s of streaming: three grace periods.
+    let upload = app.upload("abc", "reports", "long.bin", paced_body(13, Duration::from_millis(250)));
+    let res = upload_beside_reconciles(&app, grace, upload).await;
     assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
     let body = app.download("abc", "tenant-abc/reports/long.bin").await.bytes().await.unwrap();
     let expected: Vec<u8> = (0..13u8).flat_map(|i| vec![i; 16 * 1024]).collect();

@@ -88,8 +88,8 @@ impl Catalog for PostgresCatalog {
         sql::insert_intent(&self.pool, pending).await
     }
 
-    async fn touch_intent(&self, blob: &BlobRef, at: DateTime<Utc>) -> Result<bool, CatalogError> {
-        sql::touch_intent(&self.pool, blob, micros(&at)).await
+    async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError> {
+        sql::touch_intent(&self.pool, pending).await
     }
 
     async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError> {

@@ -139,23 +139,27 @@ pub async fn usage<'e>(db: impl PgExecutor<'e>, tenant: &TenantId) -> Result<Vec
 }
 
 pub async fn insert_intent<'e>(db: impl PgExecutor<'e>, p: &PendingUpload) -> Result<(), CatalogError> {
-    sqlx::query("INSERT INTO pending_uploads (bucket, blob_key, started_at) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO pending_uploads (bucket, blob_key, started_at, alive_until) VALUES ($1, $2, $3, $4)")
         .bind(p.blob.bucket.as_str())
         .bind(p.blob.blob.to_string())
         .bind(micros(&p.started_at))
+        .bind(micros(&p.alive_until))
         .execute(db)
         .await?;
     Ok(())
 }
 
-/// Moves an upload's intent to `at` (it is still being written); `false` when it is gone.
-pub async fn touch_intent<'e>(db: impl PgExecutor<'e>, blob: &BlobRef, at: i64) -> Result<bool, CatalogError> {
-    let done = sqlx::query("UPDATE pending_uploads SET started_at = $1 WHERE bucket = $2 AND blob_key = $3")
-        .bind(at)
-        .bind(blob.bucket.as_str())
-        .bind(blob.blob.to_string())
-        .execute(db)
-        .await?;
+/// Moves an upload's intent to its new mark and lease (it is still being written); `false`
+/// when it is gone.
+pub async fn touch_intent<'e>(db: impl PgExecutor<'e>, p: &PendingUpload) -> Result<bool, CatalogError> {
+    let done =
+        sqlx::query("UPDATE pending_uploads SET started_at = $1, alive_until = $2 WHERE bucket = $3 AND blob_key = $4")
+            .bind(micros(&p.started_at))
+            .bind(micros(&p.alive_until))
+            .bind(p.blob.bucket.as_str())
+            .bind(p.blob.blob.to_string())
+            .execute(db)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -176,8 +180,8 @@ pub async fn stale_intents<'e>(
     limit: u32,
 ) -> Result<Vec<PendingUpload>, CatalogError> {
     let rows: Vec<RawBlobRef> = sqlx::query_as(
-        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads
-         WHERE started_at < $1 AND (started_at, bucket, blob_key) > ($2, $3, $4)
+        "SELECT bucket, blob_key, started_at AS at, alive_until FROM pending_uploads
+         WHERE started_at < $1 AND alive_until < $1 AND (started_at, bucket, blob_key) > ($2, $3, $4)
          ORDER BY started_at, bucket, blob_key LIMIT $5",
     )
     .bind(before)

@@ -89,23 +89,27 @@ pub async fn usage<'e>(db: impl SqliteExecutor<'e>, tenant: &TenantId) -> Result
 }
 
 pub async fn insert_intent<'e>(db: impl SqliteExecutor<'e>, p: &PendingUpload) -> Result<(), CatalogError> {
-    sqlx::query("INSERT INTO pending_uploads (bucket, blob_key, started_at) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO pending_uploads (bucket, blob_key, started_at, alive_until) VALUES (?, ?, ?, ?)")
         .bind(p.blob.bucket.as_str())
         .bind(p.blob.blob.to_string())
         .bind(micros(&p.started_at))
+        .bind(micros(&p.alive_until))
         .execute(db)
         .await?;
     Ok(())
 }
 
-/// Moves an upload's intent to `at` (it is still being written); `false` when it is gone.
-pub async fn touch_intent<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef, at: i64) -> Result<bool, CatalogError> {
-    let done = sqlx::query("UPDATE pending_uploads SET started_at = ? WHERE bucket = ? AND blob_key = ?")
-        .bind(at)
-        .bind(blob.bucket.as_str())
-        .bind(blob.blob.to_string())
-        .execute(db)
-        .await?;
+/// Moves an upload's intent to its new mark and lease (it is still being written); `false`
+/// when it is gone.
+pub async fn touch_intent<'e>(db: impl SqliteExecutor<'e>, p: &PendingUpload) -> Result<bool, CatalogError> {
+    let done =
+        sqlx::query("UPDATE pending_uploads SET started_at = ?, alive_until = ? WHERE bucket = ? AND blob_key = ?")
+            .bind(micros(&p.started_at))
+            .bind(micros(&p.alive_until))
+            .bind(p.blob.bucket.as_str())
+            .bind(p.blob.blob.to_string())
+            .execute(db)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -126,10 +130,11 @@ pub async fn stale_intents<'e>(
     limit: u32,
 ) -> Result<Vec<PendingUpload>, CatalogError> {
     let rows: Vec<RawBlobRef> = sqlx::query_as(
-        "SELECT bucket, blob_key, started_at AS at FROM pending_uploads
-         WHERE started_at < ? AND (started_at, bucket, blob_key) > (?, ?, ?)
+        "SELECT bucket, blob_key, started_at AS at, alive_until FROM pending_uploads
+         WHERE started_at < ? AND alive_until < ? AND (started_at, bucket, blob_key) > (?, ?, ?)
          ORDER BY started_at, bucket, blob_key LIMIT ?",
     )
+    .bind(before)
     .bind(before)
     .bind(after.0)
     .bind(after.1)
