@@ -36,6 +36,10 @@ pub struct S3Settings {
     pub parts_in_flight: usize,
     pub max_attempts: u32,
     pub presign: PresignMode,
+    /// Longest lifetime of a direct S3 link (COFFER_PRESIGN_DIRECT_MAX_TTL, default 1 h). S3
+    /// cannot revoke one, so it outlives a tenant's suspension until it expires; links asked
+    /// for longer are coffer-signed, and those stop at suspension.
+    pub direct_max_ttl: std::time::Duration,
     /// Access key id and secret from the environment, when set; the SDK's default chain else.
     pub static_credentials: Option<(String, Secret)>,
     /// Lifecycle of the documents bucket (days after creation).
@@ -92,6 +96,18 @@ impl S3Settings {
             Some("proxy") => PresignMode::Proxy,
             Some(v) => return Err(ConfigError::new("COFFER_PRESIGN", format!("must be direct or proxy (got {v:?})"))),
         };
+        let direct_max_ttl = match get("COFFER_PRESIGN_DIRECT_MAX_TTL") {
+            None => std::time::Duration::from_secs(3600),
+            Some(v) => match humantime::parse_duration(&v) {
+                Ok(d) if !d.is_zero() && d <= super::MAX_PRESIGN_EXPIRY => d,
+                _ => {
+                    return Err(ConfigError::new(
+                        "COFFER_PRESIGN_DIRECT_MAX_TTL",
+                        format!("must be a duration between 1s and 7d (got {v:?})"),
+                    ));
+                }
+            },
+        };
         let static_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
             (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
             _ => None,
@@ -117,6 +133,7 @@ impl S3Settings {
             parts_in_flight,
             max_attempts: number("COFFER_S3_MAX_ATTEMPTS", 3)? as u32,
             presign,
+            direct_max_ttl,
             static_credentials,
             intelligent_tiering_after_days: days("COFFER_TIERING_AFTER_DAYS", 30)?,
             glacier_after_days: days("COFFER_GLACIER_AFTER_DAYS", 365)?,

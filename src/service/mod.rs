@@ -69,7 +69,8 @@ struct Inner {
     default_quota: Quota,
     quota_overrides: std::collections::BTreeMap<TenantId, Quota>,
     tenant_cache: tenants::TenantCache,
-    presign_direct: bool,
+    /// Direct S3 links up to this lifetime; `None` when links are always coffer-signed.
+    presign_direct: Option<std::time::Duration>,
     presign_origin: Option<String>,
     /// How often a running upload marks its intent as alive (a quarter of reconcile's grace,
     /// between 100 ms and 20 s); each mark vouches for three of these.
@@ -110,7 +111,10 @@ impl StorageService {
                 default_quota: config.default_quota,
                 quota_overrides: config.quota_overrides.clone(),
                 tenant_cache: tenants::TenantCache::default(),
-                presign_direct: matches!(&config.storage, StorageEngine::S3(s) if s.presign == PresignMode::Direct),
+                presign_direct: match &config.storage {
+                    StorageEngine::S3(s) if s.presign == PresignMode::Direct => Some(s.direct_max_ttl),
+                    _ => None,
+                },
                 presign_origin: match &config.storage {
                     StorageEngine::S3(s) if s.presign == PresignMode::Direct => Some(
                         s.endpoint

@@ -18,9 +18,12 @@ pub struct PresignedUrl {
 
 impl StorageService {
     /// The seed's `get_presigned_url`: a URL for `GET key` that needs no token until it
-    /// expires (with the S3 store in direct mode, a SigV4 URL to S3 itself carrying the
-    /// original filename and stored type as response headers; else a coffer-signed URL), `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
-    /// days). `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
+    /// expires, `expires_in` seconds from now (default `S3_PRESIGNED_URL_EXPIRY`, at most 7
+    /// days). With the S3 store in direct mode and a lifetime within
+    /// `COFFER_PRESIGN_DIRECT_MAX_TTL`, a SigV4 URL to S3 itself carrying the original filename
+    /// and the served type as response headers (it dies with the stored version it names, but
+    /// not at suspension); else a coffer-signed URL, which stops serving at suspension,
+    /// replacement or deletion. `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
     /// `TenantMismatch` / `NotFound` as for reads.
     #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
     pub async fn presign(
@@ -44,7 +47,8 @@ impl StorageService {
             return Err(ServiceError::Archived);
         }
         let expires_at = Utc::now() + ttl;
-        if self.inner.presign_direct {
+        // A direct S3 link cannot be revoked (suspension); past the bound, coffer signs it.
+        if self.inner.presign_direct.is_some_and(|max| ttl <= max) {
             let serve = serving(&record.content_type, download);
             let disposition = content_disposition(&record.original_filename, !serve.inline);
             let direct = self

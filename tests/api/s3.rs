@@ -65,6 +65,36 @@ async fn direct_presigned_urls_go_to_s3_and_expire() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN, "expired");
 }
 
+/// A direct S3 link cannot be revoked, so its lifetime is bounded
+/// (COFFER_PRESIGN_DIRECT_MAX_TTL); a link asked for longer is coffer-signed and stops at the
+/// tenant's suspension, while a direct one lives until it expires.
+#[tokio::test]
+async fn links_longer_than_the_direct_bound_are_coffer_signed_and_stop_at_suspension() {
+    let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
+    let app = s3_app(&s3, &[("COFFER_PRESIGN", "direct"), ("COFFER_PRESIGN_DIRECT_MAX_TTL", "60s")]).await;
+    app.uploaded("abc", "reports", "r.pdf", b"%PDF-1.7 bounded").await;
+    let link = |expires_in: u64| {
+        let res = app.presign("abc", json!({"key": "tenant-abc/reports/r.pdf", "expires_in": expires_in}));
+        async move { res.await.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned() }
+    };
+    let direct = link(60).await;
+    assert!(direct.starts_with(&s3), "{direct}");
+    let long = link(3600).await;
+    assert!(long.starts_with(&app.base), "{long}");
+    for url in [&direct, &long] {
+        assert_eq!(app.client.get(url).send().await.unwrap().status(), StatusCode::OK);
+    }
+
+    let (catalog, _) = app.service.parts();
+    let tenant = coffer::domain::TenantId::parse("abc").unwrap();
+    catalog.set_tenant_status(&tenant, coffer::catalog::TenantStatus::Suspended).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5100)).await; // the admission cache's lifetime
+    let res = app.client.get(&long).send().await.unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "tenant-inactive").await;
+    // The documented limit: S3 itself serves a direct link until it expires (60 s at most here).
+    assert_eq!(app.client.get(&direct).send().await.unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn every_write_carries_server_side_encryption() {
     let moto = endpoint("COFFER_TEST_MOTO_ENDPOINT");
