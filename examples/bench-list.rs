@@ -101,7 +101,7 @@ async fn main() {
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_conn).await.unwrap();
         let mut db_url = url::Url::parse(&admin).unwrap();
         db_url.set_path(&format!("/{name}"));
-        let pg = PostgresCatalog::connect(db_url.as_str()).await.unwrap();
+        let pg = PostgresCatalog::connect(db_url.as_str(), None).await.unwrap();
         let mut conn = sqlx::PgConnection::connect(db_url.as_str()).await.unwrap();
         sqlx::raw_sql(&seed_sql(n, true)).execute(&mut conn).await.unwrap();
         sqlx::query("ANALYZE files").execute(&mut conn).await.unwrap();

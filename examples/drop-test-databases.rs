@@ -1,5 +1,5 @@
-//! Drops the `coffer_test_*` databases earlier test runs left on the test PostgreSQL server
-//! (`COFFER_TEST_PG_URL`). Used by `scripts/test`.
+//! Drops the `coffer_test_*` databases and `coffer_t_*` login roles earlier test runs left on
+//! the test PostgreSQL server (`COFFER_TEST_PG_URL`). Used by `scripts/test`.
 
 use sqlx::Connection;
 
@@ -15,8 +15,14 @@ async fn main() -> Result<(), sqlx::Error> {
     for name in &names {
         sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await?;
     }
-    if !names.is_empty() {
-        println!("dropped {} leftover test databases", names.len());
+    let roles: Vec<String> = sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE 'coffer\\_t\\_%'")
+        .fetch_all(&mut conn)
+        .await?;
+    for role in &roles {
+        sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\"")).execute(&mut conn).await?;
+    }
+    if !names.is_empty() || !roles.is_empty() {
+        println!("dropped {} leftover test databases and {} test roles", names.len(), roles.len());
     }
     Ok(())
 }

@@ -247,7 +247,7 @@ async fn sqlite_catalog_conforms() {
 #[tokio::test]
 async fn postgres_catalog_conforms() {
     let url = common::fresh_pg_database().await;
-    conformance(Arc::new(PostgresCatalog::connect(&url).await.unwrap())).await;
+    conformance(Arc::new(PostgresCatalog::connect(&url, None).await.unwrap())).await;
 }
 
 /// Row-level security: without the per-transaction tenant setting no row is visible; with
@@ -256,7 +256,7 @@ async fn postgres_catalog_conforms() {
 async fn postgres_row_level_security_isolates_tenants() {
     use sqlx::Connection;
     let url = common::fresh_pg_database().await;
-    let catalog = PostgresCatalog::connect(&url).await.unwrap();
+    let catalog = PostgresCatalog::connect(&url, None).await.unwrap();
     for key in ["tenant-A/reports/a1.txt", "tenant-A/reports/a2.txt", "tenant-B/reports/b1.txt"] {
         commit(&catalog, &record(key, 1), false, &NO_QUOTA).await.unwrap();
     }
@@ -296,8 +296,8 @@ async fn postgres_row_level_security_isolates_tenants() {
 async fn postgres_quota_holds_for_a_new_tenants_parallel_first_uploads() {
     let url = common::fresh_pg_database().await;
     let instances = [
-        Arc::new(PostgresCatalog::connect(&url).await.unwrap()),
-        Arc::new(PostgresCatalog::connect(&url).await.unwrap()),
+        Arc::new(PostgresCatalog::connect(&url, None).await.unwrap()),
+        Arc::new(PostgresCatalog::connect(&url, None).await.unwrap()),
     ];
     let categories = ["applications", "reports", "exports", "logos", "profile-images"];
     for round in 0..5 {
@@ -322,4 +322,89 @@ async fn postgres_quota_holds_for_a_new_tenants_parallel_first_uploads() {
             assert!(accepted >= 1);
         }
     }
+}
+
+/// The second round of defence in depth: the old all-tenants setting opens nothing, every table
+/// that names a tenant is filtered, and with separate logins (`COFFER_MAINTENANCE_DATABASE_URL`)
+/// the tenant login cannot take the maintenance role at all — while the whole conformance
+/// story still passes on the split logins.
+#[tokio::test]
+async fn postgres_tenant_login_cannot_reach_other_tenants_or_maintenance() {
+    use sqlx::Connection;
+    let url = common::fresh_pg_database().await;
+    PostgresCatalog::migrate(&url).await.unwrap();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (app_login, maint_login) =
+        (format!("coffer_t_app_{}", &suffix[..12]), format!("coffer_t_mnt_{}", &suffix[..12]));
+    let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+    for stmt in [
+        format!("CREATE ROLE {app_login} LOGIN"),
+        format!("GRANT coffer_app TO {app_login}"),
+        format!("CREATE ROLE {maint_login} LOGIN"),
+        format!("GRANT coffer_maintenance TO {maint_login}"),
+    ] {
+        sqlx::query(&stmt).execute(&mut owner).await.unwrap();
+    }
+    let as_login = |login: &str| {
+        let mut u = url::Url::parse(&url).unwrap();
+        u.set_username(login).unwrap();
+        u.to_string()
+    };
+    let (app_url, maint_url) = (as_login(&app_login), as_login(&maint_login));
+
+    let catalog = PostgresCatalog::connect(&app_url, Some(&maint_url)).await.unwrap();
+    for key in ["tenant-A/reports/a.txt", "tenant-B/reports/b.txt"] {
+        commit(&catalog, &record(key, 1), false, &NO_QUOTA).await.unwrap();
+    }
+    let b_pending = record("tenant-B/reports/pending.txt", 1);
+    catalog.record_intent(&intent(b_pending.blob_ref(), b_pending.created_at)).await.unwrap();
+    catalog.delete(&ObjectKey::parse("tenant-B/reports/b.txt").unwrap()).await.unwrap(); // queues B's bytes
+    catalog.add_tenant(&TenantId::parse("B").unwrap()).await.unwrap();
+
+    let mut conn = sqlx::PgConnection::connect(&app_url).await.unwrap();
+    let denied = sqlx::query("SET ROLE coffer_maintenance").execute(&mut conn).await;
+    assert!(denied.is_err(), "the tenant login must not take the maintenance role");
+    let denied = sqlx::query("SELECT set_config('role', 'coffer_maintenance', false)").execute(&mut conn).await;
+    assert!(denied.is_err(), "nor through set_config");
+    sqlx::query("SET ROLE coffer_app").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT set_config('app.all_tenants', 'on', false), set_config('app.tenant_id', 'A', false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for table in ["files", "tenant_usage", "tenants", "pending_uploads", "blob_deletions"] {
+        let foreign: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE tenant_id <> 'A'"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(foreign, 0, "{table}: another tenant's rows are visible");
+    }
+    let changed =
+        sqlx::query("UPDATE tenants SET status = 'suspended' WHERE tenant_id = 'B'").execute(&mut conn).await.unwrap();
+    assert_eq!(changed.rows_affected(), 0, "A cannot suspend B");
+    let changed = sqlx::query("DELETE FROM blob_deletions").execute(&mut conn).await.unwrap();
+    assert_eq!(changed.rows_affected(), 0, "A cannot drop B's queued deletions");
+    let changed = sqlx::query("DELETE FROM pending_uploads").execute(&mut conn).await.unwrap();
+    assert_eq!(changed.rows_affected(), 0, "A cannot drop B's intents");
+    let own_status = sqlx::query("UPDATE tenants SET status = 'active' WHERE tenant_id = 'A'").execute(&mut conn).await;
+    assert!(own_status.map(|r| r.rows_affected() == 0).unwrap_or(true), "a tenant cannot change its own status");
+    let smuggled = sqlx::query("INSERT INTO tenants VALUES ('C', 'active', 0)").execute(&mut conn).await;
+    assert!(smuggled.is_err(), "A cannot register another tenant");
+    let smuggled =
+        sqlx::query("INSERT INTO pending_uploads (bucket, blob_key, started_at) VALUES ('b', 'tenant-B/r/v/x', 0)")
+            .execute(&mut conn)
+            .await;
+    assert!(smuggled.is_err(), "A cannot write an intent under B's prefix");
+    drop(conn);
+
+    // Maintenance on its own login still sees everything it needs: the whole story passes.
+    let fresh = common::fresh_pg_database().await;
+    PostgresCatalog::migrate(&fresh).await.unwrap();
+    let relogin = |u: &str, login: &str| {
+        let mut u = url::Url::parse(u).unwrap();
+        u.set_username(login).unwrap();
+        u.to_string()
+    };
+    let split = PostgresCatalog::connect(&relogin(&fresh, &app_login), Some(&relogin(&fresh, &maint_login))).await;
+    conformance(Arc::new(split.unwrap())).await;
+    drop(catalog);
 }

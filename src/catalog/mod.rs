@@ -37,8 +37,16 @@ use crate::domain::{BucketName, ObjectKey, TenantId};
 
 /// Opens the catalog a database URL names: `sqlite:` or `postgres:`/`postgresql:`.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
+    connect_with(url, None).await
+}
+
+/// Like [`connect`]; on PostgreSQL, maintenance logs in with `maintenance_url` when given.
+pub async fn connect_with(
+    url: &str,
+    maintenance_url: Option<&str>,
+) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(std::sync::Arc::new(PostgresCatalog::connect(url).await?))
+        Ok(std::sync::Arc::new(PostgresCatalog::connect(url, maintenance_url).await?))
     } else {
         Ok(std::sync::Arc::new(SqliteCatalog::connect(url).await?))
     }

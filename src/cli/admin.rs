@@ -88,7 +88,7 @@ pub async fn migrate(args: &ServerArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.overrides())?;
     let url = config.database_url.expose();
     let shown = crate::util::redact_url(url);
-    crate::catalog::connect(url).await.map_err(|e| anyhow::anyhow!("catalog ({shown}): {e}"))?;
+    config.open_catalog().await.map_err(|e| anyhow::anyhow!("catalog ({shown}): {e}"))?;
     println!("catalog migrated ({shown})");
     Ok(())
 }
@@ -118,7 +118,7 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<bool> {
 /// `coffer tenant …`.
 pub async fn tenant(args: &TenantArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.server.overrides())?;
-    let catalog = crate::catalog::connect(config.database_url.expose()).await?;
+    let catalog = config.open_catalog().await?;
     let parse = |t: &str| TenantId::parse(t).map_err(|e| anyhow::anyhow!("{e}"));
     match &args.action {
         TenantAction::Add { tenant } => {

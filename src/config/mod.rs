@@ -92,6 +92,9 @@ pub struct Config {
     pub presign_previous_secrets: Vec<Secret>,
     /// `sqlite://…` (default, in the data dir) or `postgres://…`.
     pub database_url: Secret,
+    /// A separate PostgreSQL login for maintenance (COFFER_MAINTENANCE_DATABASE_URL), so that
+    /// the login serving tenants need not be able to see every tenant.
+    pub maintenance_database_url: Option<Secret>,
     pub categories: Categories,
     pub tenants: TenantsMode,
     /// Quota of every tenant without an entry in `quota_overrides`.
@@ -215,6 +218,13 @@ impl Config {
         if !["sqlite:", "postgres:", "postgresql:"].iter().any(|p| database_url.starts_with(p)) {
             return Err(ConfigError::new("DATABASE_URL", "must start with sqlite: or postgres:"));
         }
+        let maintenance_database_url = env.get("COFFER_MAINTENANCE_DATABASE_URL").map(Secret::new);
+        if maintenance_database_url.is_some() && !database_url.starts_with("postgres") {
+            return Err(ConfigError::new(
+                "COFFER_MAINTENANCE_DATABASE_URL",
+                "only applies to a postgres: DATABASE_URL",
+            ));
+        }
         let file = match env.get("COFFER_CONFIG") {
             Some(path) => ConfigFile::load(&path).map_err(|m| ConfigError::new("COFFER_CONFIG", m))?,
             None => ConfigFile::default(),
@@ -253,6 +263,7 @@ impl Config {
             presign_secret,
             presign_previous_secrets,
             database_url: Secret::new(database_url),
+            maintenance_database_url,
             categories: file.categories.unwrap_or_default(),
             tenants,
             default_quota,
@@ -290,6 +301,14 @@ impl Config {
             Some(s) => Ok(s.clone()),
             None => crate::auth::load_or_create_secret(&self.data_dir),
         }
+    }
+
+    /// Opens the catalog this configuration names (applying migrations).
+    pub async fn open_catalog(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::catalog::Catalog>, crate::catalog::CatalogError> {
+        let maintenance = self.maintenance_database_url.as_ref().map(Secret::expose);
+        crate::catalog::connect_with(self.database_url.expose(), maintenance).await
     }
 
     /// The root of presigned-URL keys: `COFFER_PRESIGN_SECRET`, else the signing secret.
@@ -347,6 +366,12 @@ impl Config {
         line("COFFER_JWT_ISSUER", self.jwt_issuer.clone().unwrap_or_else(|| "any".into()));
         line("COFFER_JWT_AUDIENCE", self.jwt_audience.clone().unwrap_or_else(|| "any".into()));
         line("DATABASE_URL", crate::util::redact_url(self.database_url.expose()));
+        line(
+            "COFFER_MAINTENANCE_DATABASE_URL",
+            self.maintenance_database_url
+                .as_ref()
+                .map_or("unset (DATABASE_URL)".into(), |u| crate::util::redact_url(u.expose())),
+        );
         line("COFFER_TENANTS", format!("{:?}", self.tenants).to_lowercase());
         let limit = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
         line("COFFER_QUOTA_BYTES", limit(self.default_quota.max_bytes));

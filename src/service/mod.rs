@@ -157,7 +157,8 @@ impl StorageService {
             }
         };
         let url = config.database_url.expose();
-        let catalog = crate::catalog::connect(url)
+        let catalog = config
+            .open_catalog()
             .await
             .map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })?;
         let blobs: Arc<dyn BlobStore> = Arc::new(crate::telemetry::stores::MeteredBlobStore(blobs));

@@ -1,9 +1,12 @@
 //! PostgreSQL catalog: several coffer instances share one database.
 //!
 //! Every tenant query runs in a transaction that first sets `app.tenant_id` (`SET LOCAL`
-//! semantics), as role `coffer_app`, on which row-level security applies: a query without the
-//! setting sees no rows. Maintenance scans set `app.all_tenants` instead. Migrations run on a
-//! separate connection as the connecting (owner) role.
+//! semantics), as role `coffer_app`, on which row-level security applies to every table that
+//! names a tenant: a query without the setting sees no rows. Maintenance (reconcile, the
+//! deletion queue, tenant administration) runs on its own pool as role `coffer_maintenance`,
+//! whose policies see every tenant; with `COFFER_MAINTENANCE_DATABASE_URL` that pool logs in
+//! separately, so the tenant pool's login need not be able to reach it at all. Migrations run
+//! on a separate connection as the connecting (owner) role.
 
 mod sql;
 
@@ -23,30 +26,21 @@ use crate::domain::{BucketName, ObjectKey, TenantId};
 
 #[derive(Debug, Clone)]
 pub struct PostgresCatalog {
+    /// Tenant work, as `coffer_app`.
     pool: PgPool,
+    /// Maintenance, as `coffer_maintenance`.
+    maintenance: PgPool,
 }
 
 impl PostgresCatalog {
-    /// Applies pending migrations (`migrations/postgres`), then opens a pool whose connections
-    /// act as role `coffer_app` where the login role may.
-    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
-        Self::migrate(url).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, 'coffer_app', 'MEMBER')")
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    if member {
-                        sqlx::query("SET ROLE coffer_app").execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        Ok(Self { pool })
+    /// Applies pending migrations (`migrations/postgres`), then opens the tenant pool (as role
+    /// `coffer_app`) and the maintenance pool (as `coffer_maintenance`, logging in with
+    /// `maintenance_url` when given), each taking its role where the login may.
+    pub async fn connect(url: &str, maintenance_url: Option<&str>) -> Result<Self, CatalogError> {
+        Self::ensure_schema(url).await?;
+        let pool = pool_as(url, "coffer_app", 16).await?;
+        let maintenance = pool_as(maintenance_url.unwrap_or(url), "coffer_maintenance", 4).await?;
+        Ok(Self { pool, maintenance })
     }
 
     /// Applies pending migrations only (`coffer migrate`).
@@ -57,6 +51,30 @@ impl PostgresCatalog {
         Ok(())
     }
 
+    /// Migrates when the login may change the schema (the owner, as in a single-login setup);
+    /// a login that may not (a tenant login of a hardened setup) only checks that every
+    /// migration has been applied, or returns `SchemaBehind`.
+    async fn ensure_schema(url: &str) -> Result<(), CatalogError> {
+        let mut conn = PgConnection::connect(url).await?;
+        let may_migrate: bool =
+            sqlx::query_scalar("SELECT has_schema_privilege(current_user, current_schema(), 'CREATE')")
+                .fetch_one(&mut conn)
+                .await?;
+        if may_migrate {
+            conn.close().await?;
+            return Self::migrate(url).await;
+        }
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+        conn.close().await?;
+        match sqlx::migrate!("migrations/postgres").iter().find(|m| !applied.contains(&m.version)) {
+            Some(missing) => Err(CatalogError::SchemaBehind(missing.version)),
+            None => Ok(()),
+        }
+    }
+
     /// A transaction in which row-level security shows `tenant`'s rows only.
     async fn tenant_tx(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, CatalogError> {
         let mut tx = self.pool.begin().await?;
@@ -64,12 +82,31 @@ impl PostgresCatalog {
         Ok(tx)
     }
 
-    /// A transaction for maintenance that must see every tenant's rows.
-    async fn admin_tx(&self) -> Result<Transaction<'static, Postgres>, CatalogError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('app.all_tenants', 'on', true)").execute(&mut *tx).await?;
-        Ok(tx)
+    /// A transaction in which `blob`'s tenant's rows are visible.
+    async fn blob_tx(&self, blob: &BlobRef) -> Result<Transaction<'static, Postgres>, CatalogError> {
+        self.tenant_tx(blob.blob.object_key().tenant()).await
     }
+}
+
+/// A pool whose connections act as `role` where the login role is a member of it.
+async fn pool_as(url: &str, role: &'static str, size: u32) -> Result<PgPool, CatalogError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
+                    .bind(role)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if member {
+                    sqlx::query(&format!("SET ROLE {role}")).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
 }
 
 #[async_trait]
@@ -85,15 +122,23 @@ impl Catalog for PostgresCatalog {
 
     #[tracing::instrument(skip_all, fields(blob = %pending.blob.blob))]
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
-        sql::insert_intent(&self.pool, pending).await
+        let mut tx = self.blob_tx(&pending.blob).await?;
+        sql::insert_intent(&mut *tx, pending).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError> {
-        sql::touch_intent(&self.pool, pending).await
+        let mut tx = self.blob_tx(&pending.blob).await?;
+        let touched = sql::touch_intent(&mut *tx, pending).await?;
+        tx.commit().await?;
+        Ok(touched)
     }
 
     async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError> {
-        sql::delete_intent(&self.pool, blob).await
+        let mut tx = self.blob_tx(blob).await?;
+        let removed = sql::delete_intent(&mut *tx, blob).await?;
+        tx.commit().await?;
+        Ok(removed)
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %record.key.tenant(), key = %record.key))]
@@ -172,11 +217,11 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn queued_deletions(&self, limit: u32) -> Result<Vec<BlobRef>, CatalogError> {
-        sql::queued_deletions(&self.pool, limit).await
+        sql::queued_deletions(&self.maintenance, limit).await
     }
 
     async fn deletion_done(&self, blob: &BlobRef) -> Result<(), CatalogError> {
-        sql::dequeue_deletion(&self.pool, blob).await
+        sql::dequeue_deletion(&self.maintenance, blob).await
     }
 
     async fn usage(&self, tenant: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
@@ -187,19 +232,25 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn tenant_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
-        sql::tenant_status(&self.pool, tenant).await
+        let mut tx = self.tenant_tx(tenant).await?;
+        let status = sql::tenant_status(&mut *tx, tenant).await?;
+        tx.commit().await?;
+        Ok(status)
     }
 
     async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
-        sql::add_tenant(&self.pool, tenant, micros(&crate::util::now_micros())).await
+        let mut tx = self.tenant_tx(tenant).await?;
+        let added = sql::add_tenant(&mut *tx, tenant, micros(&crate::util::now_micros())).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
     async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), CatalogError> {
-        sql::set_tenant_status(&self.pool, tenant, status).await
+        sql::set_tenant_status(&self.maintenance, tenant, status).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError> {
-        sql::list_tenants(&self.pool).await
+        sql::list_tenants(&self.maintenance).await
     }
 
     async fn stale_intents(
@@ -210,24 +261,18 @@ impl Catalog for PostgresCatalog {
     ) -> Result<Vec<PendingUpload>, CatalogError> {
         let after = after.map(|p| (micros(&p.started_at), p.blob.bucket.to_string(), p.blob.blob.to_string()));
         let (at, bucket, key) = after.unwrap_or((i64::MIN, String::new(), String::new()));
-        sql::stale_intents(&self.pool, micros(&before), (at, &bucket, &key), limit).await
+        sql::stale_intents(&self.maintenance, micros(&before), (at, &bucket, &key), limit).await
     }
 
     async fn intent_under(&self, bucket: &BucketName, prefix: &str) -> Result<bool, CatalogError> {
-        sql::intent_under(&self.pool, bucket, prefix).await
+        sql::intent_under(&self.maintenance, bucket, prefix).await
     }
 
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
-        let mut tx = self.admin_tx().await?;
-        let found = sql::referenced(&mut *tx, bucket, blob_keys).await?;
-        tx.commit().await?;
-        Ok(found)
+        sql::referenced(&self.maintenance, bucket, blob_keys).await
     }
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
-        let mut tx = self.admin_tx().await?;
-        let files = sql::scan_files(&mut *tx, after.unwrap_or(""), limit).await?;
-        tx.commit().await?;
-        Ok(files)
+        sql::scan_files(&self.maintenance, after.unwrap_or(""), limit).await
     }
 }
