@@ -221,3 +221,72 @@ async fn a_trickle_inside_the_idle_timeout_is_too_slow() {
     assert_error(res, StatusCode::REQUEST_TIMEOUT, "body-too-slow").await;
     assert_eq!(app.upload("abc", "reports", "after.txt", "x").await.status(), StatusCode::CREATED);
 }
+
+/// Generated form bodies — junk before the first boundary, fields in any order and number,
+/// padded part headers, odd names — are answered with a 2xx or a 4xx with a code, never a 5xx,
+/// and a stored file always lands under the caller's own prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_forms_get_clear_answers() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    let field = prop_oneof![
+        Just(("category".to_owned(), "reports".to_owned())),
+        Just(("filename".to_owned(), "gen.txt".to_owned())),
+        Just(("overwrite".to_owned(), "true".to_owned())),
+        ("[a-z]{1,8}", "\\PC{0,20}"),
+        ("category|filename|overwrite", "\\PC{0,40}"),
+        Just(("category".to_owned(), "c".repeat(2000))),
+    ];
+    let form = (
+        prop_oneof![Just(0usize), 1usize..64, Just(20_000usize)],
+        proptest::collection::vec(field, 0..12),
+        any::<bool>(),
+        prop_oneof![Just(0usize), 1usize..200, Just(20_000usize)],
+        proptest::collection::vec(any::<u8>(), 0..256),
+    );
+    let cases: u32 = std::env::var("COFFER_ISOLATION_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(200, |n: u32| (n / 50).max(50));
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&form, |(junk, fields, with_file, header_pad, data)| {
+            handle.block_on(async {
+                let mut body = vec![b'j'; junk];
+                for (name, value) in &fields {
+                    body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes());
+                }
+                if with_file {
+                    let pad = "p".repeat(header_pad);
+                    body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\nX-Pad: {pad}\r\n\r\n").bytes());
+                    body.extend(&data);
+                    body.extend(b"\r\n");
+                }
+                body.extend(format!("--{BOUNDARY}--\r\n").bytes());
+                let res = app
+                    .request(reqwest::Method::POST, "/v1/files", &token)
+                    .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let answer: Value = res.json().await.unwrap_or(Value::Null);
+                prop_assert!(!status.is_server_error(), "{status}: {answer}");
+                if status.is_success() {
+                    prop_assert!(answer["key"].as_str().unwrap().starts_with("tenant-abc/"), "{answer}");
+                } else {
+                    prop_assert!(answer["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{status}: {answer}");
+                }
+                Ok::<(), TestCaseError>(())
+            })
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    println!("hostile forms: {cases} generated multipart bodies");
+}

@@ -154,3 +154,117 @@ async fn media_categories_refuse_declared_document_types() {
     }
     assert!(app.stored_objects().await.is_empty());
 }
+
+/// Generated declarations (any text, document types in odd spellings, parameters, case) under
+/// generated names, through each channel: whatever is stored, it goes out either inline with
+/// an allow-listed type or as a sandboxed attachment, by token and by link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_declarations_never_reach_a_browser_as_an_inline_document() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    const INLINE: &[&str] = &[
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/bmp",
+        "image/x-icon",
+        "image/vnd.microsoft.icon",
+        "application/pdf",
+        "text/plain",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/webm",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/aac",
+        "audio/mp4",
+        "video/mp4",
+        "video/webm",
+        "video/ogg",
+    ];
+    let app = spawn_app().await;
+    let declared = prop_oneof![
+        "\\PC{0,40}",
+        proptest::sample::select(DOCUMENT_TYPES).prop_map(str::to_owned),
+        (proptest::sample::select(DOCUMENT_TYPES), "[ ;a-zA-Z=\"-]{0,20}")
+            .prop_map(|(t, p)| format!("{}{p}", t.to_uppercase())),
+        "(text|application|image|multipart)/[a-z+.-]{1,20}(\\+xml)?",
+    ];
+    let name = "[a-z]{1,8}\\.(txt|png|pdf|html|svg|xml|xsl|js|bin|csv)";
+    let body = proptest::sample::select(vec![
+        PAYLOAD.to_vec(),
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(),
+        b"%PDF-1.7".to_vec(),
+        b"plain".to_vec(),
+    ]);
+    let how = proptest::sample::select(vec![Declared::Query, Declared::Header, Declared::MultipartPart]);
+    let cases: u32 = std::env::var("COFFER_ISOLATION_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(300, |n: u32| (n / 20).max(50));
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let handle = tokio::runtime::Handle::current();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&(declared, name, body, how), |(declared, name, body, how)| {
+            handle.block_on(async {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("{n}-{name}");
+                let res = upload_declared_bytes(&app, &name, &declared, how, body).await;
+                prop_assert!(!res.status().is_server_error(), "{declared:?} via {how:?}: {}", res.status());
+                if res.status() != StatusCode::CREATED {
+                    return Ok(());
+                }
+                let meta: Value = res.json().await.unwrap();
+                let key = meta["key"].as_str().unwrap().to_owned();
+                let link: Value = app.presign("abc", json!({"key": key})).await.json().await.unwrap();
+                let by_link = app.client.get(link["url"].as_str().unwrap()).send().await.unwrap();
+                for res in [app.download("abc", &key).await, by_link] {
+                    let h = res.headers();
+                    let ct = h["content-type"].to_str().unwrap().to_owned();
+                    let disposition = h["content-disposition"].to_str().unwrap().to_owned();
+                    let sandboxed = h.get("content-security-policy").is_some_and(|v| v == "sandbox");
+                    prop_assert_eq!(&h["x-content-type-options"], "nosniff");
+                    if disposition.starts_with("inline;") {
+                        prop_assert!(INLINE.contains(&ct.as_str()), "{declared:?} via {how:?} served inline as {ct}");
+                        prop_assert!(sandboxed || ct == "application/pdf", "{ct} inline without sandbox");
+                    } else {
+                        prop_assert!(disposition.starts_with("attachment;") && sandboxed, "{ct}: {disposition}");
+                    }
+                }
+                Ok::<(), TestCaseError>(())
+            })
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    println!("serving: {cases} generated declarations, each checked by token and by link");
+}
+
+async fn upload_declared_bytes(app: &TestApp, name: &str, declared: &str, how: Declared, body: Vec<u8>) -> Response {
+    let token = app.token("abc");
+    let req = app.request(Method::POST, "/v1/files", &token);
+    let req = match how {
+        Declared::Query => {
+            req.query(&[("category", "reports"), ("filename", name), ("content_type", declared)]).body(body)
+        }
+        Declared::Header => match reqwest::header::HeaderValue::from_str(declared) {
+            Ok(v) => req.query(&[("category", "reports"), ("filename", name)]).header("content-type", v).body(body),
+            Err(_) => req.query(&[("category", "reports"), ("filename", name)]).body(body),
+        },
+        Declared::MultipartPart => {
+            let part = reqwest::multipart::Part::bytes(body).file_name(name.to_owned());
+            let part = match part.mime_str(declared) {
+                Ok(p) => p,
+                Err(_) => reqwest::multipart::Part::bytes(b"plain".to_vec()).file_name(name.to_owned()),
+            };
+            req.multipart(reqwest::multipart::Form::new().text("category", "reports").part("file", part))
+        }
+    };
+    req.send().await.unwrap()
+}
