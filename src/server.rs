@@ -134,6 +134,12 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // Headers and a small body go out at once: without this, Nagle's algorithm holds
+                // the body back until the client's delayed ACK (about 40 ms on a kept-alive
+                // connection).
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
                 let service = TowerToHyperService::new(app.clone());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
