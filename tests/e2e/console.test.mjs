@@ -1,6 +1,7 @@
 // End-to-end: coffer's console in headless Chromium. Signs in by link, uploads a PNG through
-// the file input, sees it listed, checks the preview image really loaded, opens its copied link
-// without a token, deletes it, sees it gone, and saves a screenshot.
+// the file input, sees it listed, checks the preview image really loaded, checks that a file
+// declared as a document type gets no preview and that its link downloads instead of rendering,
+// opens the PNG's copied link without a token, deletes it, sees it gone, and saves a screenshot.
 //
 // Needs COFFER_BIN (the coffer binary); scripts/test sets it and installs Chromium and
 // playwright-core when missing.
@@ -133,6 +134,33 @@ test("console: sign in by link, upload, list, preview, share, delete", async (t)
     return img && img.complete && img.naturalWidth > 0;
   });
   assert.equal(await page.evaluate(() => document.querySelector("#preview-body img").naturalWidth), 48);
+
+  // A declared document type (XSLT with XHTML script) is never previewed, and the browser
+  // itself does not render its link: it becomes a download, so no script runs on coffer's origin.
+  const token = link.split("#token=")[1];
+  const xsl = '<?xml version="1.0"?><x:html xmlns:x="http://www.w3.org/1999/xhtml"><x:script>document.title="pwned"</x:script></x:html>';
+  const uploaded = await fetch(`${base}/v1/files?category=reports&filename=invoice.txt&content_type=text/xsl`, {
+    method: "POST", headers: { authorization: `Bearer ${token}` }, body: xsl,
+  });
+  assert.equal(uploaded.status, 201);
+  assert.equal((await uploaded.json()).inline, false);
+  await page.click('nav#tabs button[data-category="reports"]');
+  const xslRow = page.locator('#files tbody tr[data-key="tenant-e2e/reports/invoice.txt"]');
+  await xslRow.waitFor();
+  assert.equal(await xslRow.locator("text=Preview").count(), 0, "no preview for a document type");
+  const presigned = await fetch(`${base}/v1/presign`, {
+    method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ key: "tenant-e2e/reports/invoice.txt" }),
+  });
+  const { url: xslUrl } = await presigned.json();
+  const probe = await browser.newPage();
+  const download = probe.waitForEvent("download", { timeout: 10000 });
+  await probe.goto(xslUrl).catch((e) => assert.match(String(e), /Download is starting|ERR_ABORTED/));
+  await download;
+  assert.notEqual(await probe.title(), "pwned");
+  await probe.close();
+  await page.click('nav#tabs button[data-category="logos"]');
+  await row.waitFor();
 
   // The copied link works without a token.
   await row.locator("text=Copy link").click();
