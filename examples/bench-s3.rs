@@ -56,7 +56,7 @@ async fn main() {
     for bucket in [&config.documents_bucket, &config.media_bucket] {
         store.ensure_bucket(bucket).await.unwrap();
     }
-    let state = coffer::server::state(&config).await.unwrap();
+    let state = coffer::startup::app_state(&config).await.unwrap();
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
     let token = TokenIssuer::new(&Secret::new(SECRET)).issue(
         &TenantId::parse("bench").unwrap(),

@@ -18,6 +18,7 @@ pub mod provision;
 pub mod reconcile;
 pub mod server;
 pub mod service;
+pub mod startup;
 pub mod telemetry;
 pub(crate) mod util;
 
@@ -26,5 +27,5 @@ pub use service::StorageService;
 /// The seed's `get_storage_service()`: the service configured from the environment.
 pub async fn get_storage_service() -> Result<StorageService, service::StartError> {
     let config = config::Config::load(&config::Overrides::default())?;
-    StorageService::from_config(&config).await
+    startup::service(&config).await
 }

@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{
     Transition, TransitionStorageClass, VersioningConfiguration,
 };
 
-use crate::blob::{BlobStore, FsBlobStore, S3BlobStore};
+use crate::blob::BlobStore;
 use crate::config::{BucketKind, Config, S3Settings, Sse, StorageEngine};
 
 /// The outcome of one setting of one bucket.
@@ -88,7 +88,7 @@ pub async fn provision(config: &Config, dry_run: bool, versioning: bool) -> Repo
     let mut report = Report::default();
     match &config.storage {
         StorageEngine::Filesystem => {
-            let store = FsBlobStore::new(config.data_dir.join("objects"));
+            let store = crate::startup::fs_store(config);
             for kind in [BucketKind::Documents, BucketKind::Media] {
                 let bucket = config.bucket(kind);
                 let outcome = if dry_run {
@@ -107,7 +107,7 @@ pub async fn provision(config: &Config, dry_run: bool, versioning: bool) -> Repo
             );
         }
         StorageEngine::S3(settings) => {
-            let store = S3BlobStore::new(settings.as_ref().clone()).await;
+            let store = crate::startup::s3_store(settings).await;
             for kind in [BucketKind::Documents, BucketKind::Media] {
                 let bucket = config.bucket(kind).to_string();
                 let p = Provisioner { client: store.client(), settings, bucket: &bucket, dry_run };

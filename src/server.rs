@@ -5,29 +5,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::http::{AppState, router};
-use crate::service::{StartError, StorageService};
 
 /// How often queued blob deletions are retried while serving.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The token verifier `config` describes: its PEM public key, else the HS256 secret.
-pub fn verifier(config: &Config) -> Result<TokenVerifier, StartError> {
-    match &config.jwt_public_key {
-        Some(pem) => TokenVerifier::public_key(pem, &config.token_rules())
-            .map_err(|m| StartError::Config(crate::config::ConfigError::new("COFFER_JWT_PUBLIC_KEY", m))),
-        None => Ok(TokenVerifier::hs256(&config.signing_secret().map_err(StartError::Secret)?, &config.token_rules())),
-    }
-}
-
-/// Service and router state for `config`.
-pub async fn state(config: &Config) -> Result<AppState, StartError> {
-    let service = StorageService::from_config(config).await?;
-    crate::telemetry::handle();
-    Ok(AppState::new(service, verifier(config)?, config))
-}
 
 /// Serves on `listener` until `shutdown` completes; reconciles every `reconcile_interval.0`
 /// with grace `reconcile_interval.1` when given.
@@ -68,7 +50,7 @@ pub async fn serve_on(
 
 /// `coffer serve`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let state = state(&config).await?;
+    let state = crate::startup::app_state(&config).await?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("COFFER_ADDR: cannot listen on {}: {e}", config.addr))?;

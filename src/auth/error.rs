@@ -1,7 +1,6 @@
 use thiserror::Error;
 
-/// Why a request's credentials were refused. Each variant is a `401` with its own code,
-/// except `ReadOnly` (`403`).
+/// Why a request's credentials were refused. Each variant is a `401` with its own code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthError {
     #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
@@ -26,6 +25,4 @@ pub enum AuthError {
     UnsupportedCriticalHeader,
     #[error("token claims are invalid: {0}")]
     InvalidClaims(String),
-    #[error("this token is read-only")]
-    ReadOnly,
 }

@@ -5,7 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
-use crate::config::Secret;
+use super::Secret;
 use crate::domain::TenantId;
 
 /// The claims coffer reads. `tenant_id` names the tenant; `exp` is required.
@@ -30,13 +30,6 @@ pub struct Claims {
 pub struct Caller {
     pub tenant: TenantId,
     pub read_only: bool,
-}
-
-impl Caller {
-    /// Returns `ReadOnly` for a read-only caller.
-    pub fn require_write(&self) -> Result<(), AuthError> {
-        if self.read_only { Err(AuthError::ReadOnly) } else { Ok(()) }
-    }
 }
 
 /// What a token must satisfy besides its signature.
@@ -174,7 +167,6 @@ mod tests {
         let token = TokenIssuer::new(&secret()).issue(&t, Duration::from_secs(60), true);
         let caller = TokenVerifier::hs256(&secret(), &TokenRules::default()).verify(&token).unwrap();
         assert_eq!(caller, Caller { tenant: t, read_only: true });
-        assert_eq!(caller.require_write(), Err(AuthError::ReadOnly));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::config::Secret;
+use super::Secret;
 use crate::domain::{BlobVersion, ObjectKey};
 
 type HmacSha256 = Hmac<Sha256>;

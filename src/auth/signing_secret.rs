@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
-use crate::config::Secret;
+use super::Secret;
 
 /// File under the data dir that holds the generated signing secret.
 pub const SECRET_FILE: &str = "signing-secret";

@@ -95,7 +95,6 @@ impl BlobStore for FsBlobStore {
         "filesystem"
     }
 
-    #[tracing::instrument(skip(self, body, _content_type), fields(bucket = %bucket, key = %key))]
     async fn put(
         &self,
         bucket: &BucketName,
@@ -126,7 +125,6 @@ impl BlobStore for FsBlobStore {
         result.map(|size| PutResult { size })
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
     async fn get(
         &self,
         bucket: &BucketName,
@@ -150,7 +148,6 @@ impl BlobStore for FsBlobStore {
         Ok(BlobRead { size, body })
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
     async fn delete(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
         let path = self.path(bucket, key);
         match tokio::fs::remove_file(&path).await {

@@ -110,7 +110,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn ensure_bucket(&self, bucket: &BucketName) -> Result<bool, BlobError>;
 
     /// A URL at the store itself that serves `GET key` until `expires_in` passes, with the given
-    /// response headers; `None` when the engine has no such URLs (coffer signs its own then).
+    /// response headers; `None` when the engine gives no such URL for this lifetime (no such
+    /// URLs at all, proxy mode, or longer than the engine's bound): coffer signs its own then.
     async fn presign_get(
         &self,
         _bucket: &BucketName,
@@ -119,6 +120,12 @@ pub trait BlobStore: Send + Sync + 'static {
         _content_disposition: &str,
         _content_type: &str,
     ) -> Option<Result<String, BlobError>> {
+        None
+    }
+
+    /// The origin direct links point at (for the console's Content-Security-Policy); `None`
+    /// when the store hands out none.
+    fn presign_origin(&self) -> Option<String> {
         None
     }
 

@@ -19,6 +19,7 @@ mod postgres;
 mod query;
 mod record;
 mod sqlite;
+mod statements;
 mod tenant;
 
 use std::collections::HashSet;
@@ -35,20 +36,32 @@ pub use tenant::{TenantInfo, TenantStatus};
 
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
-/// Opens the catalog a database URL names: `sqlite:` or `postgres:`/`postgresql:`.
-pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
-    connect_with(url, None).await
+/// Which engine holds the catalog, from `DATABASE_URL`'s scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogEngine {
+    /// `sqlite:` (the embedded default).
+    Sqlite,
+    /// `postgres:` or `postgresql:`.
+    Postgres,
 }
 
-/// Like [`connect`]; on PostgreSQL, maintenance logs in with `maintenance_url` when given.
-pub async fn connect_with(
-    url: &str,
-    maintenance_url: Option<&str>,
-) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(std::sync::Arc::new(PostgresCatalog::connect(url, maintenance_url).await?))
-    } else {
-        Ok(std::sync::Arc::new(SqliteCatalog::connect(url).await?))
+impl CatalogEngine {
+    /// The engine a database URL names, or `None` for any other scheme.
+    pub fn of_url(url: &str) -> Option<Self> {
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Some(Self::Sqlite),
+            Some("postgres" | "postgresql") => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// Opens the catalog a database URL names (`sqlite:` or `postgres:`), for tools and tests;
+/// coffer itself opens its catalog in [`crate::startup::catalog`].
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Catalog>, CatalogError> {
+    match CatalogEngine::of_url(url) {
+        Some(CatalogEngine::Postgres) => Ok(std::sync::Arc::new(PostgresCatalog::connect(url, None).await?)),
+        _ => Ok(std::sync::Arc::new(SqliteCatalog::connect(url).await?)),
     }
 }
 

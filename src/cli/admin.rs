@@ -8,7 +8,6 @@ use super::ServerArgs;
 use crate::catalog::TenantStatus;
 use crate::config::Config;
 use crate::domain::TenantId;
-use crate::service::StorageService;
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -88,7 +87,7 @@ pub async fn migrate(args: &ServerArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.overrides())?;
     let url = config.database_url.expose();
     let shown = crate::util::redact_url(url);
-    config.open_catalog().await.map_err(|e| anyhow::anyhow!("catalog ({shown}): {e}"))?;
+    crate::startup::catalog(&config).await?;
     println!("catalog migrated ({shown})");
     Ok(())
 }
@@ -96,7 +95,7 @@ pub async fn migrate(args: &ServerArgs) -> anyhow::Result<()> {
 /// `coffer reconcile`: prints the summary; `Ok(false)` when problems remain.
 pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<bool> {
     let config = Config::load(&args.server.overrides())?;
-    let service = StorageService::from_config(&config).await?;
+    let service = crate::startup::service(&config).await?;
     let report = service.reconciler(args.grace.unwrap_or(config.reconcile_grace), args.dry_run).run().await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -118,7 +117,7 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<bool> {
 /// `coffer tenant …`.
 pub async fn tenant(args: &TenantArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.server.overrides())?;
-    let catalog = config.open_catalog().await?;
+    let catalog = crate::startup::catalog(&config).await?;
     let parse = |t: &str| TenantId::parse(t).map_err(|e| anyhow::anyhow!("{e}"));
     match &args.action {
         TenantAction::Add { tenant } => {

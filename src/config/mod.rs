@@ -6,7 +6,6 @@ mod categories;
 mod file;
 mod limits;
 mod s3;
-mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,19 +14,20 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
+pub use crate::auth::Secret;
 pub use categories::{BucketKind, Categories, CategoryPolicy};
 pub use file::ConfigFile;
 pub use limits::Limits;
 pub use s3::{PresignMode, S3Settings, Sse};
-pub use secret::Secret;
 
 use std::collections::BTreeMap;
 
+pub use crate::catalog::CatalogEngine;
 use crate::catalog::Quota;
 use crate::domain::{BucketName, TenantId};
 
 /// S3's own limit on presigned URL lifetime, which coffer applies to its own links too.
-pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(604_800);
+pub const MAX_PRESIGN_EXPIRY: Duration = crate::domain::Expiry::MAX;
 
 /// A configuration value that cannot be used; `Display` is the one line shown at start.
 #[derive(Debug, Error)]
@@ -92,6 +92,8 @@ pub struct Config {
     pub presign_previous_secrets: Vec<Secret>,
     /// `sqlite://…` (default, in the data dir) or `postgres://…`.
     pub database_url: Secret,
+    /// The engine `database_url` names.
+    pub catalog_engine: CatalogEngine,
     /// A separate PostgreSQL login for maintenance (COFFER_MAINTENANCE_DATABASE_URL), so that
     /// the login serving tenants need not be able to see every tenant.
     pub maintenance_database_url: Option<Secret>,
@@ -215,11 +217,10 @@ impl Config {
             .clone()
             .or_else(|| env.get("DATABASE_URL"))
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
-        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|p| database_url.starts_with(p)) {
-            return Err(ConfigError::new("DATABASE_URL", "must start with sqlite: or postgres:"));
-        }
+        let catalog_engine = CatalogEngine::of_url(&database_url)
+            .ok_or_else(|| ConfigError::new("DATABASE_URL", "must start with sqlite: or postgres:"))?;
         let maintenance_database_url = env.get("COFFER_MAINTENANCE_DATABASE_URL").map(Secret::new);
-        if maintenance_database_url.is_some() && !database_url.starts_with("postgres") {
+        if maintenance_database_url.is_some() && catalog_engine != CatalogEngine::Postgres {
             return Err(ConfigError::new(
                 "COFFER_MAINTENANCE_DATABASE_URL",
                 "only applies to a postgres: DATABASE_URL",
@@ -263,6 +264,7 @@ impl Config {
             presign_secret,
             presign_previous_secrets,
             database_url: Secret::new(database_url),
+            catalog_engine,
             maintenance_database_url,
             categories: file.categories.unwrap_or_default(),
             tenants,
@@ -300,22 +302,6 @@ impl Config {
         match &self.jwt_secret {
             Some(s) => Ok(s.clone()),
             None => crate::auth::load_or_create_secret(&self.data_dir),
-        }
-    }
-
-    /// Opens the catalog this configuration names (applying migrations).
-    pub async fn open_catalog(
-        &self,
-    ) -> Result<std::sync::Arc<dyn crate::catalog::Catalog>, crate::catalog::CatalogError> {
-        let maintenance = self.maintenance_database_url.as_ref().map(Secret::expose);
-        crate::catalog::connect_with(self.database_url.expose(), maintenance).await
-    }
-
-    /// The root of presigned-URL keys: `COFFER_PRESIGN_SECRET`, else the signing secret.
-    pub fn presign_secret(&self) -> Result<Secret, String> {
-        match &self.presign_secret {
-            Some(s) => Ok(s.clone()),
-            None => self.signing_secret(),
         }
     }
 

@@ -14,4 +14,8 @@ pub enum DomainError {
     InvalidKey(&'static str),
     #[error("invalid bucket name: {0}")]
     InvalidBucket(&'static str),
+    #[error("invalid expiry: {0}")]
+    InvalidExpiry(&'static str),
+    #[error("invalid restore: {0}")]
+    InvalidRestore(&'static str),
 }

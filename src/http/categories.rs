@@ -6,11 +6,11 @@ use axum::extract::State;
 
 use super::view::{CategoriesView, CategoryView};
 use super::{ApiError, AppState};
-use crate::auth::Caller;
+use crate::service::Admitted;
 
 #[utoipa::path(get, path = "/v1/categories", tag = "files",
     responses((status = 200, body = CategoriesView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView)))]
-pub async fn categories(State(state): State<AppState>, _caller: Caller) -> Result<Json<CategoriesView>, ApiError> {
+pub async fn categories(State(state): State<AppState>, _who: Admitted) -> Result<Json<CategoriesView>, ApiError> {
     let categories = state
         .service
         .categories()

@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::{ApiError, AppState};
-use crate::auth::Caller;
 use crate::domain::ObjectKey;
+use crate::service::Admitted;
 
 /// Delete a file.
 #[utoipa::path(delete, path = "/v1/files/{key}", tag = "files",
@@ -18,11 +18,10 @@ use crate::domain::ObjectKey;
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    who: Admitted,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = ObjectKey::parse(&key)?;
-    caller.require_write()?;
-    state.service.delete_file(&caller.tenant, &key).await?;
+    state.service.delete(&who, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

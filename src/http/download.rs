@@ -2,16 +2,14 @@
 //! URL; conditional requests (304), single ranges (206/416), safe serving headers.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::auth::Access;
 use super::view::FileView;
-use super::{ApiError, AppState, headers, query};
-use crate::auth::{Caller, is_presigned};
-use crate::domain::{BlobVersion, ObjectKey, TenantId};
+use super::{ApiError, AppState, ErrorCode, headers, query};
 use crate::service::StorageService;
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,20 +41,19 @@ struct DownloadParams {
 pub async fn download(
     State(state): State<AppState>,
     method: Method,
-    Path(key): Path<String>,
+    access: Access,
     RawQuery(raw): RawQuery,
     req_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let raw = raw.unwrap_or_default();
-    let (key, tenant, bound) = authenticate(&state, &method, &key, &raw, &req_headers).await?;
-    tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+    let Access { who, key, bound } = access;
     let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
-        .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let params = DownloadParams { download: param("download"), metadata: param("metadata") };
     let attachment = query::flag(params.download.as_deref(), "download")?;
 
-    let record = state.service.stat(&tenant, &key).await?;
+    let record = state.service.stat(&who, &key).await?;
     if let Some(version) = &bound {
         StorageService::linked_version(&record, version)?;
     }
@@ -84,15 +81,12 @@ pub async fn download(
     let range = match headers::range(&req_headers, &record) {
         Ok(r) => r,
         Err(headers::Unsatisfiable) => {
-            return Ok(response
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", record.size))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(
-                    serde_json::json!({"error": {"code": "range-not-satisfiable", "message": format!("the file has {} bytes", record.size)}})
-                        .to_string(),
-                ))
-                .expect("valid response"));
+            let mut res = ApiError::new(ErrorCode::RangeNotSatisfiable, format!("the file has {} bytes", record.size))
+                .into_response();
+            let h = res.headers_mut();
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{}", record.size)).expect("ASCII"));
+            return Ok(res);
         }
     };
     let (status, length) = match &range {
@@ -110,36 +104,4 @@ pub async fn download(
         Body::from_stream(state.service.read(&record, range).await?)
     };
     Ok(response.body(body).expect("valid response"))
-}
-
-/// The key and the tenant a download acts as, and for a presigned URL the stored version it is
-/// bound to: from a verified presigned URL (when the query carries presign parameters) or from
-/// the bearer token — checked before the key is parsed, so a missing token is a 401 whatever
-/// the key.
-async fn authenticate(
-    state: &AppState,
-    method: &Method,
-    raw_key: &str,
-    raw_query: &str,
-    req_headers: &HeaderMap,
-) -> Result<(ObjectKey, TenantId, Option<BlobVersion>), ApiError> {
-    if is_presigned(raw_query) {
-        // No signature can cover a key that does not parse.
-        let key = ObjectKey::parse(raw_key).map_err(|_| crate::auth::PresignError::BadSignature)?;
-        let version = state.service.verify_presigned(method.as_str(), &key, raw_query)?;
-        // A suspended tenant's links stop working with its tokens.
-        state.service.check_tenant(key.tenant()).await?;
-        let tenant = key.tenant().clone();
-        return Ok((key, tenant, Some(version)));
-    }
-    let mut parts = axum::http::Request::new(()).into_parts().0;
-    parts.headers = req_headers.clone();
-    let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
-    Ok((ObjectKey::parse(raw_key)?, caller.tenant, None))
-}
-
-/// Formats a time as an HTTP date.
-pub fn http_date(t: DateTime<Utc>) -> HeaderValue {
-    let system: std::time::SystemTime = t.into();
-    HeaderValue::from_str(&httpdate::fmt_http_date(system)).expect("http dates are ASCII")
 }

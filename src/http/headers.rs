@@ -3,8 +3,8 @@
 use std::ops::RangeInclusive;
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use chrono::{DateTime, Utc};
 
-use super::download::http_date;
 use crate::catalog::FileRecord;
 use crate::service::{content_disposition, serving};
 
@@ -24,6 +24,12 @@ pub fn describe(h: &mut HeaderMap, record: &FileRecord, attachment: bool) {
     if serve.sandbox {
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
     }
+}
+
+/// Formats a time as an HTTP date.
+pub fn http_date(t: DateTime<Utc>) -> HeaderValue {
+    let system: std::time::SystemTime = t.into();
+    HeaderValue::from_str(&httpdate::fmt_http_date(system)).expect("http dates are ASCII")
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {

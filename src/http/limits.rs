@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::domain::TenantId;
 
 /// Slots for uploads in progress.
@@ -62,7 +62,7 @@ impl Drop for UploadSlot {
 }
 
 fn too_many(message: &str) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", message)
+    ApiError::new(ErrorCode::TooManyRequests, message)
 }
 
 /// 429 answers carry `Retry-After: 1`.
@@ -78,7 +78,7 @@ pub async fn url_length(State(state): State<AppState>, req: Request, next: Next)
     let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if len > state.limits.max_url_bytes {
         let message = format!("the URL is longer than {} bytes", state.limits.max_url_bytes);
-        return ApiError::new(StatusCode::URI_TOO_LONG, "url-too-long", message).into_response();
+        return ApiError::new(ErrorCode::UrlTooLong, message).into_response();
     }
     retry_after(next.run(req).await)
 }
@@ -87,7 +87,6 @@ pub async fn url_length(State(state): State<AppState>, req: Request, next: Next)
 pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "the request took too long")
-            .into_response(),
+        Err(_) => ApiError::new(ErrorCode::RequestTimeout, "the request took too long").into_response(),
     }
 }

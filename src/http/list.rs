@@ -6,10 +6,10 @@ use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
 use super::view::{FileView, ListView};
-use super::{ApiError, AppState, query};
-use crate::auth::Caller;
+use super::{ApiError, AppState, ErrorCode, query};
 use crate::catalog::{Cursor, ListQuery, SortOrder};
 use crate::domain::Category;
+use crate::service::Admitted;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
@@ -41,11 +41,11 @@ struct ListParams {
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    who: Admitted,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ListView>, ApiError> {
     let p: ListParams = query::parse(raw.as_deref())?;
-    let invalid = |m: &str| ApiError::bad_request("invalid-query", m);
+    let invalid = |m: &str| ApiError::new(ErrorCode::InvalidQuery, m);
     let limit = match p.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(l) => l.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or(invalid("limit must be 1 to 1000"))?,
@@ -61,12 +61,12 @@ pub async fn list(
     let cursor = match p.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => {
-            Some(Cursor::parse(c).map_err(|_| ApiError::bad_request("invalid-cursor", "the cursor is not valid"))?)
+            Some(Cursor::parse(c).map_err(|_| ApiError::new(ErrorCode::InvalidCursor, "the cursor is not valid"))?)
         }
     };
     let query =
         ListQuery { category: p.category.as_deref().map(Category::parse).transpose()?, prefix, sort, limit, cursor };
-    let page = state.service.list(&caller.tenant, &query).await?;
+    let page = state.service.list(&who, &query).await?;
     Ok(Json(ListView {
         files: page.files.iter().map(FileView::from).collect(),
         next_cursor: page.next.map(|c| c.encode()),

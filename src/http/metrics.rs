@@ -2,13 +2,13 @@
 //! token when `COFFER_METRICS_TOKEN` is set.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::config::Secret;
 
 /// Who may read `/metrics`.
@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
 /// The router of the separate metrics listener.
 pub fn metrics_router(state: AppState) -> Router {
     routes()
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "only /metrics is served here") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "only /metrics is served here") })
         .layer(middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }
@@ -41,8 +41,7 @@ async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "metrics-token-required", "send the metrics bearer token")
-                .into_response();
+            return ApiError::new(ErrorCode::MetricsTokenRequired, "send the metrics bearer token").into_response();
         }
     }
     crate::telemetry::render().await

@@ -30,7 +30,7 @@ use axum::{Router, middleware};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use headers::byte_range;
 pub use metrics::metrics_router;
 pub use openapi::ApiDoc;
@@ -88,9 +88,9 @@ pub fn router(state: AppState) -> Router {
     let mut app = bounded
         .merge(streaming)
         .merge(console)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed on this route")
+            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .route_layer(middleware::from_fn(crate::telemetry::track))
         .layer(middleware::from_fn_with_state(state.clone(), limits::url_length))

@@ -5,10 +5,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
-use crate::auth::Caller;
-use crate::domain::ObjectKey;
-use crate::service::PresignedUrl;
+use super::{ApiError, AppState, ErrorCode};
+use crate::domain::{Expiry, ObjectKey};
+use crate::service::{Admitted, PresignedUrl};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +33,12 @@ pub struct PresignBody {
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn presign(
     State(state): State<AppState>,
-    caller: Caller,
+    who: Admitted,
     body: Bytes,
 ) -> Result<Json<PresignedUrl>, ApiError> {
     let req: PresignBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid-json", e.to_string()))?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     let key = ObjectKey::parse(&req.key)?;
-    Ok(Json(state.service.presign(&caller.tenant, &key, req.expires_in, req.download).await?))
+    let expires_in = req.expires_in.map(Expiry::parse).transpose()?;
+    Ok(Json(state.service.presign(&who, &key, expires_in, req.download).await?))
 }

@@ -2,13 +2,13 @@
 
 use serde::de::DeserializeOwned;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// Parses the raw query into `T`; unknown fields are refused by `T`'s serde attributes.
 pub fn parse<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
     match raw {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| ApiError::bad_request("invalid-query", e.to_string())),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string())),
     }
 }
 
@@ -18,7 +18,7 @@ pub fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
         None | Some("0") | Some("false") => Ok(false),
         Some("1") | Some("true") => Ok(true),
         Some(other) => {
-            Err(ApiError::bad_request("invalid-query", format!("{name} must be true or false, not {other:?}")))
+            Err(ApiError::new(ErrorCode::InvalidQuery, format!("{name} must be true or false, not {other:?}")))
         }
     }
 }

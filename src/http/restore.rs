@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
-use crate::auth::Caller;
-use crate::domain::ObjectKey;
+use super::{ApiError, AppState, ErrorCode};
+use crate::domain::{ObjectKey, Restore};
+use crate::service::Admitted;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,11 +39,11 @@ fn default_tier() -> String {
         (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
     ))]
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn restore(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn restore(State(state): State<AppState>, who: Admitted, body: Bytes) -> Result<StatusCode, ApiError> {
     let req: RestoreBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid-json", e.to_string()))?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     let key = ObjectKey::parse(&req.key)?;
-    caller.require_write()?;
-    state.service.restore(&caller.tenant, &key, req.days, &req.tier).await?;
+    let restore = Restore::parse(req.days, &req.tier)?;
+    state.service.restore(&who, &key, restore).await?;
     Ok(StatusCode::ACCEPTED)
 }

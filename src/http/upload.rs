@@ -15,11 +15,10 @@ use multer::{Constraints, SizeLimit};
 
 use super::body_guard::{self, BodyGuard, Preamble, Trip, Tripped};
 use super::view::FileView;
-use super::{ApiError, AppState, query};
-use crate::auth::Caller;
+use super::{ApiError, AppState, ErrorCode, query};
 use crate::blob::ByteStream;
 use crate::domain::{Category, Filename};
-use crate::service::{ServiceError, UploadRequest};
+use crate::service::{Admitted, ServiceError, UploadRequest};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,13 +62,12 @@ pub struct UploadForm {
 #[tracing::instrument(skip_all, fields(tenant))]
 pub async fn upload(
     State(state): State<AppState>,
-    caller: Caller,
+    who: Admitted,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    caller.require_write()?;
-    let _slot = state.uploads.acquire(&caller.tenant)?;
+    let _slot = state.uploads.acquire(who.tenant())?;
     let params: UploadParams = query::parse(raw.as_deref())?;
     let overwrite = query::flag(params.overwrite.as_deref(), "overwrite")?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -84,7 +82,7 @@ pub async fn upload(
         tripped.clone(),
     ));
     let request = if let Ok(boundary) = multer::parse_boundary(content_type) {
-        from_multipart(caller, params, overwrite, body, boundary, tripped).await?
+        from_multipart(params, overwrite, body, boundary, tripped).await?
     } else {
         let declared = params.content_type.clone().or_else(|| {
             (!content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded"))
@@ -94,8 +92,8 @@ pub async fn upload(
         let (category, raw_name) = match (params.category, params.filename) {
             (Some(c), Some(f)) => (c, f),
             _ => {
-                return Err(ApiError::bad_request(
-                    "invalid-query",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
                     "query parameters category and filename are required",
                 ));
             }
@@ -104,14 +102,13 @@ pub async fn upload(
             category: Category::parse(&category)?,
             filename: Filename::parse(&raw_name)?,
             original_filename: Some(raw_name),
-            tenant: caller.tenant,
             content_type: declared,
             overwrite,
             size_hint,
             body,
         }
     };
-    let record = state.service.upload(request).await?;
+    let record = state.service.upload(&who, request).await?;
     let location = format!("/v1/files/{}", crate::service::encode_key(&record.key));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(FileView::from(&record))).into_response())
 }
@@ -124,7 +121,6 @@ const MAX_FIELD: u64 = 1024;
 /// Fields after the file part are not read. Everything before the file part's data is capped
 /// at [`body_guard::MAX_PREAMBLE`] bytes, each field at [`MAX_FIELD`].
 async fn from_multipart(
-    caller: Caller,
     params: UploadParams,
     overwrite: bool,
     body: ByteStream,
@@ -148,7 +144,7 @@ async fn from_multipart(
         match field.name() {
             Some("file") => {
                 file_started.store(true, Ordering::Relaxed);
-                let bad = |m: &str| ApiError::bad_request("invalid-multipart", m);
+                let bad = |m: &str| ApiError::new(ErrorCode::InvalidMultipart, m);
                 let raw_name = filename
                     .or_else(|| field.file_name().map(str::to_owned))
                     .ok_or_else(|| bad("the file part has no filename"))?;
@@ -168,7 +164,6 @@ async fn from_multipart(
                     category: Category::parse(&category)?,
                     filename: Filename::parse(&raw_name)?,
                     original_filename: Some(raw_name),
-                    tenant: caller.tenant,
                     content_type: declared,
                     overwrite,
                     size_hint: None,
@@ -184,10 +179,10 @@ async fn from_multipart(
                     _ => overwrite = query::flag(Some(&value), "overwrite")?,
                 }
             }
-            None => return Err(ApiError::bad_request("invalid-multipart", "a form part has no name")),
+            None => return Err(ApiError::new(ErrorCode::InvalidMultipart, "a form part has no name")),
         }
     }
-    Err(ApiError::bad_request("invalid-multipart", "the form has no file part"))
+    Err(ApiError::new(ErrorCode::InvalidMultipart, "the form has no file part"))
 }
 
 /// A multipart parse failure as the client should hear it: what the body guard tripped on
@@ -196,17 +191,15 @@ fn multipart_error(e: multer::Error, tripped: &Tripped) -> ApiError {
     match tripped.get() {
         Some(Trip::Body(b)) => ServiceError::from_body(std::io::Error::other(b)).into(),
         Some(Trip::PreambleTooLarge) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "multipart-preamble-too-large",
+            ErrorCode::MultipartPreambleTooLarge,
             format!("a form may carry at most {} bytes before the file part's data", body_guard::MAX_PREAMBLE),
         ),
         None => match e {
             multer::Error::FieldSizeExceeded { field_name, .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "form-field-too-large",
+                ErrorCode::FormFieldTooLarge,
                 format!("form field {} is longer than {MAX_FIELD} bytes", field_name.unwrap_or_default()),
             ),
-            other => ApiError::bad_request("invalid-multipart", other.to_string()),
+            other => ApiError::new(ErrorCode::InvalidMultipart, other.to_string()),
         },
     }
 }

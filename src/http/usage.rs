@@ -4,8 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::{ApiError, AppState};
-use crate::auth::Caller;
-use crate::service::UsageReport;
+use crate::service::{Admitted, UsageReport};
 
 /// The caller's file count and bytes, per category and in total, and its quota.
 #[utoipa::path(get, path = "/v1/usage", tag = "files",
@@ -14,6 +13,6 @@ use crate::service::UsageReport;
         (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
     ))]
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn usage(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageReport>, ApiError> {
-    Ok(Json(state.service.usage(&caller.tenant).await?))
+pub async fn usage(State(state): State<AppState>, who: Admitted) -> Result<Json<UsageReport>, ApiError> {
+    Ok(Json(state.service.usage(&who).await?))
 }

@@ -10,6 +10,9 @@ use crate::domain::DomainError;
 pub enum ServiceError {
     #[error(transparent)]
     Invalid(#[from] DomainError),
+    /// A presigned link that does not verify or has expired.
+    #[error(transparent)]
+    Link(#[from] crate::auth::PresignError),
     #[error("unknown category {0:?}")]
     UnknownCategory(String),
     #[error("the key belongs to another tenant")]
@@ -26,14 +29,12 @@ pub enum ServiceError {
     TenantInactive,
     #[error("content type {content_type} is not accepted in category {category}")]
     UnsupportedMediaType { content_type: String, category: String },
-    #[error("invalid restore request: {0}")]
-    InvalidRestore(String),
-    #[error("invalid expiry: {0}")]
-    InvalidExpiry(String),
     #[error("invalid cursor")]
     InvalidCursor,
     #[error("the request body stalled: no data arrived for too long")]
     BodyTimeout,
+    #[error("this token is read-only")]
+    ReadOnly,
     #[error("the file this link was issued for has been replaced or deleted")]
     LinkSuperseded,
     #[error("the request body arrives too slowly: under {min_rate} bytes per second")]

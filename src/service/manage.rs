@@ -1,16 +1,16 @@
-use super::{ServiceError, StorageService};
+use super::{Admitted, ServiceError, StorageService};
 use crate::catalog::{BlobRef, FilePage, FileRecord, ListQuery, SortOrder};
 use crate::domain::{Category, ObjectKey, TenantId};
 
 impl StorageService {
     /// One page of `tenant`'s files, from the catalog. `UnknownCategory` for a category that is
     /// not configured; `InvalidCursor` for a cursor of another sort order.
-    #[tracing::instrument(skip(self, query), fields(tenant = %tenant))]
-    pub async fn list(&self, tenant: &TenantId, query: &ListQuery) -> Result<FilePage, ServiceError> {
+    #[tracing::instrument(skip(self, who, query), fields(tenant = %who.tenant()))]
+    pub async fn list(&self, who: &Admitted, query: &ListQuery) -> Result<FilePage, ServiceError> {
         if let Some(c) = &query.category {
             self.policy(c)?;
         }
-        Ok(self.inner.catalog.list(tenant, query).await?)
+        Ok(self.inner.catalog.list(who.tenant(), query).await?)
     }
 
     /// The seed's `list_files`: every file of `tenant` (in `category`, when given), newest
@@ -20,11 +20,12 @@ impl StorageService {
         tenant: &TenantId,
         category: Option<&Category>,
     ) -> Result<Vec<FileRecord>, ServiceError> {
+        let who = self.admit_tenant(tenant).await?;
         let mut query =
             ListQuery { category: category.cloned(), prefix: None, sort: SortOrder::Newest, limit: 1000, cursor: None };
         let mut all = Vec::new();
         loop {
-            let page = self.list(tenant, &query).await?;
+            let page = self.list(&who, &query).await?;
             all.extend(page.files);
             match page.next {
                 Some(next) => query.cursor = Some(next),
@@ -33,11 +34,17 @@ impl StorageService {
         }
     }
 
-    /// The seed's `delete_file`: removes the row, then the bytes. `TenantMismatch` or
-    /// `NotFound` as for reads. If removing the bytes fails they stay queued and are retried.
-    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
+    /// The seed's `delete_file`, for `tenant` (admitted first).
     pub async fn delete_file(&self, tenant: &TenantId, key: &ObjectKey) -> Result<(), ServiceError> {
-        Self::authorize(tenant, key)?;
+        self.delete(&self.admit_tenant(tenant).await?, key).await
+    }
+
+    /// Removes the row, then the bytes. `ReadOnly` for a read-only caller; `TenantMismatch` or
+    /// `NotFound` as for reads. If removing the bytes fails they stay queued and are retried.
+    #[tracing::instrument(skip(self, who, key), fields(tenant = %who.tenant(), key = %key))]
+    pub async fn delete(&self, who: &Admitted, key: &ObjectKey) -> Result<(), ServiceError> {
+        who.require_write()?;
+        Self::authorize(who.tenant(), key)?;
         let record = self.inner.catalog.delete(key).await?;
         // Bytes that cannot go now stay queued; the delete itself has happened.
         let _ = self.purge(&record.blob_ref()).await;

@@ -7,6 +7,7 @@
 //! - bytes are durable before their catalog row is committed; bytes no row points to are
 //!   queued for deletion in the same transaction that unlinks them.
 
+mod admission;
 mod archive;
 mod body;
 mod content_type;
@@ -19,6 +20,7 @@ mod upload;
 
 use std::sync::Arc;
 
+pub use admission::Admitted;
 pub use body::{BodyError, from_bytes};
 pub use content_type::{Serving, content_disposition, serving};
 pub use error::ServiceError;
@@ -27,9 +29,9 @@ pub use tenants::UsageReport;
 pub use upload::UploadRequest;
 
 use crate::auth::UrlSigner;
-use crate::blob::{BlobError, BlobStore, FsBlobStore, S3BlobStore};
+use crate::blob::BlobStore;
 use crate::catalog::{Catalog, Quota};
-use crate::config::{BucketKind, Categories, CategoryPolicy, Config, PresignMode, StorageEngine, TenantsMode};
+use crate::config::{BucketKind, Categories, CategoryPolicy, Config, TenantsMode};
 use crate::domain::{BucketName, Category, ObjectKey, TenantId};
 
 /// The tenant-scoped storage service (the seed's `StorageService`).
@@ -69,9 +71,6 @@ struct Inner {
     default_quota: Quota,
     quota_overrides: std::collections::BTreeMap<TenantId, Quota>,
     tenant_cache: tenants::TenantCache,
-    /// Direct S3 links up to this lifetime; `None` when links are always coffer-signed.
-    presign_direct: Option<std::time::Duration>,
-    presign_origin: Option<String>,
     /// How often a running upload marks its intent as alive (a quarter of reconcile's grace,
     /// between 100 ms and 20 s); each mark vouches for three of these.
     intent_heartbeat: std::time::Duration,
@@ -95,7 +94,8 @@ pub enum StartError {
 }
 
 impl StorageService {
-    /// Assembles a service from its parts (tests and embedders use this directly).
+    /// Assembles a service from its parts; [`crate::startup::service`] opens them from a
+    /// configuration.
     pub fn new(blobs: Arc<dyn BlobStore>, catalog: Arc<dyn Catalog>, config: &Config, signer: UrlSigner) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -111,61 +111,10 @@ impl StorageService {
                 default_quota: config.default_quota,
                 quota_overrides: config.quota_overrides.clone(),
                 tenant_cache: tenants::TenantCache::default(),
-                presign_direct: match &config.storage {
-                    StorageEngine::S3(s) if s.presign == PresignMode::Direct => Some(s.direct_max_ttl),
-                    _ => None,
-                },
-                presign_origin: match &config.storage {
-                    StorageEngine::S3(s) if s.presign == PresignMode::Direct => Some(
-                        s.endpoint
-                            .as_ref()
-                            .map_or_else(|| "https://*.amazonaws.com".to_owned(), |u| u.origin().ascii_serialization()),
-                    ),
-                    _ => None,
-                },
                 intent_heartbeat: (config.reconcile_grace / 4)
                     .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
             }),
         }
-    }
-
-    /// Builds the service that `config` describes: opens the catalog (applying migrations),
-    /// the blob store (creating the filesystem buckets), and the signing keys.
-    pub async fn from_config(config: &Config) -> Result<Self, StartError> {
-        crate::util::create_private_dir_all(&config.data_dir)
-            .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
-        let secret = config.presign_secret().map_err(StartError::Secret)?;
-        let signer = UrlSigner::new(&secret, &config.presign_previous_secrets);
-        let blobs: Arc<dyn BlobStore> = match &config.storage {
-            StorageEngine::Filesystem => {
-                let store = FsBlobStore::new(config.data_dir.join("objects"));
-                for bucket in [&config.documents_bucket, &config.media_bucket] {
-                    store.ensure_bucket(bucket).await?;
-                }
-                Arc::new(store)
-            }
-            StorageEngine::S3(settings) => {
-                let store = S3BlobStore::new(settings.as_ref().clone()).await;
-                for bucket in [&config.documents_bucket, &config.media_bucket] {
-                    match store.check(bucket).await {
-                        Ok(()) => {}
-                        Err(BlobError::NoSuchBucket(b)) => return Err(StartError::MissingBucket(b)),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Arc::new(store)
-            }
-        };
-        let url = config.database_url.expose();
-        let catalog = config
-            .open_catalog()
-            .await
-            .map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(crate::telemetry::stores::MeteredBlobStore(blobs));
-        let catalog: Arc<dyn Catalog> = Arc::new(crate::telemetry::stores::MeteredCatalog(catalog));
-        let service = Self::new(blobs, catalog, config, signer);
-        service.purge_queued().await;
-        Ok(service)
     }
 
     /// The configured policy of `category`, or `UnknownCategory`.
@@ -199,8 +148,8 @@ impl StorageService {
     }
 
     /// The origin presigned URLs point at when it is not coffer itself (direct S3 links).
-    pub fn presign_origin(&self) -> Option<&str> {
-        self.inner.presign_origin.as_deref()
+    pub fn presign_origin(&self) -> Option<String> {
+        self.inner.blobs.presign_origin()
     }
 
     /// The quota that applies to `tenant`.

@@ -1,13 +1,10 @@
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{ServiceError, StorageService, content_disposition, serving};
+use super::{Admitted, ServiceError, StorageService, content_disposition, serving};
 use crate::auth::PresignError;
 use crate::catalog::FileRecord;
-use crate::config::MAX_PRESIGN_EXPIRY;
-use crate::domain::{BlobVersion, ObjectKey, TenantId};
+use crate::domain::{BlobVersion, Expiry, ObjectKey, TenantId};
 
 /// A time-limited link to one file.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -23,42 +20,34 @@ impl StorageService {
     /// `COFFER_PRESIGN_DIRECT_MAX_TTL`, a SigV4 URL to S3 itself carrying the original filename
     /// and the served type as response headers (it dies with the stored version it names, but
     /// not at suspension); else a coffer-signed URL, which stops serving at suspension,
-    /// replacement or deletion. `download` makes the link serve an attachment. `InvalidExpiry` when out of range;
+    /// replacement or deletion. `download` makes the link serve an attachment.
     /// `TenantMismatch` / `NotFound` as for reads.
-    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
+    #[tracing::instrument(skip(self, who, key), fields(tenant = %who.tenant(), key = %key))]
     pub async fn presign(
         &self,
-        tenant: &TenantId,
+        who: &Admitted,
         key: &ObjectKey,
-        expires_in: Option<i64>,
+        expires_in: Option<Expiry>,
         download: bool,
     ) -> Result<PresignedUrl, ServiceError> {
-        Self::authorize(tenant, key)?;
-        let ttl = match expires_in {
-            None => self.inner.default_expiry,
-            Some(s) if s <= 0 => return Err(ServiceError::InvalidExpiry("expires_in must be positive".into())),
-            Some(s) if s as u64 > MAX_PRESIGN_EXPIRY.as_secs() => {
-                return Err(ServiceError::InvalidExpiry("expires_in must be at most 604800 seconds (7 days)".into()));
-            }
-            Some(s) => Duration::from_secs(s as u64),
-        };
-        let record = self.stat(tenant, key).await?;
+        Self::authorize(who.tenant(), key)?;
+        let ttl = expires_in.map_or(self.inner.default_expiry, |e| e.duration());
+        let record = self.stat(who, key).await?;
         if self.archive_state(&record).await?.is_some_and(|s| !s.readable) {
             return Err(ServiceError::Archived);
         }
         let expires_at = Utc::now() + ttl;
-        // A direct S3 link cannot be revoked (suspension); past the bound, coffer signs it.
-        if self.inner.presign_direct.is_some_and(|max| ttl <= max) {
-            let serve = serving(&record.content_type, download);
-            let disposition = content_disposition(&record.original_filename, !serve.inline);
-            let direct = self
-                .inner
-                .blobs
-                .presign_get(&record.bucket, &record.blob, ttl, &disposition, serve.content_type.as_str())
-                .await;
-            if let Some(url) = direct {
-                return Ok(PresignedUrl { url: url?, expires_at });
-            }
+        // The store decides whether it gives a direct link for this lifetime (S3 in direct mode,
+        // within its bound: a direct link cannot be revoked at suspension).
+        let serve = serving(&record.content_type, download);
+        let disposition = content_disposition(&record.original_filename, !serve.inline);
+        let direct = self
+            .inner
+            .blobs
+            .presign_get(&record.bucket, &record.blob, ttl, &disposition, serve.content_type.as_str())
+            .await;
+        if let Some(url) = direct {
+            return Ok(PresignedUrl { url: url?, expires_at });
         }
         let options: &[(&str, &str)] = if download { &[("download", "1")] } else { &[] };
         let query = self.inner.signer.sign(key, &record.blob.version(), expires_at.timestamp(), options);
@@ -75,12 +64,13 @@ impl StorageService {
         key: &ObjectKey,
         expiration: Option<i64>,
     ) -> Result<PresignedUrl, ServiceError> {
-        self.presign(tenant, key, expiration, false).await
+        let expiry = expiration.map(Expiry::parse).transpose()?;
+        self.presign(&self.admit_tenant(tenant).await?, key, expiry, false).await
     }
 
     /// Checks a presigned request (`method`, the request's raw query) for `key`; returns the
-    /// stored version the link was issued for.
-    pub fn verify_presigned(
+    /// stored version the link was issued for. Front ends call [`Self::admit_link`].
+    pub(super) fn verify_presigned(
         &self,
         method: &str,
         key: &ObjectKey,

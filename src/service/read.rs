@@ -1,6 +1,6 @@
 use std::ops::RangeInclusive;
 
-use super::{ServiceError, StorageService};
+use super::{Admitted, ServiceError, StorageService};
 use crate::blob::{BlobError, ByteStream};
 use crate::catalog::FileRecord;
 use crate::domain::{ObjectKey, TenantId};
@@ -9,9 +9,9 @@ impl StorageService {
     /// The catalog record of `key`. `TenantMismatch` when the key is another tenant's
     /// (whether or not it exists), `UnknownCategory` for a category that is not configured,
     /// `NotFound` when absent.
-    #[tracing::instrument(skip(self, key), fields(tenant = %tenant, key = %key))]
-    pub async fn stat(&self, tenant: &TenantId, key: &ObjectKey) -> Result<FileRecord, ServiceError> {
-        Self::authorize(tenant, key)?;
+    #[tracing::instrument(skip(self, who, key), fields(tenant = %who.tenant(), key = %key))]
+    pub async fn stat(&self, who: &Admitted, key: &ObjectKey) -> Result<FileRecord, ServiceError> {
+        Self::authorize(who.tenant(), key)?;
         self.policy(key.category())?;
         self.inner.catalog.get(key).await?.ok_or(ServiceError::NotFound)
     }
@@ -33,13 +33,15 @@ impl StorageService {
         }
     }
 
-    /// The seed's `download_file`: the record and a stream of the whole file.
+    /// The seed's `download_file`: the record and a stream of the whole file, for `tenant`
+    /// (admitted first: `TenantInactive` when suspended).
     pub async fn download_file(
         &self,
         tenant: &TenantId,
         key: &ObjectKey,
     ) -> Result<(FileRecord, ByteStream), ServiceError> {
-        let record = self.stat(tenant, key).await?;
+        let who = self.admit_tenant(tenant).await?;
+        let record = self.stat(&who, key).await?;
         let body = self.read(&record, None).await?;
         Ok((record, body))
     }

@@ -55,7 +55,7 @@ impl StorageService {
     /// Admits `tenant` or returns `TenantInactive`: suspended tenants are always refused;
     /// unknown tenants are registered on first use in open mode and refused in registered mode.
     /// Answers from a short-lived cache.
-    pub async fn check_tenant(&self, tenant: &TenantId) -> Result<(), ServiceError> {
+    pub(super) async fn check_tenant(&self, tenant: &TenantId) -> Result<(), ServiceError> {
         let status = match self.inner.tenant_cache.get(tenant) {
             Some(status) => status,
             None => {
@@ -75,7 +75,8 @@ impl StorageService {
     }
 
     /// `tenant`'s usage, kept exact by the catalog in the transactions that change files.
-    pub async fn usage(&self, tenant: &TenantId) -> Result<UsageReport, ServiceError> {
+    pub async fn usage(&self, who: &super::Admitted) -> Result<UsageReport, ServiceError> {
+        let tenant = who.tenant();
         let categories = self.inner.catalog.usage(tenant).await?;
         let quota = self.quota(tenant);
         Ok(UsageReport {

@@ -2,14 +2,14 @@ use tracing::Instrument;
 
 use super::body::{BodyError, Metered, peek};
 use super::content_type::{SNIFF_LEN, decide};
-use super::{ServiceError, StorageService};
+use super::{Admitted, ServiceError, StorageService};
 use crate::blob::ByteStream;
 use crate::catalog::{BlobRef, FileRecord, PendingUpload};
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 
-/// One upload, as the HTTP layer or a library caller hands it over.
+/// One upload, as the HTTP layer or a library caller hands it over; the tenant is the admitted
+/// caller's.
 pub struct UploadRequest {
-    pub tenant: TenantId,
     pub category: Category,
     pub filename: Filename,
     /// The name exactly as sent, kept for Content-Disposition; defaults to `filename`.
@@ -33,8 +33,8 @@ impl StorageService {
         content: ByteStream,
         content_type: Option<&str>,
     ) -> Result<ObjectKey, ServiceError> {
+        let who = self.admit_tenant(tenant).await?;
         let request = UploadRequest {
-            tenant: tenant.clone(),
             category: category.clone(),
             filename: filename.clone(),
             original_filename: None,
@@ -43,17 +43,20 @@ impl StorageService {
             size_hint: None,
             body: content,
         };
-        Ok(self.upload(request).await?.key)
+        Ok(self.upload(&who, request).await?.key)
     }
 
     /// Streams an upload to storage and records it. Order: intent recorded, bytes written
     /// durably under a fresh version, row committed (switching an overwritten key in the same
     /// transaction), then replaced bytes removed. Returns `UnknownCategory`, `AlreadyExists`,
-    /// `TooLarge`, `UnsupportedMediaType`, `BodyIncomplete` with nothing stored.
-    #[tracing::instrument(skip_all, fields(tenant = %req.tenant, category = %req.category))]
-    pub async fn upload(&self, req: UploadRequest) -> Result<FileRecord, ServiceError> {
+    /// `TooLarge`, `UnsupportedMediaType`, `BodyIncomplete` with nothing stored; `ReadOnly`
+    /// before reading any byte for a read-only caller.
+    #[tracing::instrument(skip_all, fields(tenant = %who.tenant(), category = %req.category))]
+    pub async fn upload(&self, who: &Admitted, req: UploadRequest) -> Result<FileRecord, ServiceError> {
+        who.require_write()?;
+        let tenant = who.tenant();
         let policy = self.policy(&req.category)?.clone();
-        let key = ObjectKey::new(req.tenant.clone(), req.category.clone(), req.filename.clone());
+        let key = ObjectKey::new(tenant.clone(), req.category.clone(), req.filename.clone());
         if req.size_hint.is_some_and(|n| n > policy.max_size) {
             return Err(ServiceError::TooLarge { limit: policy.max_size });
         }
@@ -61,7 +64,7 @@ impl StorageService {
         if !req.overwrite && existing.is_some() {
             return Err(ServiceError::AlreadyExists);
         }
-        let (limit, over) = self.stream_limit(&req.tenant, policy.max_size, existing.as_ref().map(|e| e.size)).await?;
+        let (limit, over) = self.stream_limit(tenant, policy.max_size, existing.as_ref().map(|e| e.size)).await?;
         if req.size_hint.is_some_and(|n| n > limit) {
             return Err(match over {
                 BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
@@ -97,7 +100,7 @@ impl StorageService {
             sha256,
             created_at: crate::util::now_micros(),
         };
-        let quota = self.quota(&req.tenant);
+        let quota = self.quota(tenant);
         match self.inner.catalog.commit_upload(&record, req.overwrite, &quota).await {
             Ok(replaced) => {
                 if let Some(old) = replaced {

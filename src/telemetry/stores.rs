@@ -1,4 +1,5 @@
-//! Decorators that time every blob-store and catalog operation and count its errors.
+//! Decorators that time every blob-store and catalog operation, count its errors and give it
+//! its span.
 
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
@@ -23,10 +24,14 @@ fn observe<T, E>(kind: &'static str, engine: &'static str, op: &'static str, sta
     }
 }
 
+/// Times `$call`, counts its error, and runs it in a span naming the store kind, the engine and
+/// the operation: the one place every blob-store and catalog operation gets its span.
 macro_rules! timed {
     ($kind:literal, $self:ident, $op:literal, $call:expr) => {{
+        use tracing::Instrument;
         let started = Instant::now();
-        let r = $call.await;
+        let span = tracing::debug_span!($kind, engine = $self.0.engine(), op = $op);
+        let r = $call.instrument(span).await;
         observe($kind, $self.0.engine(), $op, started, &r);
         r
     }};
@@ -85,6 +90,9 @@ impl BlobStore for MeteredBlobStore {
         content_type: &str,
     ) -> Option<Result<String, BlobError>> {
         self.0.presign_get(b, k, expires_in, disposition, content_type).await
+    }
+    fn presign_origin(&self) -> Option<String> {
+        self.0.presign_origin()
     }
     async fn archive_state(&self, b: &BucketName, k: &BlobKey) -> Result<Option<ArchiveState>, BlobError> {
         timed!("blob", self, "archive_state", self.0.archive_state(b, k))

@@ -105,7 +105,7 @@ async fn spawn_instance(
         }
         s3 = Some(store.client().clone());
     }
-    let state = coffer::server::state(&config).await.expect("state");
+    let state = coffer::startup::app_state(&config).await.expect("state");
     let service = state.service.clone();
     let blobs = service.parts().1;
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));

@@ -35,7 +35,7 @@ async fn data_dir_directories_are_0700_and_files_0600() {
     let overrides = Overrides { addr: Some(addr), data_dir: Some(data_dir.clone()), ..Overrides::default() };
     // No COFFER_JWT_SECRET: the signing secret is generated in the data dir too.
     let config = Config::from_lookup(|_| None, &overrides).unwrap();
-    let state = coffer::server::state(&config).await.unwrap();
+    let state = coffer::startup::app_state(&config).await.unwrap();
     let service = state.service.clone();
     tokio::spawn(coffer::server::serve_on(listener, state, None, std::future::pending()));
     let tenant = coffer::domain::TenantId::parse("abc").unwrap();

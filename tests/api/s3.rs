@@ -241,7 +241,7 @@ async fn a_missing_bucket_at_start_names_coffer_provision() {
         &overrides,
     )
     .unwrap();
-    let err = coffer::StorageService::from_config(&config).await.err().expect("start must fail");
+    let err = coffer::startup::service(&config).await.err().expect("start must fail");
     let line = err.to_string();
     assert!(line.contains("never-created-documents") && line.contains("coffer provision"), "{line}");
     assert!(!line.contains('\n'));

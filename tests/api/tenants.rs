@@ -105,3 +105,50 @@ async fn open_mode_registers_tenants_on_first_use() {
     let catalog = app.catalog().await;
     assert_eq!(catalog.tenant_status(&crate::helpers::tenant("newcomer")).await.unwrap(), Some(TenantStatus::Active));
 }
+
+/// The library API gets the service's admission like HTTP does: suspension, registration and
+/// read-only scopes hold for a program that calls `StorageService` directly.
+#[tokio::test]
+async fn the_library_api_is_admitted_like_http() {
+    use coffer::auth::Caller;
+    use coffer::domain::{Category, Filename};
+    use coffer::service::{ServiceError, UploadRequest, from_bytes};
+
+    let app = crate::helpers::spawn_app_with(&[("COFFER_TENANTS", "registered")]).await;
+    let svc = &app.service;
+    let (catalog, _) = svc.parts();
+    let reports = Category::parse("reports").unwrap();
+    let name = Filename::parse("lib.txt").unwrap();
+    let stranger = crate::helpers::tenant("stranger");
+    let refused = svc.upload_file(&stranger, &reports, &name, from_bytes(&b"x"[..]), None).await;
+    assert!(matches!(refused, Err(ServiceError::TenantInactive)), "{refused:?}");
+
+    let lib = crate::helpers::tenant("lib");
+    catalog.add_tenant(&lib).await.unwrap();
+    let key = svc.upload_file(&lib, &reports, &name, from_bytes(&b"library"[..]), None).await.unwrap();
+
+    let reader = svc.admit(&Caller { tenant: lib.clone(), read_only: true }).await.unwrap();
+    assert!(!reader.can_write());
+    assert_eq!(svc.stat(&reader, &key).await.unwrap().size, 7);
+    assert!(matches!(svc.delete(&reader, &key).await, Err(ServiceError::ReadOnly)));
+    let request = UploadRequest {
+        category: reports.clone(),
+        filename: Filename::parse("other.txt").unwrap(),
+        original_filename: None,
+        content_type: None,
+        overwrite: false,
+        size_hint: None,
+        body: from_bytes(&b"nope"[..]),
+    };
+    assert!(matches!(svc.upload(&reader, request).await, Err(ServiceError::ReadOnly)));
+
+    catalog.set_tenant_status(&lib, TenantStatus::Suspended).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await; // the admission cache
+    let inactive = |r: Result<(), ServiceError>| matches!(r, Err(ServiceError::TenantInactive));
+    assert!(inactive(svc.download_file(&lib, &key).await.map(drop)));
+    assert!(inactive(svc.list_files(&lib, None).await.map(drop)));
+    assert!(inactive(svc.get_presigned_url(&lib, &key, None).await.map(drop)));
+    assert!(inactive(svc.delete_file(&lib, &key).await));
+    assert!(inactive(svc.admit(&Caller { tenant: lib.clone(), read_only: true }).await.map(drop)));
+    assert!(inactive(svc.upload_file(&lib, &reports, &name, from_bytes(&b"x"[..]), None).await.map(drop)));
+}

@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use tokio_util::io::ReaderStream;
 
 use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
-use crate::config::{S3Settings, Sse};
+use crate::config::{PresignMode, S3Settings, Sse};
 use crate::domain::{BlobKey, BucketName};
 
 pub use errors::classify;
@@ -78,7 +78,6 @@ impl BlobStore for S3BlobStore {
         "s3"
     }
 
-    #[tracing::instrument(skip(self, body, content_type), fields(bucket = %bucket, key = %key))]
     async fn put(
         &self,
         bucket: &BucketName,
@@ -89,7 +88,6 @@ impl BlobStore for S3BlobStore {
         upload::put(self, bucket.as_str(), &key.to_string(), content_type, body).await
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
     async fn get(
         &self,
         bucket: &BucketName,
@@ -111,7 +109,6 @@ impl BlobStore for S3BlobStore {
         Ok(BlobRead { size, body })
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %bucket, key = %key))]
     async fn delete(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
         match self.client.delete_object().bucket(bucket.as_str()).key(key.to_string()).send().await {
             Ok(_) => Ok(()),
@@ -188,6 +185,10 @@ impl BlobStore for S3BlobStore {
         content_disposition: &str,
         content_type: &str,
     ) -> Option<Result<String, BlobError>> {
+        // Direct links only in direct mode, and no longer than the bound a suspension waits for.
+        if self.settings.presign != PresignMode::Direct || expires_in > self.settings.direct_max_ttl {
+            return None;
+        }
         let config = match PresigningConfig::expires_in(expires_in) {
             Ok(c) => c,
             Err(e) => return Some(Err(BlobError::Unavailable(e.to_string()))),
@@ -202,6 +203,15 @@ impl BlobStore for S3BlobStore {
             .presigned(config)
             .await;
         Some(presigned.map(|p| p.uri().to_owned()).map_err(|e| BlobError::Unavailable(e.to_string())))
+    }
+
+    fn presign_origin(&self) -> Option<String> {
+        (self.settings.presign == PresignMode::Direct).then(|| {
+            self.settings
+                .endpoint
+                .as_ref()
+                .map_or_else(|| "https://*.amazonaws.com".to_owned(), |u| u.origin().ascii_serialization())
+        })
     }
 
     async fn archive_state(&self, bucket: &BucketName, key: &BlobKey) -> Result<Option<ArchiveState>, BlobError> {

@@ -120,7 +120,6 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(blob = %pending.blob.blob))]
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
         let mut tx = self.blob_tx(&pending.blob).await?;
         sql::insert_intent(&mut *tx, pending).await?;
@@ -141,7 +140,6 @@ impl Catalog for PostgresCatalog {
         Ok(removed)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %record.key.tenant(), key = %record.key))]
     async fn commit_upload(
         &self,
         record: &FileRecord,
@@ -196,7 +194,6 @@ impl Catalog for PostgresCatalog {
         Ok(found)
     }
 
-    #[tracing::instrument(skip(self, q), fields(tenant = %tenant))]
     async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
         query::check_cursor(q)?;
         let mut tx = self.tenant_tx(tenant).await?;
@@ -206,7 +203,6 @@ impl Catalog for PostgresCatalog {
         query::page(rows, q)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %key.tenant()))]
     async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
         let mut tx = self.tenant_tx(key.tenant()).await?;
         let record = sql::delete_file_returning(&mut *tx, &key.to_string()).await?.ok_or(CatalogError::NotFound)?;

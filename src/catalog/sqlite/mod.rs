@@ -65,7 +65,6 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(blob = %pending.blob.blob))]
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
         sql::insert_intent(&self.pool, pending).await
     }
@@ -78,7 +77,6 @@ impl Catalog for SqliteCatalog {
         sql::delete_intent(&self.pool, blob).await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %record.key.tenant(), key = %record.key))]
     async fn commit_upload(
         &self,
         record: &FileRecord,
@@ -103,11 +101,16 @@ impl Catalog for SqliteCatalog {
                 return Err(CatalogError::QuotaExceeded);
             }
         }
-        if let Some(prev) = &previous {
-            sql::delete_file(&mut *tx, &key).await?;
-            sql::enqueue_deletion(&mut *tx, &prev.blob_ref()).await?;
+        match &previous {
+            Some(prev) => {
+                sql::replace_file(&mut *tx, record).await?;
+                sql::enqueue_deletion(&mut *tx, &prev.blob_ref()).await?;
+            }
+            // The write lock is held since BEGIN IMMEDIATE: the key cannot have appeared.
+            None => {
+                sql::insert_file(&mut *tx, record).await?;
+            }
         }
-        sql::insert_file(&mut *tx, record).await?;
         sql::add_usage(&mut *tx, &record.key, files_delta, bytes_delta).await?;
         tx.commit().await?;
         Ok(previous)
@@ -117,19 +120,15 @@ impl Catalog for SqliteCatalog {
         sql::select_file(&self.pool, &key.to_string()).await
     }
 
-    #[tracing::instrument(skip(self, q), fields(tenant = %tenant))]
     async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
         query::check_cursor(q)?;
         let rows: Vec<RawRecord> = query::list_files(tenant, q).build_query_as().fetch_all(&self.pool).await?;
         query::page(rows, q)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %key.tenant()))]
     async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let text = key.to_string();
-        let record = sql::select_file(&mut *tx, &text).await?.ok_or(CatalogError::NotFound)?;
-        sql::delete_file(&mut *tx, &text).await?;
+        let record = sql::delete_file_returning(&mut *tx, &key.to_string()).await?.ok_or(CatalogError::NotFound)?;
         sql::enqueue_deletion(&mut *tx, &record.blob_ref()).await?;
         sql::add_usage(&mut *tx, key, -1, -(record.size as i64)).await?;
         tx.commit().await?;
