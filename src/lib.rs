@@ -13,16 +13,14 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod iam;
-pub mod provision;
-pub mod reconcile;
 pub mod server;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
 pub(crate) mod util;
 
-pub use service::StorageService;
+pub use blob::{iam, provision};
+pub use service::{StorageService, reconcile};
 
 /// The seed's `get_storage_service()`: the service configured from the environment.
 pub async fn get_storage_service() -> Result<StorageService, service::StartError> {

@@ -20,7 +20,7 @@ use futures::Stream;
 
 pub use error::BlobError;
 pub use fs::FsBlobStore;
-pub use s3::S3BlobStore;
+pub use s3::{S3BlobStore, iam, provision};
 
 use crate::domain::{BlobKey, BucketName};
 

@@ -15,6 +15,7 @@ mod error;
 mod manage;
 mod presign;
 mod read;
+pub mod reconcile;
 mod tenants;
 mod upload;
 
@@ -137,8 +138,8 @@ impl StorageService {
     }
 
     /// A reconciler over this service's catalog, blob store and buckets.
-    pub fn reconciler(&self, grace: std::time::Duration, dry_run: bool) -> crate::reconcile::Reconciler {
-        crate::reconcile::Reconciler {
+    pub fn reconciler(&self, grace: std::time::Duration, dry_run: bool) -> reconcile::Reconciler {
+        reconcile::Reconciler {
             catalog: self.inner.catalog.clone(),
             blobs: self.inner.blobs.clone(),
             buckets: vec![self.inner.documents_bucket.clone(), self.inner.media_bucket.clone()],

@@ -6,6 +6,8 @@
 //! configured server-side encryption.
 
 mod errors;
+pub mod iam;
+pub mod provision;
 mod upload;
 
 use std::ops::RangeInclusive;
@@ -168,7 +170,7 @@ impl BlobStore for S3BlobStore {
         match self.check(bucket).await {
             Ok(()) => Ok(false),
             Err(BlobError::NoSuchBucket(_)) => {
-                crate::provision::create_bucket(&self.client, bucket.as_str(), &self.settings.region)
+                provision::create_bucket(&self.client, bucket.as_str(), &self.settings.region)
                     .await
                     .map_err(BlobError::Unavailable)?;
                 Ok(true)
