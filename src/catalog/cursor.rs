@@ -76,8 +76,8 @@ mod tests {
         }
 
         #[test]
-        fn garbage_is_refused_not_panicking(s in "\\PC{0,200}") {
-            let _ = Cursor::parse(&s);
+        fn garbage_is_refused_not_panicking(s in "\\PC{0,200}|[A-Za-z0-9_-]{0,80}") {
+            prop_assert!(Cursor::parse(&s).is_err(), "{s:?} parsed as a cursor");
         }
     }
 

@@ -53,13 +53,16 @@ mod tests {
         }
     }
 
-    proptest! {
-        #[test]
-        fn accepted_names_are_single_path_segments(s in "\\PC{0,70}") {
-            if let Ok(b) = BucketName::parse(&s) {
-                prop_assert!(!b.as_str().contains(['/', '\\']));
-                prop_assert!(b.as_str() != "." && b.as_str() != "..");
+    #[test]
+    fn accepted_names_are_single_path_segments() {
+        let inputs = prop_oneof!["\\PC{0,70}", "[a-z0-9.-]{0,66}", "[a-z0-9][a-z0-9./\\\\A-Z-]{1,20}[a-z0-9]"];
+        crate::domain::testing::both_branches(inputs, |s| match BucketName::parse(s) {
+            Ok(b) => {
+                prop_assert!(!b.as_str().contains(['/', '\\']) && !b.as_str().contains(".."));
+                prop_assert!((3..=63).contains(&b.as_str().len()));
+                Ok(true)
             }
-        }
+            Err(_) => Ok(false),
+        });
     }
 }

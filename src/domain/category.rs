@@ -56,14 +56,20 @@ mod tests {
         }
     }
 
-    proptest! {
-        #[test]
-        fn accepted_names_are_path_safe(s in "\\PC{0,70}") {
-            if let Ok(c) = Category::parse(&s) {
+    #[test]
+    fn accepted_names_are_path_safe() {
+        let inputs = prop_oneof!["\\PC{0,70}", "[a-z0-9-]{0,66}", "[a-z0-9][a-zA-Z0-9/._ %-]{0,12}"];
+        crate::domain::testing::both_branches(inputs, |s| match Category::parse(s) {
+            Ok(c) => {
                 prop_assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                prop_assert!(c.as_str().len() <= 63 && !c.as_str().starts_with('-'));
+                Ok(true)
             }
-        }
+            Err(_) => Ok(false),
+        });
+    }
 
+    proptest! {
         #[test]
         fn accepts_valid(s in "[a-z0-9][a-z0-9-]{0,62}") {
             prop_assert!(Category::parse(&s).is_ok());
