@@ -110,3 +110,14 @@ pub async fn app_state(config: &Config) -> Result<AppState, StartError> {
     crate::telemetry::handle();
     Ok(AppState::new(service, verifier, config))
 }
+
+/// `coffer provision`: the buckets of `config`'s storage engine, created or checked and
+/// configured.
+pub async fn provision(config: &Config, dry_run: bool, versioning: bool) -> crate::provision::Report {
+    match &config.storage {
+        StorageEngine::Filesystem => crate::provision::provision_fs(&fs_store(config), config, dry_run).await,
+        StorageEngine::S3(settings) => {
+            crate::provision::provision_s3(&s3_store(settings).await, config, dry_run, versioning).await
+        }
+    }
+}

@@ -4,7 +4,8 @@
 mod common;
 
 use coffer::config::{Config, Overrides};
-use coffer::provision::{Outcome, provision};
+use coffer::provision::Outcome;
+use coffer::startup::provision;
 
 fn config(extra: &[(&str, &str)]) -> (Config, tempfile::TempDir) {
     let moto = std::env::var("COFFER_TEST_MOTO_ENDPOINT").expect("COFFER_TEST_MOTO_ENDPOINT: run scripts/test");

@@ -48,7 +48,7 @@ pub struct IamArgs {
 /// `coffer provision`: prints each step; returns the exit code.
 pub async fn provision(args: &ProvisionArgs) -> anyhow::Result<u8> {
     let config = Config::load(&args.server.overrides())?;
-    let report = crate::provision::provision(&config, args.dry_run, args.versioning).await;
+    let report = crate::startup::provision(&config, args.dry_run, args.versioning).await;
     print!("{}", report.render());
     Ok(report.exit_code())
 }

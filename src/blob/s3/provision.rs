@@ -13,8 +13,8 @@ use aws_sdk_s3::types::{
     Transition, TransitionStorageClass, VersioningConfiguration,
 };
 
-use crate::blob::BlobStore;
-use crate::config::{BucketKind, Config, S3Settings, Sse, StorageEngine};
+use crate::blob::{BlobStore, FsBlobStore, S3BlobStore};
+use crate::config::{BucketKind, Config, S3Settings, Sse};
 
 /// The outcome of one setting of one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,37 +83,35 @@ pub async fn create_bucket(client: &Client, bucket: &str, region: &str) -> Resul
     req.send().await.map(|_| ()).map_err(|e| DisplayErrorContext(&e).to_string())
 }
 
-/// Runs provisioning for `config`'s storage engine.
-pub async fn provision(config: &Config, dry_run: bool, versioning: bool) -> Report {
+/// Provisioning on the filesystem store: each bucket's directory (nothing else applies).
+pub async fn provision_fs(store: &FsBlobStore, config: &Config, dry_run: bool) -> Report {
     let mut report = Report::default();
-    match &config.storage {
-        StorageEngine::Filesystem => {
-            let store = crate::startup::fs_store(config);
-            for kind in [BucketKind::Documents, BucketKind::Media] {
-                let bucket = config.bucket(kind);
-                let outcome = if dry_run {
-                    if store.check(bucket).await.is_ok() { Outcome::Unchanged } else { Outcome::Planned }
-                } else {
-                    match store.ensure_bucket(bucket).await {
-                        Ok(true) => Outcome::Changed,
-                        Ok(false) => Outcome::Unchanged,
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    }
-                };
-                report.steps.push(Step { bucket: bucket.to_string(), setting: "directory", outcome });
+    for kind in [BucketKind::Documents, BucketKind::Media] {
+        let bucket = config.bucket(kind);
+        let outcome = if dry_run {
+            if store.check(bucket).await.is_ok() { Outcome::Unchanged } else { Outcome::Planned }
+        } else {
+            match store.ensure_bucket(bucket).await {
+                Ok(true) => Outcome::Changed,
+                Ok(false) => Outcome::Unchanged,
+                Err(e) => Outcome::Failed(e.to_string()),
             }
-            report.notes.push(
-                "filesystem store: lifecycle, public access block and server-side encryption do not apply".into(),
-            );
-        }
-        StorageEngine::S3(settings) => {
-            let store = crate::startup::s3_store(settings).await;
-            for kind in [BucketKind::Documents, BucketKind::Media] {
-                let bucket = config.bucket(kind).to_string();
-                let p = Provisioner { client: store.client(), settings, bucket: &bucket, dry_run };
-                p.run(kind, versioning, &mut report).await;
-            }
-        }
+        };
+        report.steps.push(Step { bucket: bucket.to_string(), setting: "directory", outcome });
+    }
+    report
+        .notes
+        .push("filesystem store: lifecycle, public access block and server-side encryption do not apply".into());
+    report
+}
+
+/// Provisioning on S3: both buckets with public access block, encryption and lifecycle.
+pub async fn provision_s3(store: &S3BlobStore, config: &Config, dry_run: bool, versioning: bool) -> Report {
+    let mut report = Report::default();
+    for kind in [BucketKind::Documents, BucketKind::Media] {
+        let bucket = config.bucket(kind).to_string();
+        let p = Provisioner { client: store.client(), settings: store.settings(), bucket: &bucket, dry_run };
+        p.run(kind, versioning, &mut report).await;
     }
     report
 }
