@@ -83,8 +83,9 @@ pub fn router(state: AppState) -> Router {
         .route("/console/app.js", get(console::script))
         .route("/console/app.css", get(console::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .route("/docs", get(openapi::docs))
-        .route("/docs/docs.js", get(openapi::docs_script));
+        .route("/docs", get(openapi::docs_root))
+        .route("/docs/", get(openapi::docs))
+        .route("/docs/{*tail}", get(openapi::docs));
     let mut app = bounded
         .merge(streaming)
         .merge(console)

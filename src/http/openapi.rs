@@ -1,14 +1,16 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations, served at
-//! `/openapi.json`, and a small browsable page at `/docs` (built in, no third-party assets).
+//! `/openapi.json`, and Swagger UI over it at `/docs/` (assets built into the binary).
 
 use axum::Json;
-use axum::extract::State;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::AppState;
+use super::{ApiError, AppState, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +62,11 @@ pub fn document(state: &AppState) -> serde_json::Value {
             p["description"] = serde_json::json!(format!("One of: {}", names.join(", ")));
         }
     }
+    // Every error code the API answers with, from the one list.
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    if let Some(code) = doc.pointer_mut("/components/schemas/ErrorDetail/properties/code") {
+        code["enum"] = serde_json::json!(codes);
+    }
     doc
 }
 
@@ -67,25 +74,54 @@ pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Val
     Json(document(&state))
 }
 
-const DOCS_HTML: &str = include_str!("../../console/docs.html");
-const DOCS_JS: &str = include_str!("../../console/docs.js");
-
-fn strict(content_type: &'static str, body: &'static str) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    res
+/// The Swagger UI configuration: this instance's document, "Try it out" on.
+fn swagger_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
+    static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(
+                utoipa_swagger_ui::Config::from("/openapi.json")
+                    .try_it_out_enabled(true)
+                    .display_request_duration(true)
+                    .persist_authorization(false),
+            )
+        })
+        .clone()
 }
 
-pub async fn docs() -> Response {
-    strict("text/html; charset=utf-8", DOCS_HTML)
+/// Swagger UI at `/docs/` (assets built into the binary: it works offline), under a strict
+/// Content-Security-Policy: its own scripts and styles only, calls to this origin only.
+pub async fn docs(tail: Option<Path<String>>) -> Response {
+    let tail = tail.map(|Path(t)| t).unwrap_or_default();
+    match utoipa_swagger_ui::serve(&tail, swagger_config()) {
+        Ok(Some(file)) => {
+            let mut res = file.bytes.into_owned().into_response();
+            let h = res.headers_mut();
+            let ct = HeaderValue::from_str(&file.content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::CONTENT_TYPE, ct);
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    // The one inline style Swagger UI injects, allowed by its hash.
+                    "default-src 'none'; script-src 'self'; \
+                     style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; img-src 'self' data:; \
+                     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                ),
+            );
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Ok(None) => ApiError::new(ErrorCode::NotFound, "no such file in the API reference").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "Swagger UI asset");
+            ApiError::new(ErrorCode::InternalError, "the API reference could not be served").into_response()
+        }
+    }
 }
 
-pub async fn docs_script() -> Response {
-    strict("text/javascript; charset=utf-8", DOCS_JS)
+/// `/docs` without the trailing slash: the UI's relative asset paths need it.
+pub async fn docs_root() -> Response {
+    axum::response::Redirect::permanent("/docs/").into_response()
 }

@@ -45,7 +45,18 @@ async fn the_api_describes_itself() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let codes = doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"].as_array().unwrap();
+    assert!(codes.iter().any(|c| c == "tenant-mismatch") && codes.iter().any(|c| c == "link-superseded"));
+    // Swagger UI from assets built into the binary (reqwest follows /docs → /docs/).
     let res = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(res.text().await.unwrap().contains("swagger-ui"));
+    let init = app.client.get(app.url("/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{asset}");
+    }
+    assert_eq!(app.client.get(app.url("/docs/nope.js")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
