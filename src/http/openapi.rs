@@ -53,6 +53,10 @@ impl Modify for Bearer {
     }
 }
 
+/// The shape of an object key in the document (the parser itself is `ObjectKey::parse`); set on
+/// every request body's `key` property.
+pub const KEY_PATTERN: &str = r"^tenant-[A-Za-z0-9][A-Za-z0-9_-]{0,62}/[a-z0-9][a-z0-9-]{0,62}/[^/]{1,255}$";
+
 /// The document, with this instance's categories as the allowed values of `category`.
 pub fn document(state: &AppState) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
@@ -60,6 +64,13 @@ pub fn document(state: &AppState) -> serde_json::Value {
     if let Some(params) = doc.pointer_mut("/paths/~1v1~1files/get/parameters").and_then(|p| p.as_array_mut()) {
         for p in params.iter_mut().filter(|p| p["name"] == "category") {
             p["description"] = serde_json::json!(format!("One of: {}", names.join(", ")));
+        }
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        for schema in schemas.values_mut() {
+            if let Some(key) = schema.pointer_mut("/properties/key").filter(|k| k["type"] == "string") {
+                key["pattern"] = serde_json::json!(KEY_PATTERN);
+            }
         }
     }
     // Every error code the API answers with, from the one list.

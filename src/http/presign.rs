@@ -13,7 +13,7 @@ use crate::service::{Admitted, PresignedUrl};
 #[serde(deny_unknown_fields)]
 pub struct PresignBody {
     /// `tenant-{tenant_id}/{category}/{filename}`
-    #[schema(pattern = r"^tenant-[A-Za-z0-9][A-Za-z0-9_-]{0,62}/[a-z0-9][a-z0-9-]{0,62}/[^/]{1,255}$")]
+    /// `tenant-{tenant_id}/{category}/{filename}` (the pattern is [`super::openapi::KEY_PATTERN`]).
     key: String,
     /// Seconds, 1 to 604800; default S3_PRESIGNED_URL_EXPIRY.
     #[schema(minimum = 1, maximum = 604800)]

@@ -12,7 +12,7 @@ use crate::service::Admitted;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
-    #[schema(pattern = r"^tenant-[A-Za-z0-9][A-Za-z0-9_-]{0,62}/[a-z0-9][a-z0-9-]{0,62}/[^/]{1,255}$")]
+    /// `tenant-{tenant_id}/{category}/{filename}` (the pattern is [`super::openapi::KEY_PATTERN`]).
     key: String,
     #[serde(default = "default_days")]
     #[schema(minimum = 1, maximum = 365)]
