@@ -2,7 +2,7 @@
 //! parses to the same value and stays inside its tenant prefix.
 #![no_main]
 
-use coffer::domain::{BlobKey, Filename, ObjectKey};
+use coffer_core::domain::{BlobKey, Filename, ObjectKey};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

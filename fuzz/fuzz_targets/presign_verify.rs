@@ -1,9 +1,9 @@
 //! The presigned-URL verifier: never panics, and no query it did not sign verifies.
 #![no_main]
 
-use coffer::auth::UrlSigner;
-use coffer::config::Secret;
-use coffer::domain::{BlobVersion, ObjectKey};
+use coffer_core::presign::UrlSigner;
+use coffer_core::Secret;
+use coffer_core::domain::{BlobVersion, ObjectKey};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

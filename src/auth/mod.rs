@@ -2,12 +2,10 @@
 
 mod error;
 mod jwt;
-mod presign;
-mod secret;
 mod signing_secret;
 
+pub use coffer_core::Secret;
+pub use coffer_core::presign::{PresignError, UrlSigner, is_presigned};
 pub use error::AuthError;
 pub use jwt::{Caller, Claims, DEFAULT_MAX_TTL, TokenIssuer, TokenRules, TokenVerifier};
-pub use presign::{PresignError, UrlSigner, is_presigned};
-pub use secret::Secret;
 pub use signing_secret::load_or_create_secret;

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::Secret;
+use crate::Secret;
 use crate::domain::{BlobVersion, ObjectKey};
 
 type HmacSha256 = Hmac<Sha256>;
