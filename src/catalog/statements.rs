@@ -169,16 +169,18 @@ macro_rules! shared_statements {
         /// `after` (`started_at`, bucket, blob key).
         pub async fn stale_intents<'e>(
             db: impl $executor<'e>,
-            before: i64,
-            after: (i64, &str, &str),
+            before: chrono::DateTime<chrono::Utc>,
+            after: Option<&PendingUpload>,
             limit: u32,
         ) -> Result<Vec<PendingUpload>, CatalogError> {
+            let after = after.map(|p| (micros(&p.started_at), p.blob.bucket.to_string(), p.blob.blob.to_string()));
+            let after = after.unwrap_or((i64::MIN, String::new(), String::new()));
             let rows: Vec<RawBlobRef> = sqlx::query_as(
                 "SELECT bucket, blob_key, started_at AS at, alive_until FROM pending_uploads
                  WHERE started_at < $1 AND alive_until < $1 AND (started_at, bucket, blob_key) > ($2, $3, $4)
                  ORDER BY started_at, bucket, blob_key LIMIT $5",
             )
-            .bind(before)
+            .bind(micros(&before))
             .bind(after.0)
             .bind(after.1)
             .bind(after.2)

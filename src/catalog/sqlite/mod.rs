@@ -169,9 +169,7 @@ impl Catalog for SqliteCatalog {
         after: Option<&PendingUpload>,
         limit: u32,
     ) -> Result<Vec<PendingUpload>, CatalogError> {
-        let after = after.map(|p| (micros(&p.started_at), p.blob.bucket.to_string(), p.blob.blob.to_string()));
-        let (at, bucket, key) = after.unwrap_or((i64::MIN, String::new(), String::new()));
-        sql::stale_intents(&self.pool, micros(&before), (at, &bucket, &key), limit).await
+        sql::stale_intents(&self.pool, before, after, limit).await
     }
 
     async fn intent_under(&self, bucket: &BucketName, prefix: &str) -> Result<bool, CatalogError> {
