@@ -1,5 +1,5 @@
-//! SQL shared by both engines: the listing query and timestamp conversion. Engine-specific
-//! statements live in each engine's module.
+//! The listing query (built per request) and timestamp conversion, shared by both engines; the
+//! fixed statements are in `statements.rs`.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, QueryBuilder, Type};
