@@ -196,14 +196,15 @@ async fn a_stalled_form_frees_its_slot_at_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_trickle_inside_the_idle_timeout_is_too_slow() {
+    // A wide margin between the trickle's pause and the idle timeout, for loaded machines.
     let app = spawn_app_with(&[
-        ("COFFER_BODY_IDLE_TIMEOUT", "600ms"),
+        ("COFFER_BODY_IDLE_TIMEOUT", "2s"),
         ("COFFER_UPLOAD_MIN_RATE", "1 KiB"),
         ("COFFER_MAX_UPLOADS_PER_TENANT", "1"),
     ])
     .await;
     let start = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\n");
-    // One byte every 400 ms: never idle for 600 ms, never near 1 KiB/s.
+    // One byte every 400 ms: never idle for 2 s, never near 1 KiB/s.
     let trickle = raw_multipart(&app, &app.token("abc"), Duration::from_millis(400), move |i| {
         if i == 0 { Some(start.clone().into_bytes()) } else { (i < 200).then(|| b"r".to_vec()) }
     })
