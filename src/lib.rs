@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod crypt;
 pub use coffer_core::domain;
 pub mod http;
 pub mod server;

@@ -58,6 +58,7 @@ async fn main() -> ExitCode {
             unreachable!("handled above")
         }
         Command::Tenant(args) => coffer::cli::admin::tenant(&args).await,
+        Command::Keys(args) => coffer::cli::keys::keys(&args).await,
         Command::Reconcile(args) => match coffer::cli::admin::reconcile(&args).await {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

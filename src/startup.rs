@@ -8,13 +8,72 @@ use std::sync::Arc;
 use crate::auth::{TokenVerifier, UrlSigner};
 use crate::blob::{BlobError, BlobStore, FsBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
-use crate::config::{CatalogEngine, Config, S3Settings, Secret, StorageEngine};
+use crate::config::{CatalogEngine, Config, EncryptionMode, S3Settings, Secret, StorageEngine};
+use crate::crypt::{KeyWrap, Keyring, MASTER_KEY_FILE, MasterKey};
 use crate::http::AppState;
 use crate::service::{StartError, StorageService};
 
-/// The filesystem store of `config`'s data dir (nothing is created yet).
-pub fn fs_store(config: &Config) -> FsBlobStore {
-    FsBlobStore::new(config.data_dir.join("objects"))
+/// The master key `config` names (COFFER_MASTER_KEY), else the data dir's, if any.
+pub fn master_key(config: &Config) -> Result<Option<MasterKey>, StartError> {
+    match &config.master_key {
+        Some(k) => {
+            MasterKey::parse(k.expose()).map(Some).map_err(|m| StartError::Keys(format!("COFFER_MASTER_KEY: {m}")))
+        }
+        None => MasterKey::load(&config.data_dir).map_err(StartError::Keys),
+    }
+}
+
+/// The filesystem store of `config`'s data dir, sealing objects unless COFFER_ENCRYPTION=off:
+/// its key store opened (the master key checked against it), or created — for a data dir
+/// that already holds plaintext objects, with the note that objects older than now may be
+/// plaintext. A master key is generated into the data dir (0600) when none is configured.
+pub async fn fs_store(config: &Config) -> Result<FsBlobStore, StartError> {
+    let root = config.data_dir.join("objects");
+    let dir = &config.data_dir;
+    let sealed = Keyring::exists(dir);
+    let keys = |e: crate::crypt::KeyError| StartError::Keys(e.to_string());
+    let master = match (config.encryption, sealed) {
+        (EncryptionMode::Off, false) => return Ok(FsBlobStore::new(root)),
+        (EncryptionMode::Off, true) => {
+            return Err(StartError::Keys(
+                "COFFER_ENCRYPTION=off, but this data dir's objects are sealed (keys/store.json)".into(),
+            ));
+        }
+        (EncryptionMode::Auto, true) => master_key(config)?.ok_or_else(|| {
+            StartError::Keys(format!(
+                "keys/store.json expects master key {} but none is configured: set COFFER_MASTER_KEY",
+                Keyring::expected_master(dir).unwrap_or_default()
+            ))
+        })?,
+        (EncryptionMode::Auto, false) => match master_key(config)? {
+            Some(m) => m,
+            None => {
+                crate::util::create_private_dir_all(dir)
+                    .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
+                match MasterKey::create_file(&dir.join(MASTER_KEY_FILE)) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        MasterKey::load(dir).map_err(StartError::Keys)?.expect("the file exists")
+                    }
+                    Err(e) => return Err(StartError::Keys(format!("{}: {e}", dir.join(MASTER_KEY_FILE).display()))),
+                }
+            }
+        },
+    };
+    let wrap: Arc<dyn KeyWrap> = Arc::new(master);
+    let keyring = if sealed {
+        Keyring::open(dir, wrap).map_err(keys)?
+    } else {
+        let legacy = FsBlobStore::new(&root).has_objects().await;
+        let since = legacy.then(|| chrono::Utc::now().timestamp_millis() as u64);
+        if legacy {
+            tracing::warn!(
+                "this data dir holds plaintext objects: new objects are sealed; run `coffer keys encrypt-existing` to seal the older ones"
+            );
+        }
+        Keyring::open_or_create(dir, wrap, since).map_err(keys)?
+    };
+    Ok(FsBlobStore::sealed(root, Arc::new(keyring)))
 }
 
 /// The S3 store `settings` describe; it owns its presign mode and direct-link bound.
@@ -28,7 +87,7 @@ pub async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartErro
     let buckets = [&config.documents_bucket, &config.media_bucket];
     match &config.storage {
         StorageEngine::Filesystem => {
-            let store = fs_store(config);
+            let store = fs_store(config).await?;
             for bucket in buckets {
                 store.ensure_bucket(bucket).await?;
             }
@@ -115,7 +174,10 @@ pub async fn app_state(config: &Config) -> Result<AppState, StartError> {
 /// configured.
 pub async fn provision(config: &Config, dry_run: bool, versioning: bool) -> crate::provision::Report {
     match &config.storage {
-        StorageEngine::Filesystem => crate::provision::provision_fs(&fs_store(config), config, dry_run).await,
+        StorageEngine::Filesystem => match fs_store(config).await {
+            Ok(store) => crate::provision::provision_fs(&store, config, dry_run).await,
+            Err(e) => crate::provision::Report::failed(e.to_string()),
+        },
         StorageEngine::S3(settings) => {
             crate::provision::provision_s3(&s3_store(settings).await, config, dry_run, versioning).await
         }

@@ -21,4 +21,10 @@ pub enum BlobError {
     Archived,
     #[error("{0}")]
     Unsupported(&'static str),
+    /// Stored bytes failed verification (tampered, truncated, or not sealed when they must be).
+    #[error("stored object is corrupt: {0}")]
+    Corrupt(String),
+    /// The data key an object needs is not available.
+    #[error("{0}")]
+    Key(#[from] crate::crypt::KeyError),
 }

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use error::BlobError;
-pub use fs::FsBlobStore;
+pub use fs::{Conversion, FsBlobStore};
 pub use s3::{S3BlobStore, iam, provision};
 
-use crate::domain::{BlobKey, BucketName};
+use crate::domain::{BlobKey, BucketName, TenantId};
 
 /// A stream of body bytes. Errors of kind `Other` carrying a
 /// [`crate::service::BodyError`] come from the service's own limits, and are passed back
@@ -133,6 +133,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn archive_state(&self, _bucket: &BucketName, _key: &BlobKey) -> Result<Option<ArchiveState>, BlobError> {
         Ok(None)
     }
+
+    /// Destroys `tenant`'s data key, where the engine seals objects with one: everything sealed
+    /// with it becomes unreadable. `false` when there was none (or the engine has no keys).
+    async fn destroy_tenant_key(&self, _tenant: &TenantId) -> Result<bool, BlobError> {
+        Ok(false)
+    }
+
+    /// Removes every object (and partial write) under `tenant-{tenant}/` in `bucket`; how many.
+    async fn delete_tenant(&self, bucket: &BucketName, tenant: &TenantId) -> Result<u64, BlobError>;
 
     /// Starts restoring an archived object for `days` at retrieval `tier`.
     async fn restore(&self, _bucket: &BucketName, _key: &BlobKey, _days: i32, _tier: &str) -> Result<(), BlobError> {

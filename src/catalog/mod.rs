@@ -30,7 +30,9 @@ use chrono::{DateTime, Utc};
 pub use cursor::{Cursor, SortOrder};
 pub use error::CatalogError;
 pub use postgres::PostgresCatalog;
-pub use record::{BlobRef, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord};
+pub use record::{
+    BlobRef, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota, RawRecord,
+};
 pub use sqlite::SqliteCatalog;
 pub use tenant::{TenantInfo, TenantStatus};
 
@@ -143,6 +145,13 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Which of `blob_keys` in `bucket` a file row or a pending intent points to.
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError>;
+
+    /// Removes every row of `tenant` except its registration — files, usage, pending intents
+    /// and queued deletions of its bytes — in one transaction (`coffer tenant purge`).
+    async fn purge_tenant_rows(&self, tenant: &TenantId) -> Result<PurgedRows, CatalogError>;
+
+    /// Forgets a registered tenant (the last step of a purge); `false` when not registered.
+    async fn remove_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError>;
 
     /// All tenants' files in key order after `after`, at most `limit` (maintenance scans).
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError>;

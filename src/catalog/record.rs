@@ -91,6 +91,14 @@ pub struct CategoryUsage {
     pub bytes: u64,
 }
 
+/// What `purge_tenant_rows` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgedRows {
+    pub files: u64,
+    pub pending_uploads: u64,
+    pub queued_deletions: u64,
+}
+
 /// A files row as both engines store it; `into_record` parses it back into domain types.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RawRecord {

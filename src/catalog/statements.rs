@@ -10,7 +10,8 @@
 
 /// Expands to the shared statement functions for `$executor` (`SqliteExecutor`, `PgExecutor`).
 macro_rules! shared_statements {
-    ($executor:ident) => {
+    ($executor:ident, $db:ty) => {
+        type Db = $db;
         use crate::catalog::query::{FILE_COLUMNS, micros};
         use crate::catalog::record::RawBlobRef;
         use crate::catalog::{
@@ -290,6 +291,29 @@ macro_rules! shared_statements {
                     .fetch_all(db)
                     .await?;
             crate::catalog::tenant::tenant_infos(rows)
+        }
+
+        /// Removes every row of `t` but its registration (`coffer tenant purge`).
+        pub async fn purge_tenant_rows(
+            tx: &mut sqlx::Transaction<'_, Db>,
+            t: &TenantId,
+        ) -> Result<crate::catalog::PurgedRows, CatalogError> {
+            let prefix = format!("tenant-{t}/");
+            let by_blob = |table: &str| format!("DELETE FROM {table} WHERE substr(blob_key, 1, length($1)) = $1");
+            let files = sqlx::query("DELETE FROM files WHERE tenant_id = $1").bind(t.as_str()).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM tenant_usage WHERE tenant_id = $1").bind(t.as_str()).execute(&mut **tx).await?;
+            let pending = sqlx::query(&by_blob("pending_uploads")).bind(&prefix).execute(&mut **tx).await?;
+            let queued = sqlx::query(&by_blob("blob_deletions")).bind(&prefix).execute(&mut **tx).await?;
+            Ok(crate::catalog::PurgedRows {
+                files: files.rows_affected(),
+                pending_uploads: pending.rows_affected(),
+                queued_deletions: queued.rows_affected(),
+            })
+        }
+
+        pub async fn remove_tenant<'e>(db: impl $executor<'e>, t: &TenantId) -> Result<bool, CatalogError> {
+            let done = sqlx::query("DELETE FROM tenants WHERE tenant_id = $1").bind(t.as_str()).execute(db).await?;
+            Ok(done.rows_affected() == 1)
         }
     };
 }

@@ -1,6 +1,8 @@
 //! The command line: `coffer serve | token | config | migrate | reconcile | tenant`.
 
 pub mod admin;
+mod audit;
+pub mod keys;
 pub mod remote;
 
 use std::net::SocketAddr;
@@ -38,8 +40,10 @@ pub enum Command {
     Migrate(ServerArgs),
     /// Bring catalog and blob store back into agreement (exit 1 when problems remain).
     Reconcile(admin::ReconcileArgs),
-    /// Manage registered tenants (COFFER_TENANTS=registered).
+    /// Manage tenants: register, suspend, resume, list, export, purge.
     Tenant(admin::TenantArgs),
+    /// Encryption at rest of the filesystem store: rotate the master key, seal older objects.
+    Keys(keys::KeysArgs),
     /// Create or update both buckets: public access block, encryption, lifecycle (exit 0 all
     /// in place, 3 partial: the server lacks an API, 1 failed).
     Provision(admin::ProvisionArgs),

@@ -52,6 +52,17 @@ pub enum TenantsMode {
     Registered,
 }
 
+/// Whether the filesystem store seals objects (COFFER_ENCRYPTION).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptionMode {
+    /// Seal: in a new data dir, in one that already has a key store, and in an older plaintext
+    /// one too (new objects sealed, old ones read as they are until `coffer keys
+    /// encrypt-existing`). The default.
+    Auto,
+    /// Store plaintext; refused for a data dir that has a key store.
+    Off,
+}
+
 /// Which blob store holds the bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageEngine {
@@ -109,6 +120,11 @@ pub struct Config {
     pub limits: Limits,
     /// Bearer token `/metrics` requires (COFFER_METRICS_TOKEN), when set.
     pub metrics_token: Option<Secret>,
+    /// Encryption at rest on the filesystem store (COFFER_ENCRYPTION).
+    pub encryption: EncryptionMode,
+    /// The master key wrapping tenant data keys (COFFER_MASTER_KEY: 64 hex digits or base64);
+    /// when unset, one generated into the data dir.
+    pub master_key: Option<Secret>,
     /// A separate listen address for `/metrics` (COFFER_METRICS_ADDR); when set, the API's
     /// own address does not serve it.
     pub metrics_addr: Option<SocketAddr>,
@@ -242,6 +258,15 @@ impl Config {
                 v.parse::<u64>().map(Some).map_err(|_| "must be a whole number".to_owned())
             })?,
         };
+        let encryption = env.parse("COFFER_ENCRYPTION", EncryptionMode::Auto, |v| match v {
+            "auto" | "on" => Ok(EncryptionMode::Auto),
+            "off" => Ok(EncryptionMode::Off),
+            _ => Err("must be auto (the default) or off".into()),
+        })?;
+        let master_key = env.get("COFFER_MASTER_KEY").map(Secret::new);
+        if let Some(k) = &master_key {
+            crate::crypt::MasterKey::parse(k.expose()).map_err(|m| ConfigError::new("COFFER_MASTER_KEY", m))?;
+        }
         let duration = |v: &str| humantime::parse_duration(v).map_err(|e| e.to_string());
         let reconcile_interval = env.parse("COFFER_RECONCILE_INTERVAL", None, |v| duration(v).map(Some))?;
         let reconcile_grace = env.parse("COFFER_RECONCILE_GRACE", Duration::from_secs(3600), duration)?;
@@ -275,6 +300,8 @@ impl Config {
             limits: Limits::from_env(&|k| env.get(k))?,
             metrics_token,
             metrics_addr,
+            encryption,
+            master_key,
         })
     }
 
@@ -359,6 +386,11 @@ impl Config {
                 .map_or("unset (DATABASE_URL)".into(), |u| crate::util::redact_url(u.expose())),
         );
         line("COFFER_TENANTS", format!("{:?}", self.tenants).to_lowercase());
+        line("COFFER_ENCRYPTION", format!("{:?}", self.encryption).to_lowercase());
+        line(
+            "COFFER_MASTER_KEY",
+            self.master_key.as_ref().map_or("unset (generated in the data dir)".into(), |s| s.to_string()),
+        );
         let limit = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
         line("COFFER_QUOTA_BYTES", limit(self.default_quota.max_bytes));
         line("COFFER_QUOTA_FILES", limit(self.default_quota.max_files));

@@ -9,6 +9,7 @@ mod console;
 mod delete;
 mod download;
 mod error;
+mod export;
 mod headers;
 mod health;
 mod limits;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::request_timeout));
     let streaming = Router::new()
         .route("/v1/files", post(upload::upload))
+        .route("/v1/export", get(export::export))
         .route("/v1/files/{*key}", get(download::download).delete(delete::delete));
     let console = Router::new()
         .route("/console", get(console::index))

@@ -20,6 +20,7 @@ use super::{ApiError, AppState, ErrorCode};
         super::list::list,
         super::download::download,
         super::delete::delete,
+        super::export::export,
         super::presign::presign,
         super::restore::restore,
         super::usage::usage,

@@ -47,6 +47,10 @@ pub enum ServiceError {
     Archived,
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("the stored file failed its integrity check; it is not served")]
+    Corrupt(#[source] BlobError),
+    #[error("the file's encryption key is not available")]
+    KeyUnavailable(#[source] BlobError),
     #[error("storage is unavailable")]
     Storage(#[source] BlobError),
     #[error("the catalog is unavailable")]
@@ -85,6 +89,8 @@ impl From<BlobError> for ServiceError {
             BlobError::Body(io) => ServiceError::from_body(io),
             BlobError::Archived => ServiceError::Archived,
             BlobError::Unsupported(what) => ServiceError::Unsupported(what),
+            e @ BlobError::Corrupt(_) => ServiceError::Corrupt(e),
+            e @ BlobError::Key(_) => ServiceError::KeyUnavailable(e),
             other => ServiceError::Storage(other),
         }
     }

@@ -12,8 +12,10 @@ mod archive;
 mod body;
 mod content_type;
 mod error;
+pub mod export;
 mod manage;
 mod presign;
+pub mod purge;
 mod read;
 pub mod reconcile;
 mod tenants;
@@ -26,7 +28,7 @@ pub use body::{BodyError, from_bytes};
 pub use content_type::{Serving, content_disposition, serving};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
-pub use tenants::UsageReport;
+pub use tenants::{TENANT_CACHE_TTL, UsageReport};
 pub use upload::UploadRequest;
 
 use crate::auth::UrlSigner;
@@ -92,6 +94,8 @@ pub enum StartError {
     Blobs(#[from] crate::blob::BlobError),
     #[error("bucket {0} does not exist: run `coffer provision` to create and configure both buckets")]
     MissingBucket(String),
+    #[error("encryption at rest: {0}")]
+    Keys(String),
 }
 
 impl StorageService {

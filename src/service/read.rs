@@ -17,13 +17,24 @@ impl StorageService {
     }
 
     /// Streams the bytes of `record` (from [`Self::stat`]), optionally an inclusive range
-    /// already validated against `record.size`.
+    /// already validated against `record.size`. `Corrupt` when the store holds another size.
     pub async fn read(
         &self,
         record: &FileRecord,
         range: Option<RangeInclusive<u64>>,
     ) -> Result<ByteStream, ServiceError> {
+        let ranged = range.is_some();
         match self.inner.blobs.get(&record.bucket, &record.blob, range).await {
+            // Bytes of another length than the catalog recorded (truncated, appended to): refused
+            // before the first byte. (A ranged S3 answer without a total length says nothing.)
+            Ok(read) if read.size != record.size && !(ranged && read.size == 0) => {
+                tracing::error!(key = %record.key, blob = %record.blob, stored = read.size, recorded = record.size,
+                    "stored object has another size than the catalog recorded; refusing to serve it");
+                Err(ServiceError::Corrupt(BlobError::Corrupt(format!(
+                    "{}: {} bytes stored, {} recorded",
+                    record.blob, read.size, record.size
+                ))))
+            }
             Ok(read) => Ok(read.body),
             Err(BlobError::NotFound) => {
                 tracing::error!(key = %record.key, blob = %record.blob, "catalog row without bytes");

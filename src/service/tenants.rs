@@ -12,7 +12,7 @@ use crate::config::TenantsMode;
 use crate::domain::TenantId;
 
 /// How long a tenant's status is trusted before the catalog is asked again.
-const TENANT_CACHE_TTL: Duration = Duration::from_secs(5);
+pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Recently seen tenant statuses, so that admission costs no query per request.
 #[derive(Default)]
@@ -22,6 +22,10 @@ impl TenantCache {
     fn get(&self, tenant: &TenantId) -> Option<Option<TenantStatus>> {
         let map = self.0.lock().expect("tenant cache");
         map.get(tenant).filter(|(_, at)| at.elapsed() < TENANT_CACHE_TTL).map(|(s, _)| *s)
+    }
+
+    pub(super) fn forget(&self, tenant: &TenantId) {
+        self.0.lock().expect("tenant cache").remove(tenant);
     }
 
     fn put(&self, tenant: &TenantId, status: Option<TenantStatus>) {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
 use crate::catalog::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, TenantInfo,
-    TenantStatus,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
+    TenantInfo, TenantStatus,
 };
 use crate::domain::{BlobKey, BucketName, ObjectKey, TenantId};
 
@@ -100,6 +100,12 @@ impl BlobStore for MeteredBlobStore {
     async fn restore(&self, b: &BucketName, k: &BlobKey, days: i32, tier: &str) -> Result<(), BlobError> {
         timed!("blob", self, "restore", self.0.restore(b, k, days, tier))
     }
+    async fn destroy_tenant_key(&self, t: &TenantId) -> Result<bool, BlobError> {
+        timed!("blob", self, "destroy_tenant_key", self.0.destroy_tenant_key(t))
+    }
+    async fn delete_tenant(&self, b: &BucketName, t: &TenantId) -> Result<u64, BlobError> {
+        timed!("blob", self, "delete_tenant", self.0.delete_tenant(b, t))
+    }
 }
 
 /// A catalog whose operations are measured.
@@ -159,6 +165,12 @@ impl Catalog for MeteredCatalog {
     }
     async fn list_tenants(&self) -> Result<Vec<TenantInfo>, CatalogError> {
         timed!("catalog", self, "list_tenants", self.0.list_tenants())
+    }
+    async fn purge_tenant_rows(&self, t: &TenantId) -> Result<PurgedRows, CatalogError> {
+        timed!("catalog", self, "purge_tenant_rows", self.0.purge_tenant_rows(t))
+    }
+    async fn remove_tenant(&self, t: &TenantId) -> Result<bool, CatalogError> {
+        timed!("catalog", self, "remove_tenant", self.0.remove_tenant(t))
     }
     async fn stale_intents(
         &self,

@@ -8,6 +8,8 @@ mod auth;
 mod concurrency;
 mod delete;
 mod download;
+mod encryption;
+mod export_purge;
 mod health;
 mod hostile_forms;
 mod isolation;

@@ -23,7 +23,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
 use crate::config::{PresignMode, S3Settings, Sse};
-use crate::domain::{BlobKey, BucketName};
+use crate::domain::{BlobKey, BucketName, TenantId};
 
 pub use errors::classify;
 
@@ -134,6 +134,52 @@ impl BlobStore for S3BlobStore {
         let keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
         let next = if out.is_truncated().unwrap_or(false) { keys.last().cloned() } else { None };
         Ok(BlobPage { keys, next })
+    }
+
+    async fn delete_tenant(&self, bucket: &BucketName, tenant: &TenantId) -> Result<u64, BlobError> {
+        use futures::{StreamExt, TryStreamExt};
+        let prefix = format!("tenant-{tenant}/");
+        // Unfinished multipart uploads first (servers without the API have none to list).
+        if let Ok(out) = self.client.list_multipart_uploads().bucket(bucket.as_str()).prefix(&prefix).send().await {
+            for upload in out.uploads() {
+                if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                    let abort = self.client.abort_multipart_upload().bucket(bucket.as_str()).key(key).upload_id(id);
+                    abort.send().await.map_err(|e| classify(e, bucket))?;
+                }
+            }
+        }
+        let mut removed = 0u64;
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket.as_str())
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| classify(e, bucket))?;
+            let keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+            removed += keys.len() as u64;
+            futures::stream::iter(keys)
+                .map(|key| async move {
+                    match self.client.delete_object().bucket(bucket.as_str()).key(key).send().await {
+                        Ok(_) => Ok(()),
+                        Err(e) => match classify(e, bucket) {
+                            BlobError::NotFound => Ok(()),
+                            other => Err(other),
+                        },
+                    }
+                })
+                .buffer_unordered(16)
+                .try_collect::<()>()
+                .await?;
+            token = out.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn exists(&self, bucket: &BucketName, key: &BlobKey) -> Result<bool, BlobError> {

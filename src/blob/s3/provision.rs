@@ -42,6 +42,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of one failure before any bucket was reached.
+    pub fn failed(message: String) -> Self {
+        let outcome = Outcome::Failed(message);
+        Self { steps: vec![Step { bucket: "-".into(), setting: "open store", outcome }], notes: Vec::new() }
+    }
+
     /// 0: everything in place; 3: partial (a server lacked an API); 1: something failed.
     pub fn exit_code(&self) -> u8 {
         if self.steps.iter().any(|s| matches!(s.outcome, Outcome::Failed(_))) {
@@ -99,9 +105,11 @@ pub async fn provision_fs(store: &FsBlobStore, config: &Config, dry_run: bool) -
         };
         report.steps.push(Step { bucket: bucket.to_string(), setting: "directory", outcome });
     }
-    report
-        .notes
-        .push("filesystem store: lifecycle, public access block and server-side encryption do not apply".into());
+    report.notes.push("filesystem store: lifecycle and public access block do not apply".into());
+    report.notes.push(match store.keyring() {
+        Some(_) => "encryption at rest: objects sealed with AES-256-GCM under per-tenant keys (keys/)".into(),
+        None => "encryption at rest: off (COFFER_ENCRYPTION=off); objects are stored in plaintext".into(),
+    });
     report
 }
 

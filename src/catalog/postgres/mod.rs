@@ -19,8 +19,8 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use super::query::{self, micros};
 use super::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord,
-    TenantInfo, TenantStatus,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
+    RawRecord, TenantInfo, TenantStatus,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -264,6 +264,18 @@ impl Catalog for PostgresCatalog {
 
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
         sql::referenced(&self.maintenance, bucket, blob_keys).await
+    }
+
+    async fn purge_tenant_rows(&self, tenant: &TenantId) -> Result<PurgedRows, CatalogError> {
+        // As the tenant, under row-level security: the tenant's own rows are all it can reach.
+        let mut tx = self.tenant_tx(tenant).await?;
+        let purged = sql::purge_tenant_rows(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn remove_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        sql::remove_tenant(&self.maintenance, tenant).await
     }
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {

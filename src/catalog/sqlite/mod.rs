@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::query::{self, micros};
 use super::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, Quota, RawRecord,
-    TenantInfo, TenantStatus,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
+    RawRecord, TenantInfo, TenantStatus,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -178,6 +178,17 @@ impl Catalog for SqliteCatalog {
 
     async fn referenced(&self, bucket: &BucketName, blob_keys: &[String]) -> Result<HashSet<String>, CatalogError> {
         sql::referenced(&self.pool, bucket, blob_keys).await
+    }
+
+    async fn purge_tenant_rows(&self, tenant: &TenantId) -> Result<PurgedRows, CatalogError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let purged = sql::purge_tenant_rows(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn remove_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        sql::remove_tenant(&self.pool, tenant).await
     }
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {

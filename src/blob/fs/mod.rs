@@ -1,9 +1,11 @@
 //! Filesystem blob store (the embedded default): a bucket is a directory under the data dir
-//! and a blob key is a relative path inside it.
+//! and a blob key is a relative path inside it. With a [`Keyring`] (the default for new data
+//! dirs) every object is sealed with its tenant's data key (`sealed.rs`, `crate::crypt`).
 
 use std::io::{ErrorKind, SeekFrom};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -11,20 +13,76 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
-use crate::domain::{BlobKey, BucketName};
+use crate::crypt::Keyring;
+use crate::domain::{BlobKey, BucketName, TenantId};
+
+pub use sealed::Conversion;
 
 const TEMP_PREFIX: &str = ".part-";
+/// Temporary files of `coffer keys encrypt-existing` (sealed copies not yet renamed).
+const SEAL_PREFIX: &str = ".seal-";
 const READ_CHUNK: usize = 512 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    keyring: Option<Arc<Keyring>>,
+}
+
+impl std::fmt::Debug for FsBlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsBlobStore").field("root", &self.root).field("sealed", &self.keyring.is_some()).finish()
+    }
 }
 
 impl FsBlobStore {
-    /// A store whose buckets are directories under `root`.
+    /// A store whose buckets are directories under `root`, objects in plaintext.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), keyring: None }
+    }
+
+    /// A store that seals every object it writes with `keyring`'s tenant keys.
+    pub fn sealed(root: impl Into<PathBuf>, keyring: Arc<Keyring>) -> Self {
+        Self { root: root.into(), keyring: Some(keyring) }
+    }
+
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
+    }
+
+    /// Whether any bucket holds any object (a data dir written before encryption existed).
+    pub async fn has_objects(&self) -> bool {
+        let Ok(mut buckets) = tokio::fs::read_dir(&self.root).await else { return false };
+        while let Ok(Some(entry)) = buckets.next_entry().await {
+            let base = entry.path();
+            let found = tokio::task::spawn_blocking(move || walk::page(&base, &[], 1).map(|p| !p.keys.is_empty()))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            if found == Some(true) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes a sealed copy an interrupted `encrypt-existing` left behind under the listed
+    /// physical `key`; `false` when `key` is not one.
+    pub async fn remove_seal_leftover(&self, bucket: &BucketName, key: &str) -> Result<bool, BlobError> {
+        if !key.rsplit('/').next().is_some_and(|n| n.starts_with(SEAL_PREFIX)) {
+            return Ok(false);
+        }
+        self.remove_stray(bucket, key).await.map(|()| true)
+    }
+
+    /// Seals the object stored under the physical `key` of `bucket` in place, when it is
+    /// plaintext (`coffer keys encrypt-existing`).
+    pub async fn seal_existing(&self, bucket: &BucketName, key: &BlobKey) -> Result<Conversion, BlobError> {
+        let keyring = self.keyring.as_ref().ok_or(BlobError::Unsupported("this data dir has no key store"))?;
+        match sealed::seal_in_place(keyring, &self.path(bucket, key), key).await {
+            Err(BlobError::Io(e)) if e.kind() == ErrorKind::NotFound => Ok(Conversion::AlreadySealed),
+            other => other,
+        }
     }
 
     fn bucket_dir(&self, bucket: &BucketName) -> PathBuf {
@@ -89,6 +147,23 @@ async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, 
     Ok(size)
 }
 
+/// Reads a plaintext object of `size` bytes (optionally a range of it).
+async fn plain_read(
+    mut file: tokio::fs::File,
+    size: u64,
+    range: Option<RangeInclusive<u64>>,
+) -> Result<BlobRead, BlobError> {
+    let body: ByteStream = match range {
+        Some(r) => {
+            file.seek(SeekFrom::Start(*r.start())).await?;
+            let len = r.end().saturating_sub(*r.start()) + 1;
+            Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK))
+        }
+        None => Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
+    };
+    Ok(BlobRead { size, body })
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     fn engine(&self) -> &'static str {
@@ -110,7 +185,15 @@ impl BlobStore for FsBlobStore {
         // neither written to nor owned by a pending upload.
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).await?;
-        let written = write_body(file, body).await;
+        let written = match &self.keyring {
+            None => write_body(file, body).await,
+            Some(keyring) => match sealed::seal_body(keyring, key, body).await {
+                Ok((sealed, header)) => write_body(file, sealed).await.and_then(|stored| {
+                    header.plaintext_len(stored).map_err(|e| BlobError::Corrupt(format!("{key}: {e}")))
+                }),
+                Err(e) => Err(e),
+            },
+        };
         let result = match written {
             Ok(size) => match tokio::fs::rename(&temp, &path).await {
                 Ok(()) => sync_dir(&dir).await.map(|()| size).map_err(BlobError::from),
@@ -131,21 +214,18 @@ impl BlobStore for FsBlobStore {
         key: &BlobKey,
         range: Option<RangeInclusive<u64>>,
     ) -> Result<BlobRead, BlobError> {
-        let mut file = match tokio::fs::File::open(self.path(bucket, key)).await {
+        let file = match tokio::fs::File::open(self.path(bucket, key)).await {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        let size = file.metadata().await?.len();
-        let body: ByteStream = match range {
-            Some(r) => {
-                file.seek(SeekFrom::Start(*r.start())).await?;
-                let len = r.end().saturating_sub(*r.start()) + 1;
-                Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK))
+        match &self.keyring {
+            Some(keyring) => sealed::open(keyring, bucket.as_str(), key, file, range).await,
+            None => {
+                let size = file.metadata().await?.len();
+                plain_read(file, size, range).await
             }
-            None => Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
-        };
-        Ok(BlobRead { size, body })
+        }
     }
 
     async fn delete(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
@@ -182,7 +262,8 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
-        let name = key.rsplit('/').next()?.strip_prefix(TEMP_PREFIX)?;
+        let last = key.rsplit('/').next()?;
+        let name = last.strip_prefix(TEMP_PREFIX).or_else(|| last.strip_prefix(SEAL_PREFIX))?;
         uuid::Uuid::try_parse(name).ok()?;
         // Age since the last write, not since creation: a long upload still being written is
         // live however old its file is.
@@ -217,6 +298,25 @@ impl BlobStore for FsBlobStore {
         self.bucket_exists(bucket).await.map(|_| ())
     }
 
+    async fn destroy_tenant_key(&self, tenant: &TenantId) -> Result<bool, BlobError> {
+        let Some(keyring) = &self.keyring else { return Ok(false) };
+        let (keyring, tenant) = (keyring.clone(), tenant.clone());
+        tokio::task::spawn_blocking(move || keyring.destroy(&tenant))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(BlobError::Key)
+    }
+
+    async fn delete_tenant(&self, bucket: &BucketName, tenant: &TenantId) -> Result<u64, BlobError> {
+        let dir = self.bucket_dir(bucket).join(format!("tenant-{tenant}"));
+        let removed =
+            tokio::task::spawn_blocking(move || walk::remove_tree(&dir)).await.map_err(std::io::Error::other)??;
+        sync_dir(&self.bucket_dir(bucket))
+            .await
+            .or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+        Ok(removed)
+    }
+
     async fn ensure_bucket(&self, bucket: &BucketName) -> Result<bool, BlobError> {
         let dir = self.bucket_dir(bucket);
         if tokio::fs::metadata(&dir).await.is_ok() {
@@ -231,56 +331,5 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-mod walk {
-    //! Ordered, resumable walk of a bucket directory: keys compare component by component.
-    use std::cmp::Ordering;
-    use std::path::Path;
-
-    use super::BlobPage;
-
-    pub fn page(base: &Path, after: &[String], limit: usize) -> std::io::Result<BlobPage> {
-        let mut keys = Vec::new();
-        let mut prefix = Vec::new();
-        visit(base, &mut prefix, after, limit + 1, &mut keys)?;
-        let next = (keys.len() > limit).then(|| {
-            keys.truncate(limit);
-            keys.last().cloned()
-        });
-        Ok(BlobPage { keys, next: next.flatten() })
-    }
-
-    fn visit(
-        dir: &Path,
-        prefix: &mut Vec<String>,
-        after: &[String],
-        want: usize,
-        out: &mut Vec<String>,
-    ) -> std::io::Result<()> {
-        let mut entries: Vec<(String, bool)> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let is_dir = e.file_type().ok()?.is_dir();
-                Some((name, is_dir))
-            })
-            .collect();
-        entries.sort();
-        for (name, is_dir) in entries {
-            if out.len() >= want {
-                return Ok(());
-            }
-            prefix.push(name);
-            let depth = prefix.len();
-            let cmp = prefix.as_slice().cmp(&after[..depth.min(after.len())]);
-            if is_dir {
-                if cmp != Ordering::Less {
-                    visit(&dir.join(&prefix[depth - 1]), prefix, after, want, out)?;
-                }
-            } else if prefix.as_slice() > after {
-                out.push(prefix.join("/"));
-            }
-            prefix.pop();
-        }
-        Ok(())
-    }
-}
+mod sealed;
+mod walk;
