@@ -92,6 +92,16 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
     assert_eq!(store.put(&b, &empty, "text/plain", body(vec![])).await.unwrap().size, 0);
     assert_eq!(read_all(&*store, &b, &empty, None).await, b"");
 
+    // delete_tenant removes one tenant's objects only (not those of a tenant whose id it prefixes)
+    let near = blob("tenant-ab/reports/n.txt");
+    store.put(&b, &near, "text/plain", body(vec![b"near"])).await.unwrap();
+    let removed = store.delete_tenant(&b, &coffer::domain::TenantId::parse("a").unwrap()).await.unwrap();
+    assert_eq!(removed, 2, "r.txt (v2) and empty.txt");
+    assert!(matches!(store.get(&b, &k2, None).await, Err(BlobError::NotFound)));
+    assert_eq!(read_all(&*store, &b, &near, None).await, b"near");
+    assert_eq!(read_all(&*store, &b, &other, None).await, b"png");
+    assert_eq!(store.delete_tenant(&b, &coffer::domain::TenantId::parse("a").unwrap()).await.unwrap(), 0);
+
     // a missing bucket is reported as such
     let missing = BucketName::parse("no-such-bucket-here").unwrap();
     assert!(matches!(store.check(&missing).await, Err(BlobError::NoSuchBucket(_))));
@@ -104,6 +114,15 @@ async fn filesystem_store_conforms() {
 }
 
 /// An S3 store against the s3s-fs server scripts/test starts (SigV4 verified).
+#[tokio::test]
+async fn sealed_filesystem_store_conforms() {
+    use coffer::crypt::{KeyWrap, Keyring, MasterKey};
+    let dir = tempfile::tempdir().unwrap();
+    let master: Arc<dyn KeyWrap> = Arc::new(MasterKey::generate().0);
+    let keyring = Arc::new(Keyring::open_or_create(dir.path(), master, None).unwrap());
+    conformance(Arc::new(FsBlobStore::sealed(dir.path().join("objects"), keyring))).await;
+}
+
 pub async fn s3_store(endpoint_var: &str, extra: &[(&str, &str)]) -> S3BlobStore {
     let endpoint =
         std::env::var(endpoint_var).unwrap_or_else(|_| panic!("{endpoint_var} is not set: run scripts/test"));

@@ -82,7 +82,7 @@ async fn export_streams_every_file_with_a_manifest_matching_the_listing() {
         ("exports", "a.bin", vec![7u8; 200_001]),
         ("reports", "empty.txt", Vec::new()),
         ("logos", "logo.png", PNG.to_vec()),
-        ("reports", &"n".repeat(180), b"a long name needs a long-name entry".to_vec()),
+        ("reports", &"n".repeat(90), b"a path over 100 bytes needs a long-name entry".to_vec()),
     ] {
         let res = app.upload("acme", category, name, body.clone()).await;
         assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());

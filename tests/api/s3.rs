@@ -152,6 +152,28 @@ async fn archived_objects_need_a_restore() {
     assert_eq!(meta["storage"]["storage_class"], "GLACIER");
     assert_eq!(meta["storage"]["readable"], false);
 
+    // An export lists the archived file in its manifest as not included, and says why.
+    app.uploaded("abc", "reports", "new.pdf", b"%PDF-1.4 fresh").await;
+    let tar_bytes = app.request(reqwest::Method::GET, "/v1/export", &app.token("abc")).send().await.unwrap();
+    let tar_bytes = tar_bytes.bytes().await.unwrap();
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut names = Vec::new();
+    let mut manifest = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.jsonl" {
+            std::io::Read::read_to_string(&mut entry, &mut manifest).unwrap();
+        }
+        names.push(name);
+    }
+    assert_eq!(names, ["tenant-abc/reports/new.pdf", "manifest.jsonl"]);
+    let lines: Vec<Value> = manifest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[1]["key"], "tenant-abc/reports/old.pdf");
+    assert_eq!(lines[1]["included"], false);
+    assert!(lines[1]["reason"].as_str().unwrap().contains("archived"), "{}", lines[1]);
+    assert_eq!(lines[0]["included"], true);
+
     let restore = |body: Value| app.request(reqwest::Method::POST, "/v1/restore", &app.token("abc")).json(&body).send();
     let res = restore(json!({"key": "tenant-abc/reports/old.pdf", "days": 0})).await.unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "invalid-restore").await;
