@@ -306,3 +306,56 @@ async fn purge_survives_sigkill_and_leaves_nothing_readable() {
     assert_eq!(done["tenant"], "acme");
     assert!(done["actor"].is_string() && done["at"].is_string());
 }
+
+#[tokio::test]
+async fn tenant_export_writes_a_verified_archive_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let svc = service(d, &[]).await.unwrap();
+    upload_many(&svc, "acme", 5, 70_000).await;
+    upload_many(&svc, "bob", 1, 10).await;
+    drop(svc);
+    let archive = d.join("acme.tar");
+    let out = run(d, &[], &["tenant", "export", "acme", "-o", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&archive).unwrap();
+    let mut tar = tar::Archive::new(&bytes[..]);
+    let mut names = Vec::new();
+    for (i, entry) in tar.entries().unwrap().enumerate() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        if name != "manifest.jsonl" {
+            assert_eq!(content, body(i, 70_000), "{name}");
+        } else {
+            assert_eq!(text(&content).lines().count(), 5);
+        }
+        names.push(name);
+    }
+    assert_eq!(names.len(), 6);
+    assert_eq!(names[0], "tenant-acme/exports/f00000.bin");
+    // To standard output, the same bytes but the mtime of the manifest entry.
+    let out = run(d, &[], &["tenant", "export", "acme", "-o", "-", "--category", "exports"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), bytes.len());
+    // Refusals: an unknown category, a bad tenant id; no file left behind.
+    let bad = d.join("bad.tar");
+    let out = run(d, &[], &["tenant", "export", "acme", "-o", bad.to_str().unwrap(), "--category", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown category"), "{}", text(&out.stderr));
+    let out = run(d, &[], &["tenant", "export", "../x", "-o", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!bad.exists() && !d.join("bad.tar.partial").exists());
+    // A tampered object: the export fails and leaves no archive that looks whole.
+    let victim = object_files(d, "acme").into_iter().next().unwrap();
+    let mut sealed_bytes = std::fs::read(&victim).unwrap();
+    let n = sealed_bytes.len();
+    sealed_bytes[n - 1] ^= 1;
+    std::fs::write(&victim, sealed_bytes).unwrap();
+    let broken = d.join("broken.tar");
+    let out = run(d, &[], &["tenant", "export", "acme", "-o", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("export of acme failed"), "{}", text(&out.stderr));
+    assert!(!broken.exists() && !d.join("broken.tar.partial").exists());
+}

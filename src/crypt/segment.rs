@@ -176,10 +176,10 @@ impl Sealer {
         Ok(Nonce::assume_unique_for_key(n))
     }
 
-    /// Seals segment `index` in place: `buf` holds its plaintext and gets the tag appended.
-    pub fn seal(&self, index: u64, last: bool, buf: &mut Vec<u8>) {
+    /// Seals segment `index` in place and returns its tag, to be written right after it.
+    pub fn seal_detached(&self, index: u64, last: bool, buf: &mut [u8]) -> ring::aead::Tag {
         let nonce = self.nonce(index, last).expect("objects of at most 2^32 segments");
-        self.key.seal_in_place_append_tag(nonce, Aad::from(&self.aad), buf).expect("segment within AES-GCM's limit");
+        self.key.seal_in_place_separate_tag(nonce, Aad::from(&self.aad), buf).expect("segment within AES-GCM's limit")
     }
 
     /// Opens segment `index` in place; returns the length of its plaintext at the front of `buf`.

@@ -11,50 +11,63 @@ use super::{Header, SealError, Sealer};
 
 type Body = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-/// `body` sealed: the header, then each segment as soon as it is full and known not to be the
-/// last. Memory: one segment of plaintext plus what the body hands over at once.
-pub fn seal(sealer: Sealer, body: Body) -> Body {
-    struct State {
-        sealer: Sealer,
-        body: Body,
-        buf: BytesMut,
-        index: u64,
-        header_sent: bool,
-        finished: bool,
-    }
-    let state = State { sealer, body, buf: BytesMut::new(), index: 0, header_sent: false, finished: false };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
-        if s.finished {
-            return None;
-        }
-        if !s.header_sent {
-            s.header_sent = true;
-            let header = Bytes::copy_from_slice(&s.sealer.header().encode());
-            return Some((Ok(header), s));
-        }
-        let segment = s.sealer.header().segment as usize;
+/// Segments sealed into one piece handed to the writer (about 1 MiB at 64 KiB): a piece as
+/// large as the store's write buffer is written straight through, without another copy.
+const GROUP: usize = 16;
+/// Pieces buffered between the sealing task and the writer.
+const PIPELINE: usize = 4;
+
+/// `body` sealed: the header, then segments with their tags, each sealed as soon as it is full
+/// and known not to be the last. Plaintext is copied once, into the buffer where it is
+/// encrypted in place; the sealing runs in a task of its own, so hashing and encrypting overlap
+/// with writing. Memory: one piece being filled plus [`PIPELINE`] pieces in flight.
+pub fn seal(sealer: Sealer, mut body: Body) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIPELINE);
+    tokio::spawn(async move {
+        let segment = sealer.header().segment as usize;
+        let piece = GROUP * (segment + super::TAG_LEN) + segment;
+        let mut out = BytesMut::with_capacity(piece);
+        out.extend_from_slice(&sealer.header().encode());
+        // out[sealed..] is the plaintext of the segment being filled.
+        let mut sealed = out.len();
+        let mut index = 0;
         loop {
-            if s.buf.len() > segment {
-                let mut out = s.buf.split_to(segment).to_vec();
-                s.sealer.seal(s.index, false, &mut out);
-                s.index += 1;
-                return Some((Ok(Bytes::from(out)), s));
-            }
-            match s.body.next().await {
-                Some(Ok(chunk)) => s.buf.extend_from_slice(&chunk),
+            match body.next().await {
+                Some(Ok(mut data)) => {
+                    while !data.is_empty() {
+                        if out.len() - sealed == segment {
+                            // Full, and more follows: not the last segment.
+                            let tag = sealer.seal_detached(index, false, &mut out[sealed..]);
+                            out.extend_from_slice(tag.as_ref());
+                            index += 1;
+                            sealed = out.len();
+                            if sealed >= GROUP * (segment + super::TAG_LEN) {
+                                let ready = out.split_to(sealed).freeze();
+                                out.reserve(piece);
+                                sealed = 0;
+                                if tx.send(Ok(ready)).await.is_err() {
+                                    return; // the writer gave up
+                                }
+                            }
+                        }
+                        let take = (segment - (out.len() - sealed)).min(data.len());
+                        out.extend_from_slice(&data.split_to(take));
+                    }
+                }
                 Some(Err(e)) => {
-                    s.finished = true;
-                    return Some((Err(e), s));
+                    let _ = tx.send(Err(e)).await;
+                    return;
                 }
                 None => {
-                    let mut out = s.buf.split().to_vec();
-                    s.sealer.seal(s.index, true, &mut out);
-                    s.finished = true;
-                    return Some((Ok(Bytes::from(out)), s));
+                    let tag = sealer.seal_detached(index, true, &mut out[sealed..]);
+                    out.extend_from_slice(tag.as_ref());
+                    let _ = tx.send(Ok(out.freeze())).await;
+                    return;
                 }
             }
         }
-    }))
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) }))
 }
 
 /// Segments read (and opened) per read from disk.
