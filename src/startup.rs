@@ -114,7 +114,8 @@ pub async fn catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartError> {
         CatalogEngine::Sqlite => crate::catalog::SqliteCatalog::connect(url).await.map(|c| Arc::new(c) as _),
         CatalogEngine::Postgres => {
             let maintenance = config.maintenance_database_url.as_ref().map(Secret::expose);
-            crate::catalog::PostgresCatalog::connect(url, maintenance).await.map(|c| Arc::new(c) as _)
+            let wait = config.limits.catalog_timeout;
+            crate::catalog::PostgresCatalog::connect_waiting(url, maintenance, wait).await.map(|c| Arc::new(c) as _)
         }
     };
     opened.map_err(|source| StartError::Catalog { url: crate::util::redact_url(url), source })
@@ -155,7 +156,8 @@ pub async fn service(config: &Config) -> Result<StorageService, StartError> {
 async fn service_with(config: &Config, secrets: &Secrets) -> Result<StorageService, StartError> {
     let signer = UrlSigner::new(&secrets.links, &config.presign_previous_secrets);
     let blobs: Arc<dyn BlobStore> = Arc::new(crate::telemetry::stores::MeteredBlobStore(blob_store(config).await?));
-    let catalog: Arc<dyn Catalog> = Arc::new(crate::telemetry::stores::MeteredCatalog(catalog(config).await?));
+    let catalog: Arc<dyn Catalog> =
+        Arc::new(crate::telemetry::stores::MeteredCatalog::new(catalog(config).await?, config.limits.catalog_timeout));
     let service = StorageService::new(blobs, catalog, config, signer);
     service.purge_queued().await;
     Ok(service)

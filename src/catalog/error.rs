@@ -19,6 +19,9 @@ pub enum CatalogError {
     Corrupt(String),
     #[error("catalog database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The catalog did not answer within `COFFER_CATALOG_TIMEOUT`.
+    #[error("the catalog did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The login may not change the schema and the schema lacks migrations it needs.
     #[error("the catalog schema lacks migration {0}: run `coffer migrate` with the owner's DATABASE_URL")]
     SchemaBehind(i64),

@@ -28,6 +28,9 @@ pub struct Limits {
     pub cors_origins: Vec<String>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub shutdown_grace: Duration,
+    /// Longest wait for the catalog on a request's path — a pooled connection, or one
+    /// statement or transaction — before the request gets 503 `catalog-unavailable`.
+    pub catalog_timeout: Duration,
 }
 
 impl Limits {
@@ -91,6 +94,10 @@ impl Limits {
             max_uploads_per_tenant: count("COFFER_MAX_UPLOADS_PER_TENANT", 8)?,
             cors_origins,
             shutdown_grace: duration("COFFER_SHUTDOWN_GRACE", 30)?,
+            catalog_timeout: match duration("COFFER_CATALOG_TIMEOUT", 5)? {
+                d if d.is_zero() => return Err(ConfigError::new("COFFER_CATALOG_TIMEOUT", "must be positive")),
+                d => d,
+            },
         })
     }
 }

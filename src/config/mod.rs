@@ -407,6 +407,7 @@ impl Config {
         line("COFFER_BODY_IDLE_TIMEOUT", d(l.body_idle_timeout));
         line("COFFER_UPLOAD_MIN_RATE", format!("{}/s", bytesize::ByteSize(l.upload_min_rate)));
         line("COFFER_REQUEST_TIMEOUT", d(l.request_timeout));
+        line("COFFER_CATALOG_TIMEOUT", d(l.catalog_timeout));
         line("COFFER_MAX_UPLOADS", l.max_uploads.to_string());
         line("COFFER_MAX_UPLOADS_PER_TENANT", l.max_uploads_per_tenant.to_string());
         line("COFFER_CORS_ORIGINS", if l.cors_origins.is_empty() { "none".into() } else { l.cors_origins.join(",") });

@@ -98,6 +98,9 @@ pub enum StartError {
     Keys(String),
 }
 
+/// The longest `/readyz` waits for the catalog and the store together.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 impl StorageService {
     /// Assembles a service from its parts; [`crate::startup::service`] opens them from a
     /// configuration.
@@ -176,10 +179,18 @@ impl StorageService {
 
     /// Whether the catalog and every bucket answer (for `/readyz`).
     pub async fn ready(&self) -> Result<(), ServiceError> {
-        self.inner.catalog.ping().await?;
-        for bucket in [&self.inner.documents_bucket, &self.inner.media_bucket] {
-            self.inner.blobs.check(bucket).await?;
+        let checks = async {
+            self.inner.catalog.ping().await?;
+            for bucket in [&self.inner.documents_bucket, &self.inner.media_bucket] {
+                self.inner.blobs.check(bucket).await?;
+            }
+            Ok(())
+        };
+        // A load balancer's health check wants its answer quickly: a dependency that does not
+        // answer within READY_TIMEOUT counts as down.
+        match tokio::time::timeout(READY_TIMEOUT, checks).await {
+            Ok(result) => result,
+            Err(_) => Err(ServiceError::Catalog(crate::catalog::CatalogError::Timeout(READY_TIMEOUT))),
         }
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use super::body::{BodyError, Metered, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{Admitted, ServiceError, StorageService};
 use crate::blob::ByteStream;
-use crate::catalog::{BlobRef, FileRecord, PendingUpload};
+use crate::catalog::{BlobRef, CatalogError, FileRecord, PendingUpload};
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 
 /// One upload, as the HTTP layer or a library caller hands it over; the tenant is the admitted
@@ -109,12 +109,33 @@ impl StorageService {
                 tracing::info!(key = %record.key, size, "uploaded");
                 Ok(record)
             }
-            Err(e) => {
-                // The row did not commit: these bytes belong to nobody.
+            Err(e) if !matches!(e, CatalogError::Database(_) | CatalogError::Timeout(_)) => {
+                // The row did not commit (the catalog said why): these bytes belong to nobody.
                 if let Err(del) = self.inner.blobs.delete(&blob.bucket, &blob.blob).in_current_span().await {
                     tracing::warn!(error = %del, blob = %blob.blob, "could not remove bytes of a failed upload; reconcile will");
                 } else {
                     self.forget_intent(&blob).await;
+                }
+                Err(e.into())
+            }
+            Err(e) => {
+                // Whether the row committed is unknown (the connection failed during COMMIT, or
+                // the catalog timeout fired). The intent decides, as it does against reconcile:
+                // whoever removes it owns the bytes. Claimed here, the commit did not happen and
+                // the bytes belong to nobody; already gone, a committed row (or a reconcile)
+                // owns them; unreachable, reconcile decides later.
+                match self.inner.catalog.abandon_intent(&blob).await {
+                    Ok(true) => {
+                        if let Err(del) = self.inner.blobs.delete(&blob.bucket, &blob.blob).in_current_span().await {
+                            tracing::warn!(error = %del, blob = %blob.blob, "could not remove bytes of a failed upload; reconcile will");
+                        }
+                    }
+                    Ok(false) => {
+                        tracing::warn!(blob = %blob.blob, error = %e, "a commit of unknown outcome whose intent is gone: its bytes stay with their owner");
+                    }
+                    Err(claim) => {
+                        tracing::warn!(blob = %blob.blob, error = %claim, "could not settle a failed upload; reconcile will");
+                    }
                 }
                 Err(e.into())
             }

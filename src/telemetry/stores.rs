@@ -108,8 +108,26 @@ impl BlobStore for MeteredBlobStore {
     }
 }
 
-/// A catalog whose operations are measured.
-pub struct MeteredCatalog(pub Arc<dyn Catalog>);
+/// Like `timed!`, and the operation gets at most `$self.1` (COFFER_CATALOG_TIMEOUT): the
+/// operations on a request's path, so that a catalog that stops answering costs a request a
+/// bounded wait and a 503, never a hang.
+macro_rules! bounded {
+    ($kind:literal, $self:ident, $op:literal, $call:expr) => {{
+        let limit = $self.1;
+        timed!($kind, $self, $op, async {
+            tokio::time::timeout(limit, $call).await.unwrap_or(Err(CatalogError::Timeout(limit)))
+        })
+    }};
+}
+
+/// A catalog whose operations are measured, those on a request's path bounded in time.
+pub struct MeteredCatalog(pub Arc<dyn Catalog>, pub Duration);
+
+impl MeteredCatalog {
+    pub fn new(inner: Arc<dyn Catalog>, timeout: Duration) -> Self {
+        Self(inner, timeout)
+    }
+}
 
 #[async_trait]
 impl Catalog for MeteredCatalog {
@@ -117,16 +135,16 @@ impl Catalog for MeteredCatalog {
         self.0.engine()
     }
     async fn ping(&self) -> Result<(), CatalogError> {
-        timed!("catalog", self, "ping", self.0.ping())
+        bounded!("catalog", self, "ping", self.0.ping())
     }
     async fn record_intent(&self, p: &PendingUpload) -> Result<(), CatalogError> {
-        timed!("catalog", self, "record_intent", self.0.record_intent(p))
+        bounded!("catalog", self, "record_intent", self.0.record_intent(p))
     }
     async fn touch_intent(&self, p: &PendingUpload) -> Result<bool, CatalogError> {
-        timed!("catalog", self, "touch_intent", self.0.touch_intent(p))
+        bounded!("catalog", self, "touch_intent", self.0.touch_intent(p))
     }
     async fn abandon_intent(&self, b: &BlobRef) -> Result<bool, CatalogError> {
-        timed!("catalog", self, "abandon_intent", self.0.abandon_intent(b))
+        bounded!("catalog", self, "abandon_intent", self.0.abandon_intent(b))
     }
     async fn commit_upload(
         &self,
@@ -134,16 +152,16 @@ impl Catalog for MeteredCatalog {
         overwrite: bool,
         q: &Quota,
     ) -> Result<Option<FileRecord>, CatalogError> {
-        timed!("catalog", self, "commit_upload", self.0.commit_upload(r, overwrite, q))
+        bounded!("catalog", self, "commit_upload", self.0.commit_upload(r, overwrite, q))
     }
     async fn get(&self, k: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
-        timed!("catalog", self, "get", self.0.get(k))
+        bounded!("catalog", self, "get", self.0.get(k))
     }
     async fn list(&self, t: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
-        timed!("catalog", self, "list", self.0.list(t, q))
+        bounded!("catalog", self, "list", self.0.list(t, q))
     }
     async fn delete(&self, k: &ObjectKey) -> Result<FileRecord, CatalogError> {
-        timed!("catalog", self, "delete", self.0.delete(k))
+        bounded!("catalog", self, "delete", self.0.delete(k))
     }
     async fn queued_deletions(&self, limit: u32) -> Result<Vec<BlobRef>, CatalogError> {
         timed!("catalog", self, "queued_deletions", self.0.queued_deletions(limit))
@@ -152,13 +170,13 @@ impl Catalog for MeteredCatalog {
         timed!("catalog", self, "deletion_done", self.0.deletion_done(b))
     }
     async fn usage(&self, t: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
-        timed!("catalog", self, "usage", self.0.usage(t))
+        bounded!("catalog", self, "usage", self.0.usage(t))
     }
     async fn tenant_status(&self, t: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
-        timed!("catalog", self, "tenant_status", self.0.tenant_status(t))
+        bounded!("catalog", self, "tenant_status", self.0.tenant_status(t))
     }
     async fn add_tenant(&self, t: &TenantId) -> Result<bool, CatalogError> {
-        timed!("catalog", self, "add_tenant", self.0.add_tenant(t))
+        bounded!("catalog", self, "add_tenant", self.0.add_tenant(t))
     }
     async fn set_tenant_status(&self, t: &TenantId, s: TenantStatus) -> Result<(), CatalogError> {
         timed!("catalog", self, "set_tenant_status", self.0.set_tenant_status(t, s))

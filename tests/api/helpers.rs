@@ -258,3 +258,74 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Stri
     assert_eq!(body["error"]["code"], code, "{body}");
     body["error"]["message"].as_str().expect("message").to_owned()
 }
+
+/// What a [`TestProxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forwards both ways.
+    Open = 0,
+    /// Drops every connection, new and established (a service that went away).
+    Refuse = 1,
+    /// Accepts connections and holds them without forwarding a byte (a network that
+    /// black-holes traffic); on leaving this mode they are dropped.
+    Stall = 2,
+}
+
+/// A TCP forwarder to a dependency, whose traffic a test can refuse or stall.
+pub struct TestProxy {
+    pub addr: std::net::SocketAddr,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl TestProxy {
+    pub async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(ProxyMode::Open as u8));
+        let shared = mode.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let (mode, upstream) = (shared.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let now = || mode.load(Ordering::SeqCst);
+                    let hold = || async {
+                        while now() == ProxyMode::Stall as u8 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    match now() {
+                        m if m == ProxyMode::Refuse as u8 => return,
+                        m if m == ProxyMode::Stall as u8 => return hold().await,
+                        _ => {}
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => match now() {
+                                m if m == ProxyMode::Refuse as u8 => return,
+                                m if m == ProxyMode::Stall as u8 => return hold().await,
+                                _ => {}
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, mode }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An app whose catalog is the PostgreSQL database at `database_url` (e.g. through a proxy).
+pub async fn spawn_app_on_database(database_url: &str, env: &[(&str, &str)]) -> TestApp {
+    spawn_instance(env, std::sync::Arc::new(tempfile::tempdir().expect("temp dir")), Some(database_url.to_owned()))
+        .await
+}

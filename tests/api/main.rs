@@ -5,6 +5,7 @@ mod common;
 mod helpers;
 
 mod auth;
+mod catalog_outage;
 mod concurrency;
 mod delete;
 mod download;

@@ -2,15 +2,13 @@
 //! URLs and SigV4 (s3s-fs); server-side encryption, archive classes and restore (moto);
 //! unavailability (a cut proxy in front of s3s-fs); a missing bucket at start-up.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{S3_ACCESS_KEY, S3_SECRET_KEY};
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use crate::helpers::{ProxyMode, TestApp, TestProxy, assert_error, spawn_app_with};
 
 fn endpoint(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run scripts/test"))
@@ -192,42 +190,13 @@ async fn archived_objects_need_a_restore() {
     assert!(meta["storage"]["restore"].as_str().is_some(), "{meta}");
 }
 
-/// A TCP forwarder to `upstream` that can be cut: then every connection is dropped.
-async fn cuttable_proxy(upstream: String) -> (String, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cut = Arc::new(AtomicBool::new(false));
-    let flag = cut.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { return };
-            let (flag, upstream) = (flag.clone(), upstream.clone());
-            tokio::spawn(async move {
-                if flag.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
-                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                tokio::pin!(copy);
-                loop {
-                    tokio::select! {
-                        _ = &mut copy => return,
-                        _ = tokio::time::sleep(Duration::from_millis(20)) => if flag.load(Ordering::SeqCst) { return },
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), cut)
-}
-
 #[tokio::test]
 async fn unreachable_storage_is_503_with_nothing_half_written() {
     let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
-    let (proxy, cut) = cuttable_proxy(s3.trim_start_matches("http://").to_owned()).await;
-    let app = s3_app(&proxy, &[("COFFER_S3_MAX_ATTEMPTS", "2")]).await;
+    let proxy = TestProxy::start(s3.trim_start_matches("http://").to_owned()).await;
+    let app = s3_app(&format!("http://{}", proxy.addr), &[("COFFER_S3_MAX_ATTEMPTS", "2")]).await;
     app.uploaded("abc", "reports", "before.txt", b"kept").await;
-    cut.store(true, Ordering::SeqCst);
+    proxy.set(ProxyMode::Refuse);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let res = app.upload("abc", "reports", "during.txt", "lost").await;
@@ -240,7 +209,7 @@ async fn unreachable_storage_is_503_with_nothing_half_written() {
         listed["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap()).collect();
     assert_eq!(names, ["before.txt"], "the failed upload left no row");
 
-    cut.store(false, Ordering::SeqCst);
+    proxy.set(ProxyMode::Open);
     let res = app.download("abc", "tenant-abc/reports/before.txt").await;
     assert_eq!(res.status(), StatusCode::OK);
 }

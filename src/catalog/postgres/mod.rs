@@ -11,6 +11,7 @@
 mod sql;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,9 +38,18 @@ impl PostgresCatalog {
     /// `coffer_app`) and the maintenance pool (as `coffer_maintenance`, logging in with
     /// `maintenance_url` when given), each taking its role where the login may.
     pub async fn connect(url: &str, maintenance_url: Option<&str>) -> Result<Self, CatalogError> {
+        Self::connect_waiting(url, maintenance_url, DEFAULT_WAIT).await
+    }
+
+    /// [`Self::connect`] with pools that wait at most `wait` for a connection.
+    pub async fn connect_waiting(
+        url: &str,
+        maintenance_url: Option<&str>,
+        wait: Duration,
+    ) -> Result<Self, CatalogError> {
         Self::ensure_schema(url).await?;
-        let pool = pool_as(url, "coffer_app", 16).await?;
-        let maintenance = pool_as(maintenance_url.unwrap_or(url), "coffer_maintenance", 4).await?;
+        let pool = pool_as(url, "coffer_app", 16, wait).await?;
+        let maintenance = pool_as(maintenance_url.unwrap_or(url), "coffer_maintenance", 4, wait).await?;
         Ok(Self { pool, maintenance })
     }
 
@@ -88,10 +98,16 @@ impl PostgresCatalog {
     }
 }
 
+/// How long a pool waits for a connection unless told otherwise (`COFFER_CATALOG_TIMEOUT`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
 /// A pool whose connections act as `role` where the login role is a member of it.
-async fn pool_as(url: &str, role: &'static str, size: u32) -> Result<PgPool, CatalogError> {
+async fn pool_as(url: &str, role: &'static str, size: u32, wait: Duration) -> Result<PgPool, CatalogError> {
     let pool = PgPoolOptions::new()
         .max_connections(size)
+        // A connection (new or pooled) within `wait`, or PoolTimedOut: while the database is
+        // unreachable, requests fail fast and the pool reconnects once it is back.
+        .acquire_timeout(wait)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
