@@ -86,11 +86,8 @@ async fn an_unreachable_catalog_gets_bounded_503s_and_recovers_by_itself() {
         Ok(b"the end".to_vec())
     });
     let body = reqwest::Body::wrap_stream(futures::StreamExt::chain(first, rest));
-    let upload = client
-        .post(app.url("/v1/files?category=reports&filename=unsettled.bin"))
-        .bearer_auth(&token)
-        .body(body)
-        .send();
+    let upload =
+        client.post(app.url("/v1/files?category=reports&filename=unsettled.bin")).bearer_auth(&token).body(body).send();
     let stall = async {
         let later = chrono::Utc::now() + chrono::Duration::hours(1);
         while direct.stale_intents(later, None, 10).await.unwrap().is_empty() {
