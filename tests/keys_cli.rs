@@ -359,3 +359,58 @@ async fn tenant_export_writes_a_verified_archive_or_nothing() {
     assert!(text(&out.stderr).contains("export of acme failed"), "{}", text(&out.stderr));
     assert!(!broken.exists() && !d.join("broken.tar.partial").exists());
 }
+
+/// `scripts/open-sealed`, written from ARCHITECTURE.md alone, opens what coffer sealed: the
+/// documented format is the one on disk.
+#[tokio::test]
+async fn an_independent_decryptor_opens_every_sealed_object() {
+    let python = std::env::var("COFFER_TEST_PYTHON")
+        .expect("COFFER_TEST_PYTHON (a Python with `cryptography`; run scripts/test)");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/open-sealed");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let svc = service(d, &[]).await.unwrap();
+    let sizes = [0usize, 1, 65_535, 65_536, 65_537, 200_000];
+    for (i, &len) in sizes.iter().enumerate() {
+        let bytes = bytes::Bytes::from(body(i, len));
+        let stream: coffer::blob::ByteStream = Box::pin(futures::stream::once(async move { Ok(bytes) }));
+        let name = Filename::parse(&format!("f{i:05}.bin")).unwrap();
+        svc.upload_file(&TenantId::parse("acme").unwrap(), &Category::parse("exports").unwrap(), &name, stream, None)
+            .await
+            .unwrap();
+    }
+    let open = |path: &Path| {
+        let base = d.join("objects/carbon-connect-dev-documents");
+        let blob_key = path.strip_prefix(&base).unwrap().to_str().unwrap().to_owned();
+        Command::new(&python)
+            .arg(script)
+            .arg(d)
+            .arg(&blob_key)
+            .arg(path)
+            .env_remove("COFFER_MASTER_KEY")
+            .output()
+            .unwrap()
+    };
+    let check = || {
+        let mut files = object_files(d, "acme");
+        files.sort_by_key(|p| p.file_name().unwrap().to_owned());
+        assert_eq!(files.len(), sizes.len());
+        for (i, path) in files.iter().enumerate() {
+            let out = open(path);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert_eq!(out.stdout, body(i, sizes[i]), "object {i}");
+        }
+        files
+    };
+    let files = check();
+    // After a rotation, with the new master key.
+    assert!(run(d, &[], &["keys", "rotate-master"]).status.success());
+    check();
+    // A flipped bit anywhere fails to authenticate there too.
+    let mut bytes = std::fs::read(&files[5]).unwrap();
+    bytes[100_000] ^= 4;
+    std::fs::write(&files[5], bytes).unwrap();
+    let out = open(&files[5]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("InvalidTag"), "{}", text(&out.stderr));
+}

@@ -50,6 +50,8 @@ ensure_s3_servers() {
   MOTO_PID=$!
   wait_port "$port"
   export COFFER_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
+  # moto's venv has the `cryptography` package: the independent decryptor's test runs on it.
+  export COFFER_TEST_PYTHON="$venv/bin/python"
   echo "s3: s3s-fs at $COFFER_TEST_S3_ENDPOINT, moto at $COFFER_TEST_MOTO_ENDPOINT"
 }
 
