@@ -1,6 +1,10 @@
 //! SQLite catalog (the embedded default). WAL journal with `synchronous = FULL`, so a committed
 //! row survives power loss. Writes take the lock up front (`BEGIN IMMEDIATE`), so a transaction
-//! never reads a state another writer is about to change.
+//! never reads a state another writer is about to change. Within one process, writers queue on
+//! a fair async lock before they reach SQLite's: SQLite has one writer at a time anyway, and its
+//! busy handler makes waiting writers sleep in growing steps (up to 100 ms each), which under
+//! concurrent uploads turned a 20 ms median into a 600 ms tail. The busy timeout remains for
+//! other processes on the same file.
 
 mod sql;
 
@@ -23,6 +27,8 @@ use crate::domain::{BucketName, ObjectKey, TenantId};
 #[derive(Debug, Clone)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    /// This process's writers, in arrival order (see the module doc).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteCatalog {
@@ -39,7 +45,12 @@ impl SqliteCatalog {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer: Default::default() })
+    }
+
+    /// Waits for this process's turn to write.
+    async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
     }
 }
 
@@ -66,14 +77,17 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError> {
+        let _turn = self.turn().await;
         sql::insert_intent(&self.pool, pending).await
     }
 
     async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
         sql::touch_intent(&self.pool, pending).await
     }
 
     async fn abandon_intent(&self, blob: &BlobRef) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
         sql::delete_intent(&self.pool, blob).await
     }
 
@@ -83,6 +97,7 @@ impl Catalog for SqliteCatalog {
         overwrite: bool,
         quota: &Quota,
     ) -> Result<Option<FileRecord>, CatalogError> {
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
             return Err(CatalogError::IntentLost);
@@ -127,6 +142,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let record = sql::delete_file_returning(&mut *tx, &key.to_string()).await?.ok_or(CatalogError::NotFound)?;
         sql::enqueue_deletion(&mut *tx, &record.blob_ref()).await?;
@@ -140,6 +156,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn deletion_done(&self, blob: &BlobRef) -> Result<(), CatalogError> {
+        let _turn = self.turn().await;
         sql::dequeue_deletion(&self.pool, blob).await
     }
 
@@ -152,10 +169,12 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
         sql::add_tenant(&self.pool, tenant, micros(&crate::util::now_micros())).await
     }
 
     async fn set_tenant_status(&self, tenant: &TenantId, status: TenantStatus) -> Result<(), CatalogError> {
+        let _turn = self.turn().await;
         sql::set_tenant_status(&self.pool, tenant, status).await
     }
 
@@ -181,6 +200,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn purge_tenant_rows(&self, tenant: &TenantId) -> Result<PurgedRows, CatalogError> {
+        let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let purged = sql::purge_tenant_rows(&mut tx, tenant).await?;
         tx.commit().await?;
@@ -188,6 +208,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn remove_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
         sql::remove_tenant(&self.pool, tenant).await
     }
 
