@@ -7,13 +7,13 @@
 //!                           "wrapped":"base64(nonce ‖ AES-256-GCM(data key) ‖ tag)","created_at":"…"}
 //! ```
 //! The wrap's associated data is `coffer data key v1` ‖ 0 ‖ tenant ‖ 0 ‖ key id, so a wrapped key
-//! cannot be passed off as another tenant's. Every use of a key checks its file (a `stat`): a key
-//! destroyed by `coffer tenant purge` in another process stops working here at once, and a key
-//! re-wrapped by `coffer keys rotate-master` keeps working from memory.
+//! cannot be passed off as another tenant's. Every use of a key reads its file: a key destroyed
+//! by `coffer tenant purge` in another process stops working here at once, and a key re-wrapped
+//! by `coffer keys rotate-master` keeps working from memory (the same key id).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -48,21 +48,6 @@ struct KeyFile {
     created_at: String,
 }
 
-/// What identifies a key file's current contents without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId(u64, u64, i64, i64);
-
-impl FileId {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        Self(meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec())
-    }
-}
-
-struct Cached {
-    key: DataKey,
-    file: FileId,
-}
-
 /// Counts of `coffer keys rotate-master`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct RewrapReport {
@@ -74,7 +59,7 @@ pub struct Keyring {
     dir: PathBuf,
     wrap: Arc<dyn KeyWrap>,
     meta: Mutex<StoreMeta>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<String, DataKey>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -206,41 +191,33 @@ impl Keyring {
     }
 
     fn load(&self, tenant: &str) -> Result<Option<DataKey>, KeyError> {
+        // Read every time (a few hundred bytes): a key destroyed or replaced by another process
+        // is noticed at once, whatever the file system's timestamp resolution.
         let path = self.key_path(tenant);
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.cache.lock().expect("cache lock").remove(tenant);
                 return Ok(None);
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let file = FileId::of(&meta);
-        if let Some(c) = self.cache.lock().expect("cache lock").get(tenant)
-            && c.file == file
-        {
-            return Ok(Some(c.key.clone()));
-        }
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
         let parsed: KeyFile =
             serde_json::from_slice(&text).map_err(|e| KeyError::Corrupt(format!("{}: {e}", path.display())))?;
+        if parsed.tenant != tenant {
+            return Err(KeyError::Corrupt(format!("{}: holds the key of tenant {:?}", path.display(), parsed.tenant)));
+        }
         let id: [u8; 16] = hex::decode(&parsed.key_id)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| KeyError::Corrupt(format!("{}: bad key_id", path.display())))?;
         let mut cache = self.cache.lock().expect("cache lock");
-        // A re-wrap (rotation) changes the file, not the key: keep the one in memory.
-        if let Some(c) = cache.get_mut(tenant)
-            && c.key.id == id
-        {
-            c.file = file;
-            return Ok(Some(c.key.clone()));
+        // The same key, possibly re-wrapped under a new master key by a rotation: the one in
+        // memory is still right (a wrapped key only ever unwraps to itself or not at all).
+        if let Some(key) = cache.get(tenant).filter(|k| k.id == id) {
+            return Ok(Some(key.clone()));
         }
-        if parsed.tenant != tenant || parsed.master_key_id != self.wrap.id() {
+        if parsed.master_key_id != self.wrap.id() {
             return Err(KeyError::OtherMaster(format!(
                 "{}: wrapped by master key {}, not {}",
                 path.display(),
@@ -251,7 +228,7 @@ impl Keyring {
         let wrapped = STANDARD.decode(&parsed.wrapped).map_err(|_| KeyError::Unwrap)?;
         let secret = self.wrap.unwrap(&wrapped, &context(tenant, &id))?;
         let key = DataKey { id, secret };
-        cache.insert(tenant.to_owned(), Cached { key: key.clone(), file });
+        cache.insert(tenant.to_owned(), key.clone());
         Ok(Some(key))
     }
 

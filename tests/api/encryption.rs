@@ -184,3 +184,56 @@ async fn altered_bytes_are_refused_before_or_during_the_response() {
         body.as_slice()
     );
 }
+
+#[tokio::test]
+async fn altered_or_swapped_key_files_are_refused_with_a_clear_code() {
+    if !on_fs() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.uploaded("acme", "exports", "a.txt", b"acme's").await;
+    app.uploaded("bob", "exports", "b.txt", b"bob's").await;
+    let keys = app.data_dir.path().join("keys");
+    let acme = std::fs::read(keys.join("tenant-acme.json")).unwrap();
+    // Bob's key file put in place of acme's, garbage, a wrapped key with one bit flipped.
+    let mut flipped: serde_json::Value = serde_json::from_slice(&acme).unwrap();
+    let wrapped = flipped["wrapped"].as_str().unwrap().to_owned();
+    let mut raw = base64_decode(&wrapped);
+    raw[20] ^= 1;
+    flipped["wrapped"] = serde_json::Value::String(base64_encode(&raw));
+    for (what, bytes) in [
+        ("bob's key", std::fs::read(keys.join("tenant-bob.json")).unwrap()),
+        ("garbage", b"{not json".to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(keys.join("tenant-acme.json"), &bytes).unwrap();
+        let res = app.download("acme", "tenant-acme/exports/a.txt").await;
+        let message = assert_error(res, StatusCode::INTERNAL_SERVER_ERROR, "key-unavailable").await;
+        assert!(!message.contains(&wrapped), "{what}: {message}");
+        // Uploads for the tenant are refused too rather than sealed under a new key.
+        let res = app.upload("acme", "exports", "new.txt", "x").await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+    }
+    // A flipped bit in the wrapped key: a process that holds the key in memory (same key id)
+    // keeps serving — the wrapped form can only ever unwrap to that key or fail — and a
+    // process that must unwrap it refuses.
+    std::fs::write(keys.join("tenant-acme.json"), serde_json::to_vec(&flipped).unwrap()).unwrap();
+    assert_eq!(app.download("acme", "tenant-acme/exports/a.txt").await.status(), StatusCode::OK);
+    let fresh = spawn_sibling(&app).await;
+    let res = fresh.download("acme", "tenant-acme/exports/a.txt").await;
+    assert_error(res, StatusCode::INTERNAL_SERVER_ERROR, "key-unavailable").await;
+    std::fs::write(keys.join("tenant-acme.json"), &acme).unwrap();
+    assert_eq!(app.download("acme", "tenant-acme/exports/a.txt").await.bytes().await.unwrap().as_ref(), b"acme's");
+    assert_eq!(fresh.download("acme", "tenant-acme/exports/a.txt").await.status(), StatusCode::OK);
+    assert_eq!(app.download("bob", "tenant-bob/exports/b.txt").await.bytes().await.unwrap().as_ref(), b"bob's");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
