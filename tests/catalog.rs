@@ -139,6 +139,35 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     usage_and_quotas(&*catalog).await;
     tenants(&*catalog).await;
     maintenance(&*catalog).await;
+    purge(&*catalog).await;
+}
+
+/// A purge removes every row of one tenant but its registration, and nothing of a tenant whose
+/// id it prefixes; removing the registration afterwards lets the tenant start afresh.
+async fn purge(catalog: &dyn Catalog) {
+    let (p, near) = (TenantId::parse("purged").unwrap(), TenantId::parse("purged-not").unwrap());
+    for key in ["tenant-purged/reports/1.txt", "tenant-purged/exports/2.txt", "tenant-purged-not/reports/3.txt"] {
+        commit(catalog, &record(key, 7_000_000), false, &NO_QUOTA).await.unwrap();
+    }
+    let deleted = catalog.delete(&ObjectKey::parse("tenant-purged/reports/1.txt").unwrap()).await.unwrap();
+    let live = record("tenant-purged/reports/live.txt", 8_000_000);
+    catalog.record_intent(&intent(live.blob_ref(), live.created_at)).await.unwrap();
+    catalog.add_tenant(&p).await.unwrap();
+    catalog.set_tenant_status(&p, TenantStatus::Suspended).await.unwrap();
+
+    let rows = catalog.purge_tenant_rows(&p).await.unwrap();
+    assert_eq!((rows.files, rows.pending_uploads, rows.queued_deletions), (1, 1, 1));
+    assert!(catalog.usage(&p).await.unwrap().is_empty());
+    assert!(!catalog.queued_deletions(100).await.unwrap().contains(&deleted.blob_ref()));
+    assert!(!catalog.abandon_intent(&live.blob_ref()).await.unwrap());
+    assert_eq!(catalog.tenant_status(&p).await.unwrap(), Some(TenantStatus::Suspended), "kept until the end");
+    let near_key = ObjectKey::parse("tenant-purged-not/reports/3.txt").unwrap();
+    assert!(catalog.get(&near_key).await.unwrap().is_some(), "another tenant's rows stay");
+    assert_eq!(catalog.usage(&near).await.unwrap().len(), 1);
+    assert_eq!(catalog.purge_tenant_rows(&p).await.unwrap(), Default::default(), "idempotent");
+    assert!(catalog.remove_tenant(&p).await.unwrap());
+    assert!(!catalog.remove_tenant(&p).await.unwrap());
+    assert_eq!(catalog.tenant_status(&p).await.unwrap(), None);
 }
 
 async fn usage_and_quotas(catalog: &dyn Catalog) {
