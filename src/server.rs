@@ -11,6 +11,14 @@ use crate::http::{AppState, router};
 /// How often queued blob deletions are retried while serving.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// `every`, give or take a quarter, drawn anew each round: instances started together (a
+/// rollout behind a load balancer) spread their background work out instead of hitting the
+/// catalog and the store at the same moments. The work itself is safe to run on several
+/// instances at once (claims in the catalog, idempotent deletes).
+fn jittered(every: Duration) -> Duration {
+    every.mul_f64(rand::random_range(0.75..1.25))
+}
+
 /// Serves on `listener` until `shutdown` completes; reconciles every `reconcile_interval.0`
 /// with grace `reconcile_interval.1` when given.
 pub async fn serve_on(
@@ -21,20 +29,16 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let purger = state.service.clone();
     let purge_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PURGE_INTERVAL);
-        tick.tick().await;
         loop {
-            tick.tick().await;
+            tokio::time::sleep(jittered(PURGE_INTERVAL)).await;
             purger.purge_queued().await;
         }
     });
     let reconcile_task = reconcile_interval.map(|(every, grace)| {
         let service = state.service.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(jittered(every)).await;
                 service.reconciler(grace, false).run().await;
             }
         })
