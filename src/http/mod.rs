@@ -13,6 +13,7 @@ mod export;
 mod headers;
 mod health;
 mod limits;
+mod linger;
 mod list;
 mod metrics;
 mod openapi;
@@ -76,7 +77,7 @@ pub fn router(state: AppState) -> Router {
     let bounded = if state.metrics.separate { bounded } else { bounded.merge(metrics::routes()) }
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::request_timeout));
     let streaming = Router::new()
-        .route("/v1/files", post(upload::upload))
+        .route("/v1/files", post(upload::upload).layer(middleware::from_fn(linger::linger)))
         .route("/v1/export", get(export::export))
         .route("/v1/files/{*key}", get(download::download).delete(delete::delete));
     let console = Router::new()
