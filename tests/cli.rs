@@ -21,6 +21,23 @@ fn coffer(app: &TestApp, token: Option<&str>, args: &[&str]) -> Output {
     cmd.output().expect("run coffer")
 }
 
+/// `coffer upload ARGS…` against `app` with `token`, off the test's runtime threads (the server
+/// runs on them).
+async fn upload_cli(app: &TestApp, token: &str, args: Vec<String>) -> Output {
+    let (base, token) = (app.base.clone(), token.to_owned());
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg("upload")
+            .args(args)
+            .env("COFFER_URL", base)
+            .env("COFFER_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -36,19 +53,8 @@ async fn fifty_mib_round_trip_with_the_same_sha256() {
     let expected = hex::encode(Sha256::digest(&data));
 
     let path = input.to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking({
-        let (base, token, path) = (app.base.clone(), token.clone(), path.clone());
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_coffer"))
-                .args(["upload", &path, "--category", "exports", "--json"])
-                .env("COFFER_URL", base)
-                .env("COFFER_TOKEN", token)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let args = [path.as_str(), "--category", "exports", "--json"].map(String::from).to_vec();
+    let out = upload_cli(&app, &token, args).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result[0]["file_metadata"]["sha256"], expected);
@@ -157,20 +163,7 @@ async fn a_big_upload_refused_early_always_gets_the_refusal() {
     ];
     for round in 0..6 {
         for (token, category, code) in &cases {
-            let out = tokio::task::spawn_blocking({
-                let (base, token, path, category) =
-                    (app.base.clone(), token.clone(), path.clone(), category.to_string());
-                move || {
-                    Command::new(env!("CARGO_BIN_EXE_coffer"))
-                        .args(["upload", &path, "--category", &category])
-                        .env("COFFER_URL", base)
-                        .env("COFFER_TOKEN", token)
-                        .output()
-                        .unwrap()
-                }
-            })
-            .await
-            .unwrap();
+            let out = upload_cli(&app, token, [path.as_str(), "--category", category].map(String::from).to_vec()).await;
             let err = text(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "round {round}, {code}: {err}");
             assert!(err.contains(code), "round {round}: {err}");

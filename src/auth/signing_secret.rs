@@ -1,5 +1,5 @@
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -36,13 +36,12 @@ fn create(data_dir: &Path, path: &Path) -> Result<Secret, String> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(f) => f,
+    match crate::util::create_private_file(path, secret.as_bytes()) {
+        Ok(()) => {}
         // Another process created it first: use theirs.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return load_or_create_secret(data_dir),
         Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    file.write_all(secret.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(Secret::new(secret))
 }
 

@@ -56,10 +56,12 @@ fn rotate_master(config: &Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     let expected = Keyring::expected_master(dir)
         .ok_or_else(|| anyhow::anyhow!("{}: no key store (keys/store.json); nothing to rotate", dir.display()))?;
-    let in_file = config.master_key.is_none();
-    let new = match std::env::var("COFFER_NEW_MASTER_KEY") {
-        Ok(text) => MasterKey::parse(&text).map_err(|m| anyhow::anyhow!("COFFER_NEW_MASTER_KEY: {m}"))?,
-        Err(_) if in_file => match MasterKey::create_file(&dir.join(NEXT_FILE)) {
+    let from_env = std::env::var("COFFER_NEW_MASTER_KEY").ok();
+    // Generated into the data dir: only when the current key lives there too.
+    let generated = from_env.is_none();
+    let new = match &from_env {
+        Some(text) => MasterKey::parse(text).map_err(|m| anyhow::anyhow!("COFFER_NEW_MASTER_KEY: {m}"))?,
+        None if config.master_key.is_none() => match MasterKey::create_file(&dir.join(NEXT_FILE)) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A rotation that was interrupted: finish it with the key it started.
@@ -68,12 +70,12 @@ fn rotate_master(config: &Config) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         },
-        Err(_) => anyhow::bail!(
+        None => anyhow::bail!(
             "COFFER_MASTER_KEY is set: give the new key in COFFER_NEW_MASTER_KEY (64 hex digits, e.g. `openssl rand -hex 32`)"
         ),
     };
     let finish = |report: Option<crate::crypt::RewrapReport>| -> anyhow::Result<()> {
-        if in_file && std::env::var("COFFER_NEW_MASTER_KEY").is_err() {
+        if generated {
             std::fs::rename(dir.join(NEXT_FILE), dir.join(MASTER_KEY_FILE))?;
             sync_dir(dir)?;
         }
@@ -83,7 +85,7 @@ fn rotate_master(config: &Config) -> anyhow::Result<()> {
             }
             None => println!("the key store is already under master key {}", new.id()),
         }
-        if !in_file || std::env::var("COFFER_NEW_MASTER_KEY").is_ok() {
+        if !generated {
             println!("now set COFFER_MASTER_KEY to the new key for every coffer process of this data dir");
         }
         Ok(())

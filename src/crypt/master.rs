@@ -2,8 +2,7 @@
 //! implementation (`COFFER_MASTER_KEY`, or a key generated into the data dir); a KMS would be
 //! another, whose `wrap`/`unwrap` call the service (they run on blocking threads).
 
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::ErrorKind;
 use std::path::Path;
 
 use base64::Engine;
@@ -73,12 +72,7 @@ impl MasterKey {
     /// Generates a key into `path` (0600, synced); `AlreadyExists` if one is there.
     pub fn create_file(path: &Path) -> std::io::Result<Self> {
         let (key, text) = Self::generate();
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        crate::util::create_private_file(path, text.as_bytes())?;
         Ok(key)
     }
 }

@@ -148,11 +148,12 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// A truncated file shows up as an early end of file: that is the bytes' fault, not the disk's.
-    pub fn is_corruption(&self) -> bool {
+    /// The disk's failure, when it is one; `Err(self)` when the bytes are at fault (tampered,
+    /// or truncated: an early end of file).
+    pub fn disk_failure(self) -> Result<std::io::Error, Self> {
         match self {
-            Self::Seal(_) => true,
-            Self::Io(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
+            Self::Io(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => Ok(e),
+            other => Err(other),
         }
     }
 }

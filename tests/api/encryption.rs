@@ -21,12 +21,9 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| ((i * 7 + seed as usize) % 253) as u8).collect()
 }
 
-/// The file on disk holding `blob_key` (from the catalog) in the documents bucket.
+/// The file on disk holding `key`'s bytes.
 async fn disk_path(app: &TestApp, key: &str) -> std::path::PathBuf {
-    let record = app.catalog().await.get(&coffer::domain::ObjectKey::parse(key).unwrap()).await.unwrap().unwrap();
-    let mut path = app.data_dir.path().join("objects").join(record.bucket.as_str());
-    path.extend(record.blob.to_string().split('/'));
-    path
+    app.record_on_disk(key).await.1
 }
 
 async fn get_range(app: &TestApp, key: &str, range: &str) -> (StatusCode, Vec<u8>) {

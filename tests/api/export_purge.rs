@@ -131,15 +131,7 @@ async fn export_reports_missing_bytes_and_cuts_short_on_altered_ones() {
     let app = spawn_app().await;
     app.uploaded("acme", "exports", "gone.txt", b"bytes that will vanish").await;
     app.uploaded("acme", "exports", "kept.txt", b"still here").await;
-    let record = app
-        .catalog()
-        .await
-        .get(&coffer::domain::ObjectKey::parse("tenant-acme/exports/gone.txt").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut path = app.data_dir.path().join("objects").join(record.bucket.as_str());
-    path.extend(record.blob.to_string().split('/'));
+    let (_, path) = app.record_on_disk("tenant-acme/exports/gone.txt").await;
     std::fs::remove_file(&path).unwrap();
     let got = entries(&export(&app, &app.token("acme"), "").await.bytes().await.unwrap());
     assert_eq!(got.len(), 2, "kept.txt and the manifest");
@@ -152,15 +144,7 @@ async fn export_reports_missing_bytes_and_cuts_short_on_altered_ones() {
 
     // Altered bytes: the archive is cut short, never handed out with wrong content.
     app.upload("acme", "exports", "big.bin", vec![1u8; 300_000]).await;
-    let record = app
-        .catalog()
-        .await
-        .get(&coffer::domain::ObjectKey::parse("tenant-acme/exports/big.bin").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut path = app.data_dir.path().join("objects").join(record.bucket.as_str());
-    path.extend(record.blob.to_string().split('/'));
+    let (_, path) = app.record_on_disk("tenant-acme/exports/big.bin").await;
     let mut bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     bytes[n - 100] ^= 1;
@@ -208,15 +192,7 @@ async fn purge_removes_everything_of_one_tenant_and_its_key_first() {
     let key_file = app.data_dir.path().join("keys").join("tenant-acme.json");
     let old_key: Option<Value> = on_fs().then(|| serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap());
     // A copy of acme's objects as they lay on disk before the purge (a backup of objects/).
-    let record = app
-        .catalog()
-        .await
-        .get(&coffer::domain::ObjectKey::parse("tenant-acme/exports/f0.txt").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut sealed_path = app.data_dir.path().join("objects").join(record.bucket.as_str());
-    sealed_path.extend(record.blob.to_string().split('/'));
+    let (record, sealed_path) = app.record_on_disk("tenant-acme/exports/f0.txt").await;
     let backup = on_fs().then(|| std::fs::read(&sealed_path).unwrap());
 
     let report = app.service.purge_tenant(&tenant("acme"), Duration::ZERO).await.unwrap();

@@ -207,6 +207,15 @@ impl TestApp {
         coffer::catalog::connect(&self.database_url).await.unwrap()
     }
 
+    /// The catalog record of `key` and, on the filesystem store, the file holding its bytes.
+    pub async fn record_on_disk(&self, key: &str) -> (coffer::catalog::FileRecord, std::path::PathBuf) {
+        let key = coffer::domain::ObjectKey::parse(key).unwrap();
+        let record = self.catalog().await.get(&key).await.unwrap().expect("a stored file");
+        let mut path = self.data_dir.path().join("objects").join(record.bucket.as_str());
+        path.extend(record.blob.to_string().split('/'));
+        (record, path)
+    }
+
     /// Every stored object, as `bucket/key`, listed through the app's own blob store.
     pub async fn stored_objects(&self) -> Vec<String> {
         let mut out = Vec::new();

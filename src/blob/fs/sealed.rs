@@ -48,6 +48,14 @@ fn corrupt(bucket: &str, key: &BlobKey, e: &dyn std::fmt::Display) -> BlobError 
     BlobError::Corrupt(format!("{key}: {e}"))
 }
 
+/// A failed read as the store reports it: the disk's error, or corrupt bytes (logged).
+fn failed(bucket: &str, key: &BlobKey, e: OpenError) -> BlobError {
+    match e.disk_failure() {
+        Ok(io) => io.into(),
+        Err(e) => corrupt(bucket, key, &e),
+    }
+}
+
 /// Opens `file` (the object `key`) for reading through the keyring: a sealed object is
 /// authenticated segment by segment (the first one before this returns); an unsealed one is
 /// served only when the key store says it may be a legacy plaintext object.
@@ -65,9 +73,7 @@ pub async fn open(
             return super::plain_read(file, stored, range).await;
         }
         Ok(None) => return Err(corrupt(bucket, key, &"not sealed, though written after encryption was enabled")),
-        Err(e) if e.is_corruption() => return Err(corrupt(bucket, key, &e)),
-        Err(OpenError::Io(e)) => return Err(e.into()),
-        Err(e) => return Err(corrupt(bucket, key, &e)),
+        Err(e) => return Err(failed(bucket, key, e)),
     };
     let tenant = key.object_key().tenant().clone();
     let id = header.key_id;
@@ -79,18 +85,8 @@ pub async fn open(
         }
     };
     let sealer = Sealer::new(&data_key, header, &key.to_string());
-    let (size, mut opener) = match Opener::new(file, sealer, stored, range).await {
-        Ok(o) => o,
-        Err(e) if e.is_corruption() => return Err(corrupt(bucket, key, &e)),
-        Err(OpenError::Io(e)) => return Err(e.into()),
-        Err(e) => return Err(corrupt(bucket, key, &e)),
-    };
-    let first = match opener.next_piece().await {
-        Ok(p) => p,
-        Err(e) if e.is_corruption() => return Err(corrupt(bucket, key, &e)),
-        Err(OpenError::Io(e)) => return Err(e.into()),
-        Err(e) => return Err(corrupt(bucket, key, &e)),
-    };
+    let (size, mut opener) = Opener::new(file, sealer, stored, range).await.map_err(|e| failed(bucket, key, e))?;
+    let first = opener.next_piece().await.map_err(|e| failed(bucket, key, e))?;
     let (bucket, name) = (bucket.to_owned(), key.to_string());
     let rest = futures::stream::try_unfold(opener, move |mut opener| {
         let (bucket, name) = (bucket.clone(), name.clone());
@@ -127,9 +123,12 @@ pub async fn seal_in_place(keyring: &Arc<Keyring>, path: &Path, key: &BlobKey) -
     match read_header(&mut file).await {
         Ok(Some(_)) => return Ok(Conversion::AlreadySealed),
         Ok(None) => {}
-        Err(e) if e.is_corruption() => return Ok(Conversion::Suspect(e.to_string())),
-        Err(OpenError::Io(e)) => return Err(e.into()),
-        Err(e) => return Ok(Conversion::Suspect(e.to_string())),
+        Err(e) => {
+            return match e.disk_failure() {
+                Ok(io) => Err(io.into()),
+                Err(bad) => Ok(Conversion::Suspect(bad.to_string())),
+            };
+        }
     }
     let dir = path.parent().expect("object path has a parent");
     let plain: ByteStream = Box::pin(ReaderStream::with_capacity(file, READ_CHUNK));
