@@ -143,6 +143,31 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes every object (and partial write) under `tenant-{tenant}/` in `bucket`; how many.
     async fn delete_tenant(&self, bucket: &BucketName, tenant: &TenantId) -> Result<u64, BlobError>;
 
+    /// Starts the partial object of a resumable upload that will become `key`; returns the
+    /// engine's state for it (kept by the catalog and handed back on every call).
+    async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, content_type: &str) -> Result<String, BlobError>;
+
+    /// Appends `body` to the partial object of `key`, which holds `offset` acknowledged bytes
+    /// (anything an earlier, unacknowledged append left past them is discarded). Durable when
+    /// it returns. With `finish`, the bytes then become the object `key`, atomically and
+    /// durably, as `put` would leave it. Returns the new state and the bytes appended.
+    async fn partial_append(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+        body: ByteStream,
+        finish: bool,
+    ) -> Result<(String, u64), BlobError>;
+
+    /// Removes what the partial object needed under `old` and no longer does under `new`
+    /// (called once the catalog recorded `new`). Best effort: reconcile removes the rest.
+    async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, old: &str, new: &str);
+
+    /// Removes the partial object of `key` (terminated or expired); succeeds when it is gone.
+    async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, state: &str) -> Result<(), BlobError>;
+
     /// Starts restoring an archived object for `days` at retrieval `tier`.
     async fn restore(&self, _bucket: &BucketName, _key: &BlobKey, _days: i32, _tier: &str) -> Result<(), BlobError> {
         Err(BlobError::Unsupported("this storage engine has no archive tiers"))

@@ -18,6 +18,8 @@ mod error;
 mod postgres;
 mod query;
 mod record;
+mod session;
+mod session_statements;
 mod sqlite;
 mod statements;
 mod tenant;
@@ -33,6 +35,7 @@ pub use postgres::PostgresCatalog;
 pub use record::{
     BlobRef, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota, RawRecord,
 };
+pub use session::{LockRefusal, UploadSession};
 pub use sqlite::SqliteCatalog;
 pub use tenant::{TenantInfo, TenantStatus};
 
@@ -155,4 +158,50 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// All tenants' files in key order after `after`, at most `limit` (maintenance scans).
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError>;
+
+    /// Records a new resumable upload and the pending intent of its blob, in one transaction.
+    async fn create_session(&self, session: &UploadSession) -> Result<(), CatalogError>;
+
+    /// `tenant`'s resumable upload `id`, if any.
+    async fn session(&self, tenant: &TenantId, id: &str) -> Result<Option<UploadSession>, CatalogError>;
+
+    /// Takes the write lock of `tenant`'s unfinished upload `id` at `offset` for `lease`, as
+    /// `token`: one writer at a time across every instance, and only at the upload's offset.
+    async fn lock_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        offset: u64,
+        token: &str,
+        lease: std::time::Duration,
+    ) -> Result<Result<UploadSession, LockRefusal>, CatalogError>;
+
+    /// Extends the lease of `token`'s lock; `false` when it no longer holds it.
+    async fn renew_session_lock(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, CatalogError>;
+
+    /// Records the lock holder's progress (offset, hash state, engine state, expiry, completion)
+    /// and releases the lock, moving the intent's lease to the new expiry in the same
+    /// transaction; `false` when `token` no longer holds the lock (nothing changed).
+    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError>;
+
+    /// Removes an upload and its intent in one transaction: a completed one, or an unfinished
+    /// one whose lock `token` holds. Returns it; `None` when it was not removed.
+    async fn remove_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Option<UploadSession>, CatalogError>;
+
+    /// Uploads of every tenant that expired before `before`, oldest first, at most `limit`.
+    async fn expired_sessions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<UploadSession>, CatalogError>;
+
+    /// Bytes `tenant`'s unfinished uploads announced or hold, which count toward its quota.
+    async fn reserved_bytes(&self, tenant: &TenantId) -> Result<u64, CatalogError>;
 }

@@ -18,6 +18,28 @@ pub fn from_micros(us: i64) -> Result<DateTime<Utc>, CatalogError> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| CatalogError::Corrupt(format!("timestamp {us}")))
 }
 
+/// Now and `lease` from now, in microseconds since the epoch.
+pub fn lease_window(lease: std::time::Duration) -> (i64, i64) {
+    let now = Utc::now();
+    (micros(&now), micros(&(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))))
+}
+
+/// What a lock attempt on a resumable upload came to: the locked upload, or why not.
+pub fn lock_outcome(
+    locked: bool,
+    current: Option<super::UploadSession>,
+    offset: u64,
+) -> Result<super::UploadSession, super::LockRefusal> {
+    use super::LockRefusal;
+    match current {
+        Some(s) if locked => Ok(s),
+        None => Err(LockRefusal::Missing),
+        Some(s) if s.completed_at.is_some() => Err(LockRefusal::Completed),
+        Some(s) if s.offset != offset => Err(LockRefusal::Offset(s.offset)),
+        Some(_) => Err(LockRefusal::Busy),
+    }
+}
+
 /// One keyset page of `tenant`'s files (plus one row, to know whether there is more). The
 /// tenant filter is always the first condition.
 pub fn list_files<'a, DB>(tenant: &TenantId, q: &ListQuery) -> QueryBuilder<'a, DB>

@@ -97,6 +97,7 @@ pub struct PurgedRows {
     pub files: u64,
     pub pending_uploads: u64,
     pub queued_deletions: u64,
+    pub resumable_uploads: u64,
 }
 
 /// A files row as both engines store it; `into_record` parses it back into domain types.
@@ -112,7 +113,7 @@ pub struct RawRecord {
     pub created_at: i64,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> CatalogError {
+pub(super) fn corrupt(e: impl std::fmt::Display) -> CatalogError {
     CatalogError::Corrupt(e.to_string())
 }
 

@@ -304,7 +304,9 @@ macro_rules! shared_statements {
             sqlx::query("DELETE FROM tenant_usage WHERE tenant_id = $1").bind(t.as_str()).execute(&mut **tx).await?;
             let pending = sqlx::query(&by_blob("pending_uploads")).bind(&prefix).execute(&mut **tx).await?;
             let queued = sqlx::query(&by_blob("blob_deletions")).bind(&prefix).execute(&mut **tx).await?;
+            let resumable = session::purge(&mut **tx, t).await?;
             Ok(crate::catalog::PurgedRows {
+                resumable_uploads: resumable,
                 files: files.rows_affected(),
                 pending_uploads: pending.rows_affected(),
                 queued_deletions: queued.rows_affected(),

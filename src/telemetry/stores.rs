@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
 use crate::catalog::{
+    LockRefusal, UploadSession,
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
     TenantInfo, TenantStatus,
 };
@@ -102,6 +103,26 @@ impl BlobStore for MeteredBlobStore {
     }
     async fn destroy_tenant_key(&self, t: &TenantId) -> Result<bool, BlobError> {
         timed!("blob", self, "destroy_tenant_key", self.0.destroy_tenant_key(t))
+    }
+    async fn partial_begin(&self, b: &BucketName, k: &BlobKey, content_type: &str) -> Result<String, BlobError> {
+        timed!("blob", self, "partial_begin", self.0.partial_begin(b, k, content_type))
+    }
+    async fn partial_append(
+        &self,
+        b: &BucketName,
+        k: &BlobKey,
+        state: &str,
+        offset: u64,
+        body: ByteStream,
+        finish: bool,
+    ) -> Result<(String, u64), BlobError> {
+        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, finish))
+    }
+    async fn partial_release(&self, b: &BucketName, k: &BlobKey, old: &str, new: &str) {
+        self.0.partial_release(b, k, old, new).await
+    }
+    async fn partial_abort(&self, b: &BucketName, k: &BlobKey, state: &str) -> Result<(), BlobError> {
+        timed!("blob", self, "partial_abort", self.0.partial_abort(b, k, state))
     }
     async fn delete_tenant(&self, b: &BucketName, t: &TenantId) -> Result<u64, BlobError> {
         timed!("blob", self, "delete_tenant", self.0.delete_tenant(b, t))
@@ -206,5 +227,41 @@ impl Catalog for MeteredCatalog {
     }
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
         timed!("catalog", self, "scan_files", self.0.scan_files(after, limit))
+    }
+    async fn create_session(&self, s: &UploadSession) -> Result<(), CatalogError> {
+        bounded!("catalog", self, "create_session", self.0.create_session(s))
+    }
+    async fn session(&self, t: &TenantId, id: &str) -> Result<Option<UploadSession>, CatalogError> {
+        bounded!("catalog", self, "session", self.0.session(t, id))
+    }
+    async fn lock_session(
+        &self,
+        t: &TenantId,
+        id: &str,
+        offset: u64,
+        token: &str,
+        lease: Duration,
+    ) -> Result<Result<UploadSession, LockRefusal>, CatalogError> {
+        bounded!("catalog", self, "lock_session", self.0.lock_session(t, id, offset, token, lease))
+    }
+    async fn renew_session_lock(&self, t: &TenantId, id: &str, token: &str, lease: Duration) -> Result<bool, CatalogError> {
+        bounded!("catalog", self, "renew_session_lock", self.0.renew_session_lock(t, id, token, lease))
+    }
+    async fn save_session(&self, s: &UploadSession, token: &str) -> Result<bool, CatalogError> {
+        bounded!("catalog", self, "save_session", self.0.save_session(s, token))
+    }
+    async fn remove_session(
+        &self,
+        t: &TenantId,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Option<UploadSession>, CatalogError> {
+        bounded!("catalog", self, "remove_session", self.0.remove_session(t, id, token))
+    }
+    async fn expired_sessions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<UploadSession>, CatalogError> {
+        timed!("catalog", self, "expired_sessions", self.0.expired_sessions(before, limit))
+    }
+    async fn reserved_bytes(&self, t: &TenantId) -> Result<u64, CatalogError> {
+        bounded!("catalog", self, "reserved_bytes", self.0.reserved_bytes(t))
     }
 }

@@ -263,8 +263,10 @@ impl BlobStore for FsBlobStore {
 
     async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
         let last = key.rsplit('/').next()?;
-        let name = last.strip_prefix(TEMP_PREFIX).or_else(|| last.strip_prefix(SEAL_PREFIX))?;
-        uuid::Uuid::try_parse(name).ok()?;
+        if last != partial::DATA && !last.starts_with(partial::TAIL_PREFIX) {
+            let name = last.strip_prefix(TEMP_PREFIX).or_else(|| last.strip_prefix(SEAL_PREFIX))?;
+            uuid::Uuid::try_parse(name).ok()?;
+        }
         // Age since the last write, not since creation: a long upload still being written is
         // live however old its file is.
         let mut path = self.bucket_dir(bucket);
@@ -296,6 +298,32 @@ impl BlobStore for FsBlobStore {
 
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError> {
         self.bucket_exists(bucket).await.map(|_| ())
+    }
+
+    async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, _content_type: &str) -> Result<String, BlobError> {
+        self.begin_partial(bucket, key).await.map(|_| "0".to_owned())
+    }
+
+    async fn partial_append(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        _state: &str,
+        offset: u64,
+        body: ByteStream,
+        finish: bool,
+    ) -> Result<(String, u64), BlobError> {
+        let appended = self.append_partial(bucket, key, offset, body, finish).await?;
+        // The state names the offset whose tail is current ("done" once finished).
+        Ok((if finish { "done".to_owned() } else { (offset + appended).to_string() }, appended))
+    }
+
+    async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, _old: &str, new: &str) {
+        self.release_partial(bucket, key, new.parse().ok()).await;
+    }
+
+    async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, _state: &str) -> Result<(), BlobError> {
+        self.abort_partial(bucket, key).await
     }
 
     async fn destroy_tenant_key(&self, tenant: &TenantId) -> Result<bool, BlobError> {
@@ -331,5 +359,6 @@ impl BlobStore for FsBlobStore {
     }
 }
 
+mod partial;
 mod sealed;
 mod walk;

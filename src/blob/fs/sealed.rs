@@ -30,6 +30,12 @@ pub async fn current_key(keyring: &Arc<Keyring>, tenant: &TenantId) -> Result<Da
     key_op(keyring, move |k| k.current(&tenant)).await
 }
 
+/// The tenant's data key whose id is `id` (for an object sealed with it).
+pub async fn find_key(keyring: &Arc<Keyring>, tenant: &TenantId, id: [u8; 16]) -> Result<DataKey, BlobError> {
+    let tenant = tenant.clone();
+    key_op(keyring, move |k| k.find(&tenant, &id)).await
+}
+
 /// `body` sealed for `key` under the tenant's current data key, and the header it gets (which
 /// turns the stored size back into the plaintext size).
 pub async fn seal_body(

@@ -8,6 +8,7 @@
 mod errors;
 pub mod iam;
 pub mod provision;
+mod partial;
 mod upload;
 
 use std::ops::RangeInclusive;
@@ -192,14 +193,44 @@ impl BlobStore for S3BlobStore {
         }
     }
 
-    async fn stray_age(&self, _bucket: &BucketName, _key: &str) -> Option<Duration> {
-        // S3 writes leave no temporary objects: an interrupted multipart upload is aborted, and
-        // the lifecycle rule of `coffer provision` removes any that an abort missed.
-        None
+    async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<Duration> {
+        // A plain write leaves no temporary objects: an interrupted multipart upload is
+        // aborted, and the lifecycle rule of `coffer provision` removes any that an abort
+        // missed. Resumable uploads leave staging objects, judged by when they were written.
+        if !partial::is_stage(key) {
+            return None;
+        }
+        let out = self.client.head_object().bucket(bucket.as_str()).key(key).send().await.ok()?;
+        let written = out.last_modified()?.secs();
+        Some(Duration::from_secs((chrono::Utc::now().timestamp() - written).max(0) as u64))
     }
 
     async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError> {
         Err(BlobError::Unavailable(format!("{bucket}/{key} is not coffer's to remove")))
+    }
+
+    async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, content_type: &str) -> Result<String, BlobError> {
+        self.begin_partial(bucket, key, content_type).await
+    }
+
+    async fn partial_append(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+        body: ByteStream,
+        finish: bool,
+    ) -> Result<(String, u64), BlobError> {
+        self.append_partial(bucket, key, state, offset, body, finish).await
+    }
+
+    async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, old: &str, new: &str) {
+        self.release_partial(bucket, key, old, new).await;
+    }
+
+    async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, state: &str) -> Result<(), BlobError> {
+        self.abort_partial(bucket, key, state).await
     }
 
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError> {

@@ -60,7 +60,11 @@ pub async fn put(
         upload_id: upload_id.clone(),
         armed: true,
     };
-    let result = upload_parts(store, &bucket_name, key, &upload_id, first, body, carry).await;
+    let rest = futures::stream::try_unfold((body, carry), move |(mut body, mut carry)| async move {
+        Ok(next_part(&mut body, part_size, &mut carry).await?.map(|part| (part, (body, carry))))
+    });
+    let parts = futures::stream::once(async { Ok(first) }).chain(rest);
+    let result = upload_parts(store, &bucket_name, key, &upload_id, 1, parts).await;
     match result {
         Ok((parts, size)) => {
             let completed = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
@@ -99,21 +103,22 @@ async fn put_single(
     Ok(PutResult { size })
 }
 
-/// Uploads every part, keeping at most `parts_in_flight` requests (and their buffers) alive.
-async fn upload_parts(
+/// Uploads every part `parts` yields as parts `first_number`, `first_number + 1`, …, keeping
+/// at most `parts_in_flight` requests (and their buffers) alive.
+pub(super) async fn upload_parts(
     store: &S3BlobStore,
     bucket: &BucketName,
     key: &str,
     upload_id: &str,
-    first: Bytes,
-    mut body: ByteStream,
-    mut carry: BytesMut,
+    first_number: i32,
+    parts: impl futures::Stream<Item = Result<Bytes, BlobError>>,
 ) -> Result<(Vec<CompletedPart>, u64), BlobError> {
+    let mut parts = std::pin::pin!(parts);
     let mut in_flight = FuturesOrdered::new();
-    let mut parts = Vec::new();
+    let mut done = Vec::new();
     let mut size = 0u64;
-    let mut number = 0i32;
-    let mut next = Some(first);
+    let mut number = first_number - 1;
+    let mut next = parts.next().await.transpose()?;
     loop {
         while in_flight.len() < store.settings.parts_in_flight {
             let Some(part) = next.take() else { break };
@@ -132,15 +137,15 @@ async fn upload_parts(
             // Spawned, so parts upload while the next one is read from the body.
             in_flight
                 .push_back(tokio::spawn(async move { request.await.map(|out| (n, out.e_tag().map(str::to_owned))) }));
-            next = next_part(&mut body, store.settings.part_size, &mut carry).await?;
+            next = parts.next().await.transpose()?;
         }
         match in_flight.next().await {
             Some(joined) => {
                 let (n, etag) =
                     joined.map_err(|e| BlobError::Unavailable(e.to_string()))?.map_err(|e| classify(e, bucket))?;
-                parts.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
+                done.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
             }
-            None => return Ok((parts, size)),
+            None => return Ok((done, size)),
         }
     }
 }

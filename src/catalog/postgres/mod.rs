@@ -21,7 +21,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use super::query::{self, micros};
 use super::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
-    RawRecord, TenantInfo, TenantStatus,
+    RawRecord, TenantInfo, TenantStatus, UploadSession, LockRefusal,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -296,5 +296,88 @@ impl Catalog for PostgresCatalog {
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
         sql::scan_files(&self.maintenance, after.unwrap_or(""), limit).await
+    }
+
+    async fn create_session(&self, session: &UploadSession) -> Result<(), CatalogError> {
+        let mut tx = self.tenant_tx(session.tenant()).await?;
+        sql::insert_intent(&mut *tx, &session.intent()).await?;
+        sql::session::insert(&mut *tx, session).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn session(&self, tenant: &TenantId, id: &str) -> Result<Option<UploadSession>, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let found = sql::session::select(&mut *tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn lock_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        offset: u64,
+        token: &str,
+        lease: Duration,
+    ) -> Result<Result<UploadSession, LockRefusal>, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let (now, until) = query::lease_window(lease);
+        // The UPDATE takes the row lock: of two instances racing for one offset, the second
+        // waits, then finds the lock taken and matches no row.
+        let locked = sql::session::lock(&mut *tx, tenant, id, offset, token, until, now).await?;
+        let current = sql::session::select(&mut *tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(query::lock_outcome(locked, current, offset))
+    }
+
+    async fn renew_session_lock(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let renewed = sql::session::renew(&mut *tx, tenant, id, token, query::lease_window(lease).1).await?;
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
+        let mut tx = self.tenant_tx(session.tenant()).await?;
+        if !sql::session::save(&mut *tx, session, token).await? {
+            return Ok(false);
+        }
+        if session.completed_at.is_none() {
+            sql::touch_intent(&mut *tx, &session.intent()).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn remove_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Option<UploadSession>, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let removed = sql::session::delete(&mut *tx, tenant, id, token).await?;
+        if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
+            sql::delete_intent(&mut *tx, &s.blob).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn expired_sessions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<UploadSession>, CatalogError> {
+        sql::session::expired(&self.maintenance, micros(&before), limit).await
+    }
+
+    async fn reserved_bytes(&self, tenant: &TenantId) -> Result<u64, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let reserved = sql::session::reserved(&mut *tx, tenant).await?;
+        tx.commit().await?;
+        Ok(reserved)
     }
 }

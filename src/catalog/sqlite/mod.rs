@@ -21,6 +21,7 @@ use super::query::{self, micros};
 use super::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
     RawRecord, TenantInfo, TenantStatus,
+    LockRefusal, UploadSession,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -214,5 +215,82 @@ impl Catalog for SqliteCatalog {
 
     async fn scan_files(&self, after: Option<&str>, limit: u32) -> Result<Vec<FileRecord>, CatalogError> {
         sql::scan_files(&self.pool, after.unwrap_or(""), limit).await
+    }
+
+    async fn create_session(&self, session: &UploadSession) -> Result<(), CatalogError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sql::insert_intent(&mut *tx, &session.intent()).await?;
+        sql::session::insert(&mut *tx, session).await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn session(&self, tenant: &TenantId, id: &str) -> Result<Option<UploadSession>, CatalogError> {
+        sql::session::select(&self.pool, tenant, id).await
+    }
+
+    async fn lock_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        offset: u64,
+        token: &str,
+        lease: Duration,
+    ) -> Result<Result<UploadSession, LockRefusal>, CatalogError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (now, until) = query::lease_window(lease);
+        let locked = sql::session::lock(&mut *tx, tenant, id, offset, token, until, now).await?;
+        let current = sql::session::select(&mut *tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(query::lock_outcome(locked, current, offset))
+    }
+
+    async fn renew_session_lock(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
+        sql::session::renew(&self.pool, tenant, id, token, query::lease_window(lease).1).await
+    }
+
+    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if !sql::session::save(&mut *tx, session, token).await? {
+            return Ok(false);
+        }
+        if session.completed_at.is_none() {
+            sql::touch_intent(&mut *tx, &session.intent()).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn remove_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Option<UploadSession>, CatalogError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let removed = sql::session::delete(&mut *tx, tenant, id, token).await?;
+        if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
+            sql::delete_intent(&mut *tx, &s.blob).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn expired_sessions(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<UploadSession>, CatalogError> {
+        sql::session::expired(&self.pool, micros(&before), limit).await
+    }
+
+    async fn reserved_bytes(&self, tenant: &TenantId) -> Result<u64, CatalogError> {
+        sql::session::reserved(&self.pool, tenant).await
     }
 }

@@ -1,0 +1,231 @@
+//! Resumable uploads on S3: the partial object is an S3 multipart upload, created when the
+//! resumable upload is. An append sends every whole part (`part_size`, 8 MiB by default) as it
+//! fills, with parts in flight as `put` does; what is left at the end of the append goes as one
+//! more part when it reaches S3's 5 MiB minimum, and otherwise into a staging object
+//! (`{version}/.tus-stage-{offset}`, encrypted like every object) that the next append reads
+//! back first. Unlike tusd's S3 store, a staging object is named after the offset it ends at,
+//! so the previous one stays valid until the catalog has recorded the new offset: an append
+//! cut off half-way leaves the acknowledged state whole. Part numbers follow the recorded
+//! parts, so a retried append overwrites the parts an unacknowledged one sent.
+
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::upload::upload_parts;
+use super::{S3BlobStore, classify};
+use crate::blob::{BlobError, ByteStream};
+use crate::domain::{BlobKey, BucketName};
+
+/// S3's smallest part but the last.
+const MIN_PART: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    upload_id: String,
+    /// Part number, ETag and size of each recorded part.
+    parts: Vec<(i32, String, u64)>,
+    /// The offset whose staging object holds the bytes after the parts, if any.
+    stage: Option<u64>,
+    staged: u64,
+}
+
+impl State {
+    fn parse(text: &str, key: &BlobKey) -> Result<Self, BlobError> {
+        serde_json::from_str(text).map_err(|e| BlobError::Corrupt(format!("{key} (partial state): {e}")))
+    }
+
+    fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data")
+    }
+}
+
+fn stage_key(key: &BlobKey, offset: u64) -> String {
+    let text = key.to_string();
+    let dir = text.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{dir}/.tus-stage-{offset}")
+}
+
+/// Whether `key` (a listed physical key) is a staging object.
+pub fn is_stage(key: &str) -> bool {
+    key.rsplit('/').next().is_some_and(|n| n.strip_prefix(".tus-stage-").is_some_and(|o| o.parse::<u64>().is_ok()))
+}
+
+impl S3BlobStore {
+    pub(super) async fn begin_partial(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        content_type: &str,
+    ) -> Result<String, BlobError> {
+        let mut create =
+            self.client.create_multipart_upload().bucket(bucket.as_str()).key(key.to_string()).content_type(content_type);
+        if let Some((sse, kms)) = self.sse() {
+            create = create.server_side_encryption(sse).set_ssekms_key_id(kms);
+        }
+        let out = create.send().await.map_err(|e| classify(e, bucket))?;
+        let upload_id = out
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| BlobError::Unavailable("CreateMultipartUpload returned no upload id".into()))?;
+        Ok(State { upload_id, ..State::default() }.encode())
+    }
+
+    pub(super) async fn append_partial(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+        body: ByteStream,
+        finish: bool,
+    ) -> Result<(String, u64), BlobError> {
+        let mut state = State::parse(state, key)?;
+        let recorded: u64 = state.parts.iter().map(|p| p.2).sum::<u64>() + state.staged;
+        if recorded != offset {
+            return Err(BlobError::Corrupt(format!("{key} (partial): holds {recorded} bytes, {offset} recorded")));
+        }
+        let mut carry = BytesMut::new();
+        if let Some(at) = state.stage {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket.as_str())
+                .key(stage_key(key, at))
+                .send()
+                .await
+                .map_err(|e| classify(e, bucket))?;
+            let staged = out.body.collect().await.map_err(|e| BlobError::Unavailable(e.to_string()))?.into_bytes();
+            carry.extend_from_slice(&staged);
+        }
+        let part_size = self.settings.part_size.max(MIN_PART);
+        let object = key.to_string();
+        let appended = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = appended.clone();
+        let body: ByteStream = Box::pin(body.fuse().inspect(move |c| {
+            if let Ok(c) = c {
+                counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+        // Whole parts while the body lasts; what is left stays in `carry`.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let whole = futures::stream::try_unfold((body, carry, Some(tx)), move |(mut body, mut carry, tx)| async move {
+            while carry.len() < part_size {
+                match body.next().await {
+                    Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
+                    None => {
+                        if let Some(tx) = tx {
+                            let _ = tx.send(carry);
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
+            let part = carry.split_to(part_size).freeze();
+            Ok(Some((part, (body, carry, tx))))
+        });
+        let first = state.parts.len() as i32 + 1;
+        let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, first, whole).await?;
+        let rest = rx.await.map_err(|_| BlobError::Unavailable("the body ended without its remainder".into()))?;
+        record(&mut state, sent, part_size as u64);
+        let appended = appended.load(std::sync::atomic::Ordering::Relaxed);
+        let end = offset + appended;
+        state.stage = None;
+        state.staged = 0;
+        if finish || rest.len() >= MIN_PART {
+            if !rest.is_empty() || state.parts.is_empty() {
+                let len = rest.len() as u64;
+                let number = state.parts.len() as i32 + 1;
+                let one = futures::stream::once(async move { Ok(rest.freeze()) });
+                let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
+                record(&mut state, sent, len);
+            }
+        } else if !rest.is_empty() {
+            self.put_stage(bucket, &stage_key(key, end), rest.freeze()).await?;
+            state.stage = Some(end);
+            state.staged = end - state.parts.iter().map(|p| p.2).sum::<u64>();
+        }
+        if finish {
+            self.complete(bucket, &object, &state).await?;
+        }
+        Ok((state.encode(), appended))
+    }
+
+    async fn put_stage(&self, bucket: &BucketName, key: &str, bytes: Bytes) -> Result<(), BlobError> {
+        let mut req = self.client.put_object().bucket(bucket.as_str()).key(key).body(SdkBody::from(bytes));
+        if let Some((sse, kms)) = self.sse() {
+            req = req.server_side_encryption(sse).set_ssekms_key_id(kms);
+        }
+        req.send().await.map_err(|e| classify(e, bucket))?;
+        Ok(())
+    }
+
+    async fn complete(&self, bucket: &BucketName, object: &str, state: &State) -> Result<(), BlobError> {
+        let parts = state
+            .parts
+            .iter()
+            .map(|(n, etag, _)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket.as_str())
+            .key(object)
+            .upload_id(&state.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket))?;
+        Ok(())
+    }
+
+    pub(super) async fn release_partial(&self, bucket: &BucketName, key: &BlobKey, old: &str, new: &str) {
+        let (Ok(old), Ok(new)) = (State::parse(old, key), State::parse(new, key)) else { return };
+        if let Some(at) = old.stage.filter(|at| Some(*at) != new.stage) {
+            let stage = stage_key(key, at);
+            if let Err(e) = self.client.delete_object().bucket(bucket.as_str()).key(&stage).send().await {
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), key = stage, "could not remove a staging object; reconcile will");
+            }
+        }
+    }
+
+    pub(super) async fn abort_partial(&self, bucket: &BucketName, key: &BlobKey, state: &str) -> Result<(), BlobError> {
+        let state = State::parse(state, key)?;
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket.as_str())
+            .key(key.to_string())
+            .upload_id(&state.upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => match classify(e, bucket) {
+                BlobError::NotFound => {}
+                other => return Err(other),
+            },
+        }
+        if let Some(at) = state.stage {
+            match self.client.delete_object().bucket(bucket.as_str()).key(stage_key(key, at)).send().await {
+                Ok(_) => {}
+                Err(e) => match classify(e, bucket) {
+                    BlobError::NotFound => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds the parts just sent to the state, in part-number order; each but a final short one is
+/// `size` bytes.
+fn record(state: &mut State, sent: Vec<CompletedPart>, size: u64) {
+    for part in sent {
+        let n = part.part_number().unwrap_or_default();
+        state.parts.push((n, part.e_tag().unwrap_or_default().to_owned(), size));
+    }
+    state.parts.sort_by_key(|p| p.0);
+}

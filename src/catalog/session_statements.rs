@@ -1,0 +1,185 @@
+//! The SQL of resumable uploads, written once for both engines (see `statements.rs`).
+
+/// Expands to the resumable-upload statement functions for `$executor`.
+macro_rules! session_statements {
+    ($executor:ident) => {
+        pub mod session {
+            use crate::catalog::CatalogError;
+            use crate::catalog::query::micros;
+            use crate::catalog::session::{RawSession, SESSION_COLUMNS, UploadSession};
+            use crate::domain::TenantId;
+            use sqlx::$executor;
+
+            pub async fn insert<'e>(db: impl $executor<'e>, s: &UploadSession) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "INSERT INTO resumable_uploads (id, tenant_id, bucket, blob_key, original_filename, declared_type,
+                         content_type, overwrite, length, upload_offset, hasher, head, engine_state, metadata,
+                         created_at, expires_at, completed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)",
+                )
+                .bind(&s.id)
+                .bind(s.tenant().as_str())
+                .bind(s.blob.bucket.as_str())
+                .bind(s.blob.blob.to_string())
+                .bind(&s.original_filename)
+                .bind(&s.declared_type)
+                .bind(&s.content_type)
+                .bind(s.overwrite)
+                .bind(s.length.map(|l| l as i64))
+                .bind(s.offset as i64)
+                .bind(&s.hasher)
+                .bind(&s.head)
+                .bind(&s.engine_state)
+                .bind(&s.metadata)
+                .bind(micros(&s.created_at))
+                .bind(micros(&s.expires_at))
+                .execute(db)
+                .await?;
+                Ok(())
+            }
+
+            pub async fn select<'e>(
+                db: impl $executor<'e>,
+                tenant: &TenantId,
+                id: &str,
+            ) -> Result<Option<UploadSession>, CatalogError> {
+                let sql = format!("SELECT {SESSION_COLUMNS} FROM resumable_uploads WHERE tenant_id = $1 AND id = $2");
+                let row: Option<RawSession> =
+                    sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).fetch_optional(db).await?;
+                row.map(RawSession::into_session).transpose()
+            }
+
+            /// Takes the write lock of an unfinished upload at `offset` (free, or its holder's
+            /// lease run out); `false` otherwise.
+            pub async fn lock<'e>(
+                db: impl $executor<'e>,
+                tenant: &TenantId,
+                id: &str,
+                offset: u64,
+                token: &str,
+                until: i64,
+                now: i64,
+            ) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE resumable_uploads SET lock_token = $1, locked_until = $2
+                     WHERE tenant_id = $3 AND id = $4 AND upload_offset = $5 AND completed_at IS NULL
+                       AND (lock_token IS NULL OR locked_until < $6)",
+                )
+                .bind(token)
+                .bind(until)
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(offset as i64)
+                .bind(now)
+                .execute(db)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// Extends the holder's lease; `false` when `token` no longer holds the lock.
+            pub async fn renew<'e>(
+                db: impl $executor<'e>,
+                tenant: &TenantId,
+                id: &str,
+                token: &str,
+                until: i64,
+            ) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE resumable_uploads SET locked_until = $1
+                     WHERE tenant_id = $2 AND id = $3 AND lock_token = $4",
+                )
+                .bind(until)
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(token)
+                .execute(db)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// Records the progress of the holder of the lock and releases it (a completed
+            /// upload with `completed_at`); `false` when `token` no longer holds it.
+            pub async fn save<'e>(
+                db: impl $executor<'e>,
+                s: &UploadSession,
+                token: &str,
+            ) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE resumable_uploads SET content_type = $1, length = $2, upload_offset = $3, hasher = $4,
+                         head = $5, engine_state = $6, expires_at = $7, completed_at = $8,
+                         lock_token = NULL, locked_until = 0
+                     WHERE tenant_id = $9 AND id = $10 AND lock_token = $11",
+                )
+                .bind(&s.content_type)
+                .bind(s.length.map(|l| l as i64))
+                .bind(s.offset as i64)
+                .bind(&s.hasher)
+                .bind(&s.head)
+                .bind(&s.engine_state)
+                .bind(micros(&s.expires_at))
+                .bind(s.completed_at.as_ref().map(micros))
+                .bind(s.tenant().as_str())
+                .bind(&s.id)
+                .bind(token)
+                .execute(db)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// Removes the row, when it is completed or `token` holds its lock, and returns it.
+            pub async fn delete<'e>(
+                db: impl $executor<'e>,
+                tenant: &TenantId,
+                id: &str,
+                token: Option<&str>,
+            ) -> Result<Option<UploadSession>, CatalogError> {
+                let sql = format!(
+                    "DELETE FROM resumable_uploads WHERE tenant_id = $1 AND id = $2
+                       AND (completed_at IS NOT NULL OR lock_token = $3) RETURNING {SESSION_COLUMNS}"
+                );
+                let row: Option<RawSession> =
+                    sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).bind(token).fetch_optional(db).await?;
+                row.map(RawSession::into_session).transpose()
+            }
+
+            /// Uploads (of every tenant) that expired before `before`, oldest first.
+            pub async fn expired<'e>(
+                db: impl $executor<'e>,
+                before: i64,
+                limit: u32,
+            ) -> Result<Vec<UploadSession>, CatalogError> {
+                let sql = format!(
+                    "SELECT {SESSION_COLUMNS} FROM resumable_uploads WHERE expires_at < $1
+                     ORDER BY expires_at, id LIMIT $2"
+                );
+                let rows: Vec<RawSession> =
+                    sqlx::query_as(&sql).bind(before).bind(i64::from(limit)).fetch_all(db).await?;
+                rows.into_iter().map(RawSession::into_session).collect()
+            }
+
+            /// Bytes `tenant`'s unfinished uploads hold or announced (the larger of the two).
+            pub async fn reserved<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<u64, CatalogError> {
+                let total: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(CASE WHEN length IS NULL OR length < upload_offset THEN upload_offset
+                                          ELSE length END) AS BIGINT)
+                     FROM resumable_uploads WHERE tenant_id = $1 AND completed_at IS NULL",
+                )
+                .bind(tenant.as_str())
+                .fetch_one(db)
+                .await?;
+                Ok(total.unwrap_or(0).max(0) as u64)
+            }
+
+            /// Removes every upload of `tenant`; how many.
+            pub async fn purge<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<u64, CatalogError> {
+                let done = sqlx::query("DELETE FROM resumable_uploads WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .execute(db)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use session_statements;
