@@ -149,8 +149,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `body` to the partial object of `key`, which holds `offset` acknowledged bytes
     /// (anything an earlier, unacknowledged append left past them is discarded). Durable when
-    /// it returns. With `finish`, the bytes then become the object `key`, atomically and
-    /// durably, as `put` would leave it. Returns the new state and the bytes appended.
+    /// it returns. Returns the new state and the bytes appended.
     async fn partial_append(
         &self,
         bucket: &BucketName,
@@ -158,8 +157,12 @@ pub trait BlobStore: Send + Sync + 'static {
         state: &str,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<(String, u64), BlobError>;
+
+    /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:
+    /// atomically and durably, as `put` would leave it.
+    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64)
+    -> Result<(), BlobError>;
 
     /// Removes what the partial object needed under `old` and no longer does under `new`
     /// (called once the catalog recorded `new`). Best effort: reconcile removes the rest.

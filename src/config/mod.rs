@@ -117,6 +117,8 @@ pub struct Config {
     pub reconcile_interval: Option<Duration>,
     /// Pending uploads younger than this are left alone by reconcile.
     pub reconcile_grace: Duration,
+    /// How long a resumable upload lives after its last write (COFFER_UPLOAD_EXPIRY, 24 h).
+    pub upload_expiry: Duration,
     pub limits: Limits,
     /// Bearer token `/metrics` requires (COFFER_METRICS_TOKEN), when set.
     pub metrics_token: Option<Secret>,
@@ -270,6 +272,11 @@ impl Config {
         let duration = |v: &str| humantime::parse_duration(v).map_err(|e| e.to_string());
         let reconcile_interval = env.parse("COFFER_RECONCILE_INTERVAL", None, |v| duration(v).map(Some))?;
         let reconcile_grace = env.parse("COFFER_RECONCILE_GRACE", Duration::from_secs(3600), duration)?;
+        let upload_expiry = env.parse("COFFER_UPLOAD_EXPIRY", Duration::from_secs(24 * 3600), |v| {
+            duration(v).and_then(|d| {
+                if d >= Duration::from_secs(1) { Ok(d) } else { Err("must be at least one second".into()) }
+            })
+        })?;
         Ok(Self {
             addr,
             public_url,
@@ -297,6 +304,7 @@ impl Config {
             quota_overrides: file.quotas,
             reconcile_interval,
             reconcile_grace,
+            upload_expiry,
             limits: Limits::from_env(&|k| env.get(k))?,
             metrics_token,
             metrics_addr,
@@ -399,6 +407,7 @@ impl Config {
             self.reconcile_interval.map_or("off".into(), |d| humantime::format_duration(d).to_string()),
         );
         line("COFFER_RECONCILE_GRACE", humantime::format_duration(self.reconcile_grace).to_string());
+        line("COFFER_UPLOAD_EXPIRY", humantime::format_duration(self.upload_expiry).to_string());
         let l = &self.limits;
         let d = |d: Duration| humantime::format_duration(d).to_string();
         line("COFFER_MAX_HEADER_BYTES", l.max_header_bytes.to_string());

@@ -19,7 +19,7 @@ use crate::service::ServiceError;
 
 /// Declares [`ErrorCode`]: every stable code coffer answers with, its HTTP status, in one list.
 macro_rules! error_codes {
-    ($($variant:ident = $code:literal => $status:ident,)*) => {
+    ($($variant:ident = $code:literal => $status:expr,)*) => {
         /// Every error code of the API. The list is the contract: codes are never renamed.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum ErrorCode {
@@ -40,7 +40,7 @@ macro_rules! error_codes {
             /// The HTTP status every answer with this code carries.
             pub fn status(self) -> StatusCode {
                 match self {
-                    $(ErrorCode::$variant => StatusCode::$status,)*
+                    $(ErrorCode::$variant => $status,)*
                 }
             }
         }
@@ -48,60 +48,76 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    InvalidTenantId = "invalid-tenant-id" => BAD_REQUEST,
-    InvalidCategory = "invalid-category" => BAD_REQUEST,
-    InvalidFilename = "invalid-filename" => BAD_REQUEST,
-    InvalidKey = "invalid-key" => BAD_REQUEST,
-    InvalidBucket = "invalid-bucket" => BAD_REQUEST,
-    InvalidQuery = "invalid-query" => BAD_REQUEST,
-    InvalidCursor = "invalid-cursor" => BAD_REQUEST,
-    InvalidJson = "invalid-json" => BAD_REQUEST,
-    InvalidMultipart = "invalid-multipart" => BAD_REQUEST,
-    InvalidExpiry = "invalid-expiry" => BAD_REQUEST,
-    InvalidRestore = "invalid-restore" => BAD_REQUEST,
-    UnknownCategory = "unknown-category" => BAD_REQUEST,
-    BodyIncomplete = "body-incomplete" => BAD_REQUEST,
-    Unsupported = "unsupported" => BAD_REQUEST,
-    MissingToken = "missing-token" => UNAUTHORIZED,
-    MalformedToken = "malformed-token" => UNAUTHORIZED,
-    TokenExpired = "token-expired" => UNAUTHORIZED,
-    TokenNotYetValid = "token-not-yet-valid" => UNAUTHORIZED,
-    BadTokenSignature = "bad-token-signature" => UNAUTHORIZED,
-    UnsupportedTokenAlgorithm = "unsupported-token-algorithm" => UNAUTHORIZED,
-    WrongTokenIssuer = "wrong-token-issuer" => UNAUTHORIZED,
-    WrongTokenAudience = "wrong-token-audience" => UNAUTHORIZED,
-    InvalidTokenClaims = "invalid-token-claims" => UNAUTHORIZED,
-    TokenLifetimeTooLong = "token-lifetime-too-long" => UNAUTHORIZED,
-    UnsupportedTokenCrit = "unsupported-token-crit" => UNAUTHORIZED,
-    MetricsTokenRequired = "metrics-token-required" => UNAUTHORIZED,
-    TenantMismatch = "tenant-mismatch" => FORBIDDEN,
-    ReadOnly = "read-only" => FORBIDDEN,
-    BadSignature = "bad-signature" => FORBIDDEN,
-    UrlExpired = "url-expired" => FORBIDDEN,
-    TenantInactive = "tenant-inactive" => FORBIDDEN,
-    NotFound = "not-found" => NOT_FOUND,
-    MethodNotAllowed = "method-not-allowed" => METHOD_NOT_ALLOWED,
-    BodyTimeout = "body-timeout" => REQUEST_TIMEOUT,
-    BodyTooSlow = "body-too-slow" => REQUEST_TIMEOUT,
-    AlreadyExists = "already-exists" => CONFLICT,
-    ObjectArchived = "object-archived" => CONFLICT,
-    UploadAbandoned = "upload-abandoned" => CONFLICT,
-    LinkSuperseded = "link-superseded" => GONE,
-    TooLarge = "too-large" => PAYLOAD_TOO_LARGE,
-    QuotaExceeded = "quota-exceeded" => PAYLOAD_TOO_LARGE,
-    MultipartPreambleTooLarge = "multipart-preamble-too-large" => PAYLOAD_TOO_LARGE,
-    FormFieldTooLarge = "form-field-too-large" => PAYLOAD_TOO_LARGE,
-    UrlTooLong = "url-too-long" => URI_TOO_LONG,
-    UnsupportedMediaType = "unsupported-media-type" => UNSUPPORTED_MEDIA_TYPE,
-    RangeNotSatisfiable = "range-not-satisfiable" => RANGE_NOT_SATISFIABLE,
-    TooManyRequests = "too-many-requests" => TOO_MANY_REQUESTS,
-    InternalError = "internal-error" => INTERNAL_SERVER_ERROR,
-    ObjectCorrupt = "object-corrupt" => INTERNAL_SERVER_ERROR,
-    KeyUnavailable = "key-unavailable" => INTERNAL_SERVER_ERROR,
-    StorageUnavailable = "storage-unavailable" => SERVICE_UNAVAILABLE,
-    CatalogUnavailable = "catalog-unavailable" => SERVICE_UNAVAILABLE,
-    RequestTimeout = "request-timeout" => SERVICE_UNAVAILABLE,
+    InvalidTenantId = "invalid-tenant-id" => StatusCode::BAD_REQUEST,
+    InvalidCategory = "invalid-category" => StatusCode::BAD_REQUEST,
+    InvalidFilename = "invalid-filename" => StatusCode::BAD_REQUEST,
+    InvalidKey = "invalid-key" => StatusCode::BAD_REQUEST,
+    InvalidBucket = "invalid-bucket" => StatusCode::BAD_REQUEST,
+    InvalidQuery = "invalid-query" => StatusCode::BAD_REQUEST,
+    InvalidCursor = "invalid-cursor" => StatusCode::BAD_REQUEST,
+    InvalidJson = "invalid-json" => StatusCode::BAD_REQUEST,
+    InvalidMultipart = "invalid-multipart" => StatusCode::BAD_REQUEST,
+    InvalidExpiry = "invalid-expiry" => StatusCode::BAD_REQUEST,
+    InvalidRestore = "invalid-restore" => StatusCode::BAD_REQUEST,
+    UnknownCategory = "unknown-category" => StatusCode::BAD_REQUEST,
+    BodyIncomplete = "body-incomplete" => StatusCode::BAD_REQUEST,
+    Unsupported = "unsupported" => StatusCode::BAD_REQUEST,
+    MissingToken = "missing-token" => StatusCode::UNAUTHORIZED,
+    MalformedToken = "malformed-token" => StatusCode::UNAUTHORIZED,
+    TokenExpired = "token-expired" => StatusCode::UNAUTHORIZED,
+    TokenNotYetValid = "token-not-yet-valid" => StatusCode::UNAUTHORIZED,
+    BadTokenSignature = "bad-token-signature" => StatusCode::UNAUTHORIZED,
+    UnsupportedTokenAlgorithm = "unsupported-token-algorithm" => StatusCode::UNAUTHORIZED,
+    WrongTokenIssuer = "wrong-token-issuer" => StatusCode::UNAUTHORIZED,
+    WrongTokenAudience = "wrong-token-audience" => StatusCode::UNAUTHORIZED,
+    InvalidTokenClaims = "invalid-token-claims" => StatusCode::UNAUTHORIZED,
+    TokenLifetimeTooLong = "token-lifetime-too-long" => StatusCode::UNAUTHORIZED,
+    UnsupportedTokenCrit = "unsupported-token-crit" => StatusCode::UNAUTHORIZED,
+    MetricsTokenRequired = "metrics-token-required" => StatusCode::UNAUTHORIZED,
+    TenantMismatch = "tenant-mismatch" => StatusCode::FORBIDDEN,
+    ReadOnly = "read-only" => StatusCode::FORBIDDEN,
+    BadSignature = "bad-signature" => StatusCode::FORBIDDEN,
+    UrlExpired = "url-expired" => StatusCode::FORBIDDEN,
+    TenantInactive = "tenant-inactive" => StatusCode::FORBIDDEN,
+    NotFound = "not-found" => StatusCode::NOT_FOUND,
+    MethodNotAllowed = "method-not-allowed" => StatusCode::METHOD_NOT_ALLOWED,
+    BodyTimeout = "body-timeout" => StatusCode::REQUEST_TIMEOUT,
+    BodyTooSlow = "body-too-slow" => StatusCode::REQUEST_TIMEOUT,
+    AlreadyExists = "already-exists" => StatusCode::CONFLICT,
+    ObjectArchived = "object-archived" => StatusCode::CONFLICT,
+    UploadAbandoned = "upload-abandoned" => StatusCode::CONFLICT,
+    OffsetMismatch = "offset-mismatch" => StatusCode::CONFLICT,
+    UploadCompleted = "upload-completed" => StatusCode::CONFLICT,
+    UploadNotFound = "upload-not-found" => StatusCode::NOT_FOUND,
+    UploadBusy = "upload-busy" => StatusCode::LOCKED,
+    InvalidUpload = "invalid-upload" => StatusCode::BAD_REQUEST,
+    UploadLengthExceeded = "upload-length-exceeded" => StatusCode::PAYLOAD_TOO_LARGE,
+    TusVersionUnsupported = "tus-version-unsupported" => StatusCode::PRECONDITION_FAILED,
+    ChecksumUnsupported = "checksum-unsupported" => StatusCode::BAD_REQUEST,
+    // tus's checksum extension gives a mismatch its own status.
+    ChecksumMismatch = "checksum-mismatch" => CHECKSUM_MISMATCH,
+    LinkSuperseded = "link-superseded" => StatusCode::GONE,
+    TooLarge = "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+    QuotaExceeded = "quota-exceeded" => StatusCode::PAYLOAD_TOO_LARGE,
+    MultipartPreambleTooLarge = "multipart-preamble-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+    FormFieldTooLarge = "form-field-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+    UrlTooLong = "url-too-long" => StatusCode::URI_TOO_LONG,
+    UnsupportedMediaType = "unsupported-media-type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    RangeNotSatisfiable = "range-not-satisfiable" => StatusCode::RANGE_NOT_SATISFIABLE,
+    TooManyRequests = "too-many-requests" => StatusCode::TOO_MANY_REQUESTS,
+    InternalError = "internal-error" => StatusCode::INTERNAL_SERVER_ERROR,
+    ObjectCorrupt = "object-corrupt" => StatusCode::INTERNAL_SERVER_ERROR,
+    KeyUnavailable = "key-unavailable" => StatusCode::INTERNAL_SERVER_ERROR,
+    StorageUnavailable = "storage-unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+    CatalogUnavailable = "catalog-unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+    RequestTimeout = "request-timeout" => StatusCode::SERVICE_UNAVAILABLE,
 }
+
+/// 460 Checksum Mismatch (tus checksum extension).
+const CHECKSUM_MISMATCH: StatusCode = match StatusCode::from_u16(460) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// An error answer: its code (which fixes the status) and a message safe to show.
 #[derive(Debug)]
@@ -206,6 +222,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unsupported(_) => C::Unsupported,
             ServiceError::Corrupt(_) => C::ObjectCorrupt,
             ServiceError::KeyUnavailable(_) => C::KeyUnavailable,
+            ServiceError::UploadNotFound => C::UploadNotFound,
+            ServiceError::OffsetMismatch { .. } => C::OffsetMismatch,
+            ServiceError::UploadBusy => C::UploadBusy,
+            ServiceError::UploadCompleted => C::UploadCompleted,
+            ServiceError::ChecksumMismatch => C::ChecksumMismatch,
+            ServiceError::BeyondLength { .. } => C::UploadLengthExceeded,
+            ServiceError::InvalidUpload(_) => C::InvalidUpload,
             ServiceError::Storage(_) => C::StorageUnavailable,
             ServiceError::Catalog(crate::catalog::CatalogError::Corrupt(_)) => C::InternalError,
             ServiceError::Catalog(_) => C::CatalogUnavailable,

@@ -20,6 +20,7 @@ mod openapi;
 mod presign;
 mod query;
 mod restore;
+mod tus;
 mod upload;
 mod usage;
 mod view;
@@ -80,6 +81,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files", post(upload::upload).layer(middleware::from_fn(linger::linger)))
         .route("/v1/export", get(export::export))
         .route("/v1/files/{*key}", get(download::download).delete(delete::delete));
+    let tus = Router::new()
+        .route("/v1/uploads", post(tus::create).options(tus::options))
+        .route("/v1/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
+        .route_layer(middleware::from_fn(linger::linger))
+        .route_layer(middleware::from_fn(tus::protocol));
     let console = Router::new()
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
@@ -91,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/{*tail}", get(openapi::docs));
     let mut app = bounded
         .merge(streaming)
+        .merge(tus)
         .merge(console)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -130,21 +137,26 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::RANGE,
-                header::IF_NONE_MATCH,
-                header::IF_MODIFIED_SINCE,
-            ])
-            .expose_headers([
-                header::ETAG,
-                header::CONTENT_DISPOSITION,
-                header::CONTENT_RANGE,
-                header::LAST_MODIFIED,
-                HeaderName::from_static("x-request-id"),
-            ])
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers(
+                [header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
+                    .into_iter()
+                    .chain(tus::REQUEST_HEADERS.map(HeaderName::from_static))
+                    .collect::<Vec<_>>(),
+            )
+            .expose_headers(
+                [
+                    header::ETAG,
+                    header::CONTENT_DISPOSITION,
+                    header::CONTENT_RANGE,
+                    header::CONTENT_LOCATION,
+                    header::LAST_MODIFIED,
+                    HeaderName::from_static("x-request-id"),
+                ]
+                .into_iter()
+                .chain(tus::RESPONSE_HEADERS.map(HeaderName::from_static))
+                .collect::<Vec<_>>(),
+            )
             .max_age(std::time::Duration::from_secs(600)),
     )
 }

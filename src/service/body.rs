@@ -22,6 +22,8 @@ pub enum BodyError {
     IdleTimeout,
     #[error("the body arrives slower than {min_rate} bytes per second")]
     TooSlow { min_rate: u64 },
+    #[error("body goes past the upload's length of {length} bytes")]
+    BeyondLength { length: u64 },
 }
 
 impl BodyError {

@@ -51,6 +51,20 @@ pub enum ServiceError {
     Corrupt(#[source] BlobError),
     #[error("the file's encryption key is not available")]
     KeyUnavailable(#[source] BlobError),
+    #[error("no such upload")]
+    UploadNotFound,
+    #[error("the upload is at offset {offset}, not at the offset sent")]
+    OffsetMismatch { offset: u64 },
+    #[error("another request is writing to this upload; try again when it ends")]
+    UploadBusy,
+    #[error("the upload is complete; it takes no more bytes")]
+    UploadCompleted,
+    #[error("the bytes do not match the Upload-Checksum sent; they were discarded")]
+    ChecksumMismatch,
+    #[error("the bytes go past the upload's length of {length} bytes")]
+    BeyondLength { length: u64 },
+    #[error("{0}")]
+    InvalidUpload(String),
     #[error("storage is unavailable")]
     Storage(#[source] BlobError),
     #[error("the catalog is unavailable")]
@@ -65,6 +79,7 @@ impl ServiceError {
             Some(super::body::BodyError::QuotaExceeded) => ServiceError::QuotaExceeded,
             Some(super::body::BodyError::IdleTimeout) => ServiceError::BodyTimeout,
             Some(super::body::BodyError::TooSlow { min_rate }) => ServiceError::BodyTooSlow { min_rate },
+            Some(super::body::BodyError::BeyondLength { length }) => ServiceError::BeyondLength { length },
             None => ServiceError::BodyIncomplete(io),
         }
     }

@@ -18,6 +18,7 @@ mod presign;
 pub mod purge;
 mod read;
 pub mod reconcile;
+mod resumable;
 mod tenants;
 mod upload;
 
@@ -29,6 +30,7 @@ pub use content_type::{Serving, content_disposition, serving};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
 pub use tenants::{TENANT_CACHE_TTL, UsageReport};
+pub use resumable::{Append, Appended, Checksum, ChecksumAlgorithm, NewUpload};
 pub use upload::UploadRequest;
 
 use crate::auth::UrlSigner;
@@ -77,6 +79,8 @@ struct Inner {
     /// How often a running upload marks its intent as alive (a quarter of reconcile's grace,
     /// between 100 ms and 20 s); each mark vouches for three of these.
     intent_heartbeat: std::time::Duration,
+    /// How long a resumable upload lives after its last write.
+    upload_expiry: std::time::Duration,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -121,6 +125,7 @@ impl StorageService {
                 tenant_cache: tenants::TenantCache::default(),
                 intent_heartbeat: (config.reconcile_grace / 4)
                     .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
+                upload_expiry: config.upload_expiry,
             }),
         }
     }

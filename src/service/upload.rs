@@ -145,7 +145,7 @@ impl StorageService {
     /// How many bytes this upload may stream, and the error past that: the category's maximum,
     /// or less when the tenant's byte quota leaves less room (counting the bytes an overwrite
     /// frees). `QuotaExceeded` up front when the file-count quota is already reached.
-    async fn stream_limit(
+    pub(super) async fn stream_limit(
         &self,
         tenant: &TenantId,
         max_size: u64,

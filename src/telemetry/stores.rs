@@ -114,9 +114,11 @@ impl BlobStore for MeteredBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<(String, u64), BlobError> {
-        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, finish))
+        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body))
+    }
+    async fn partial_finish(&self, b: &BucketName, k: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
+        timed!("blob", self, "partial_finish", self.0.partial_finish(b, k, state, offset))
     }
     async fn partial_release(&self, b: &BucketName, k: &BlobKey, old: &str, new: &str) {
         self.0.partial_release(b, k, old, new).await

@@ -311,11 +311,14 @@ impl BlobStore for FsBlobStore {
         _state: &str,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<(String, u64), BlobError> {
-        let appended = self.append_partial(bucket, key, offset, body, finish).await?;
-        // The state names the offset whose tail is current ("done" once finished).
-        Ok((if finish { "done".to_owned() } else { (offset + appended).to_string() }, appended))
+        let appended = self.append_partial(bucket, key, offset, body).await?;
+        // The state names the offset whose tail is current.
+        Ok(((offset + appended).to_string(), appended))
+    }
+
+    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, _state: &str, offset: u64) -> Result<(), BlobError> {
+        self.finish_partial(bucket, key, offset).await
     }
 
     async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, _old: &str, new: &str) {

@@ -55,28 +55,34 @@ impl FsBlobStore {
         key: &BlobKey,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<u64, BlobError> {
         let dir = self.version_dir(bucket, key);
-        let data = dir.join(DATA);
-        let mut file = match tokio::fs::OpenOptions::new().read(true).write(true).open(&data).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let appended = match &self.keyring {
+        let file = open_data(&dir).await?;
+        match &self.keyring {
             None => {
                 file.set_len(offset).await?;
+                let mut file = file;
                 file.seek(SeekFrom::Start(offset)).await?;
-                append_plain(file, body).await?
+                append_plain(file, body).await
             }
-            Some(keyring) => append_sealed(keyring, &dir, key, file, offset, body, finish).await?,
-        };
-        if finish {
-            tokio::fs::rename(&data, self.path(bucket, key)).await?;
-            sync_dir(&dir).await?;
+            Some(keyring) => append_sealed(keyring, &dir, key, file, offset, body).await,
         }
-        Ok(appended)
+    }
+
+    pub(super) async fn finish_partial(&self, bucket: &BucketName, key: &BlobKey, offset: u64) -> Result<(), BlobError> {
+        let dir = self.version_dir(bucket, key);
+        let file = open_data(&dir).await?;
+        match &self.keyring {
+            None => {
+                file.set_len(offset).await?;
+                file.sync_all().await?;
+            }
+            Some(keyring) => seal_last(keyring, &dir, key, file, offset).await?,
+        }
+        tokio::fs::rename(dir.join(DATA), self.path(bucket, key)).await?;
+        sync_dir(&dir).await?;
+        self.release_partial(bucket, key, None).await;
+        Ok(())
     }
 
     /// Removes the tail files other than the current one (`offset`).
@@ -136,26 +142,33 @@ fn tail_identity(key: &BlobKey) -> String {
     format!("{key}#tail")
 }
 
-async fn append_sealed(
+async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
+    match tokio::fs::OpenOptions::new().read(true).write(true).open(dir.join(DATA)).await {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(BlobError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A sealed partial object opened at `offset`: its sealer, the index of the segment the tail
+/// will become, and the tail's plaintext. The file is cut after the sealed segments.
+async fn resume_sealed(
     keyring: &Arc<Keyring>,
     dir: &Path,
     key: &BlobKey,
-    mut file: tokio::fs::File,
+    file: &mut tokio::fs::File,
     offset: u64,
-    mut body: ByteStream,
-    finish: bool,
-) -> Result<u64, BlobError> {
+) -> Result<(Sealer, u64, BytesMut), BlobError> {
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).await.map_err(|e| corrupt(key, e))?;
     let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
-    let tenant = key.object_key().tenant();
-    let data_key = sealed::find_key(keyring, tenant, header.key_id).await?;
+    let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
-    let segment = header.segment as usize;
+    let segment = u64::from(header.segment);
     // Segments sealed so far: all but the tail, which holds 1..=S bytes once anything arrived.
-    let full = if offset == 0 { 0 } else { (offset - 1) / segment as u64 };
-    let tail_len = (offset - full * segment as u64) as usize;
-    let mut buf = BytesMut::with_capacity(WRITE_BUFFER + segment);
+    let full = if offset == 0 { 0 } else { (offset - 1) / segment };
+    let tail_len = (offset - full * segment) as usize;
+    let mut buf = BytesMut::with_capacity(WRITE_BUFFER + segment as usize);
     if tail_len > 0 {
         let tail = read_tail(keyring, dir, key, offset).await?;
         if tail.len() != tail_len {
@@ -166,16 +179,27 @@ async fn append_sealed(
     let on_disk = HEADER_LEN as u64 + full * header.sealed_segment();
     file.set_len(on_disk).await?;
     file.seek(SeekFrom::Start(on_disk)).await?;
+    Ok((sealer, full, buf))
+}
+
+async fn append_sealed(
+    keyring: &Arc<Keyring>,
+    dir: &Path,
+    key: &BlobKey,
+    mut file: tokio::fs::File,
+    offset: u64,
+    mut body: ByteStream,
+) -> Result<u64, BlobError> {
+    let (sealer, mut index, mut buf) = resume_sealed(keyring, dir, key, &mut file, offset).await?;
+    let segment = sealer.header().segment as usize;
     let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut index = full;
     let mut appended = 0u64;
-    // buf[..plain] is plaintext of whole segments waiting to be sealed; sealed ones are written.
+    let mut sealed_out = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(BlobError::Body)?;
         appended += chunk.len() as u64;
         buf.extend_from_slice(&chunk);
-        // Seal every segment that more bytes follow.
-        let mut sealed_out = BytesMut::new();
+        // Seal every segment that more bytes follow; the last one waits in the tail.
         while buf.len() > segment {
             let mut seg = buf.split_to(segment);
             let tag = sealer.seal_detached(index, false, &mut seg);
@@ -185,20 +209,31 @@ async fn append_sealed(
         }
         if !sealed_out.is_empty() {
             out.write_all(&sealed_out).await?;
+            sealed_out.clear();
         }
-    }
-    if finish {
-        let mut last = buf.split();
-        let tag = sealer.seal_detached(index, true, &mut last);
-        out.write_all(&last).await?;
-        out.write_all(tag.as_ref()).await?;
     }
     out.flush().await?;
     out.into_inner().sync_all().await?;
-    if !finish && !buf.is_empty() {
+    if appended > 0 {
         write_tail(keyring, dir, key, offset + appended, &buf).await?;
     }
     Ok(appended)
+}
+
+/// Seals the tail of a partial object complete at `offset` as its last segment.
+async fn seal_last(
+    keyring: &Arc<Keyring>,
+    dir: &Path,
+    key: &BlobKey,
+    mut file: tokio::fs::File,
+    offset: u64,
+) -> Result<(), BlobError> {
+    let (sealer, index, mut last) = resume_sealed(keyring, dir, key, &mut file, offset).await?;
+    let tag = sealer.seal_detached(index, true, &mut last);
+    file.write_all(&last).await?;
+    file.write_all(tag.as_ref()).await?;
+    file.sync_all().await?;
+    Ok(())
 }
 
 async fn read_tail(keyring: &Arc<Keyring>, dir: &Path, key: &BlobKey, offset: u64) -> Result<Vec<u8>, BlobError> {

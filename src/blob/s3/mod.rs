@@ -220,9 +220,12 @@ impl BlobStore for S3BlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<(String, u64), BlobError> {
-        self.append_partial(bucket, key, state, offset, body, finish).await
+        self.append_partial(bucket, key, state, offset, body).await
+    }
+
+    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
+        self.finish_partial(bucket, key, state, offset).await
     }
 
     async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, old: &str, new: &str) {

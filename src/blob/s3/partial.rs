@@ -80,7 +80,6 @@ impl S3BlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        finish: bool,
     ) -> Result<(String, u64), BlobError> {
         let mut state = State::parse(state, key)?;
         let recorded: u64 = state.parts.iter().map(|p| p.2).sum::<u64>() + state.staged;
@@ -89,16 +88,7 @@ impl S3BlobStore {
         }
         let mut carry = BytesMut::new();
         if let Some(at) = state.stage {
-            let out = self
-                .client
-                .get_object()
-                .bucket(bucket.as_str())
-                .key(stage_key(key, at))
-                .send()
-                .await
-                .map_err(|e| classify(e, bucket))?;
-            let staged = out.body.collect().await.map_err(|e| BlobError::Unavailable(e.to_string()))?.into_bytes();
-            carry.extend_from_slice(&staged);
+            carry.extend_from_slice(&self.read_stage(bucket, key, at).await?);
         }
         let part_size = self.settings.part_size.max(MIN_PART);
         let object = key.to_string();
@@ -134,23 +124,62 @@ impl S3BlobStore {
         let end = offset + appended;
         state.stage = None;
         state.staged = 0;
-        if finish || rest.len() >= MIN_PART {
-            if !rest.is_empty() || state.parts.is_empty() {
-                let len = rest.len() as u64;
-                let number = state.parts.len() as i32 + 1;
-                let one = futures::stream::once(async move { Ok(rest.freeze()) });
-                let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
-                record(&mut state, sent, len);
-            }
+        if rest.len() >= MIN_PART {
+            let len = rest.len() as u64;
+            let number = state.parts.len() as i32 + 1;
+            let one = futures::stream::once(async move { Ok(rest.freeze()) });
+            let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
+            record(&mut state, sent, len);
         } else if !rest.is_empty() {
             self.put_stage(bucket, &stage_key(key, end), rest.freeze()).await?;
             state.stage = Some(end);
             state.staged = end - state.parts.iter().map(|p| p.2).sum::<u64>();
         }
-        if finish {
-            self.complete(bucket, &object, &state).await?;
-        }
         Ok((state.encode(), appended))
+    }
+
+    pub(super) async fn finish_partial(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+    ) -> Result<(), BlobError> {
+        let mut state = State::parse(state, key)?;
+        let recorded: u64 = state.parts.iter().map(|p| p.2).sum::<u64>() + state.staged;
+        if recorded != offset {
+            return Err(BlobError::Corrupt(format!("{key} (partial): holds {recorded} bytes, {offset} recorded")));
+        }
+        let object = key.to_string();
+        let last = match state.stage {
+            Some(at) => self.read_stage(bucket, key, at).await?,
+            None => Bytes::new(),
+        };
+        // An empty object is one empty part.
+        if !last.is_empty() || state.parts.is_empty() {
+            let len = last.len() as u64;
+            let number = state.parts.len() as i32 + 1;
+            let one = futures::stream::once(async move { Ok(last) });
+            let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
+            record(&mut state, sent, len);
+        }
+        self.complete(bucket, &object, &state).await?;
+        if let Some(at) = state.stage {
+            let _ = self.client.delete_object().bucket(bucket.as_str()).key(stage_key(key, at)).send().await;
+        }
+        Ok(())
+    }
+
+    async fn read_stage(&self, bucket: &BucketName, key: &BlobKey, at: u64) -> Result<Bytes, BlobError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket.as_str())
+            .key(stage_key(key, at))
+            .send()
+            .await
+            .map_err(|e| classify(e, bucket))?;
+        Ok(out.body.collect().await.map_err(|e| BlobError::Unavailable(e.to_string()))?.into_bytes())
     }
 
     async fn put_stage(&self, bucket: &BucketName, key: &str, bytes: Bytes) -> Result<(), BlobError> {

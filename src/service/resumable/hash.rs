@@ -2,12 +2,10 @@
 //! stored with the upload, so the digest of a file uploaded in pieces, through any instances,
 //! costs one pass over its bytes, as for a plain upload.
 
-use sha2::digest::generic_array::GenericArray;
+use sha2::block_api::compress256;
 
 const INIT: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
-
-type Block = GenericArray<u8, sha2::digest::consts::U64>;
 
 /// SHA-256 over bytes fed in any number of pieces, serialisable between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,25 +33,18 @@ impl ResumableSha256 {
             if self.tail.len() < 64 {
                 return;
             }
-            sha2::compress256(&mut self.state, &[*Block::from_slice(&self.tail)]);
+            let (block, _) = self.tail.as_chunks::<64>();
+            compress256(&mut self.state, block);
             self.tail.clear();
         }
-        let whole = data.len() / 64 * 64;
-        // compress256 takes a slice of blocks; gathering a few hundred at a time keeps the
-        // per-call cost negligible.
-        for run in data[..whole].chunks(64 * 256) {
-            let blocks: Vec<Block> = run.chunks_exact(64).map(|b| *Block::from_slice(b)).collect();
-            sha2::compress256(&mut self.state, &blocks);
-        }
-        self.tail.extend_from_slice(&data[whole..]);
+        let (blocks, rest) = data.as_chunks::<64>();
+        compress256(&mut self.state, blocks);
+        self.tail.extend_from_slice(rest);
     }
 
-    pub fn len(&self) -> u64 {
+    #[cfg(test)]
+    fn len(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The lowercase hex digest of everything fed.
@@ -65,8 +56,8 @@ impl ResumableSha256 {
             last.push(0);
         }
         last.extend_from_slice(&(self.len * 8).to_be_bytes());
-        let blocks: Vec<Block> = last.chunks_exact(64).map(|b| *Block::from_slice(b)).collect();
-        sha2::compress256(&mut state, &blocks);
+        let (blocks, _) = last.as_chunks::<64>();
+        compress256(&mut state, blocks);
         state.iter().map(|w| format!("{w:08x}")).collect()
     }
 

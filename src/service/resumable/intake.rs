@@ -1,0 +1,92 @@
+//! The body of one resumable append as the service sees it: counted, hashed into the upload's
+//! running SHA-256 and the request's checksum, cut at the upload's length, and — unless the
+//! client asked for a checksum — ended cleanly when the client goes away, so the bytes that did
+//! arrive are kept (tus: a client resumes from the offset the server reports).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::hash::ResumableSha256;
+use crate::blob::ByteStream;
+use crate::service::BodyError;
+
+/// What passed through an [`Intake`].
+pub struct Taken {
+    pub hasher: ResumableSha256,
+    pub checksum: Option<ring::digest::Context>,
+    pub bytes: u64,
+    /// The client's stream failed (it went away); what arrived before is kept.
+    pub interrupted: Option<std::io::Error>,
+}
+
+pub struct Intake {
+    inner: ByteStream,
+    limit: u64,
+    over: BodyError,
+    keep_partial: bool,
+    done: bool,
+    taken: Arc<Mutex<Taken>>,
+}
+
+impl Intake {
+    pub fn new(
+        inner: ByteStream,
+        hasher: ResumableSha256,
+        checksum: Option<ring::digest::Context>,
+        limit: u64,
+        over: BodyError,
+    ) -> (Self, Arc<Mutex<Taken>>) {
+        let keep_partial = checksum.is_none();
+        let taken = Arc::new(Mutex::new(Taken { hasher, checksum, bytes: 0, interrupted: None }));
+        (Self { inner, limit, over, keep_partial, done: false, taken: taken.clone() }, taken)
+    }
+}
+
+impl Stream for Intake {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let item = futures::ready!(self.inner.poll_next_unpin(cx));
+        let mut taken = self.taken.lock().expect("intake lock");
+        match item {
+            Some(Ok(chunk)) => {
+                if taken.bytes + chunk.len() as u64 > self.limit {
+                    drop(taken);
+                    self.done = true;
+                    return Poll::Ready(Some(Err(std::io::Error::other(self.over))));
+                }
+                taken.bytes += chunk.len() as u64;
+                taken.hasher.update(&chunk);
+                if let Some(c) = taken.checksum.as_mut() {
+                    c.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            // A limit of the service's own (idle, too slow) or a client that went away: keep what
+            // came, unless a checksum must cover the whole body.
+            Some(Err(e)) if self.keep_partial => {
+                taken.interrupted = Some(e);
+                drop(taken);
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                drop(taken);
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                drop(taken);
+                self.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Resumable uploads (the service half of tus): created with their length (or deferred),
+//! appended to by any instance in any number of requests, completed into a file exactly as a
+//! plain upload is. Every rule of a plain upload holds: category, filename, declared type and
+//! size checked at creation, quota counted while the upload lives, the type sniffed from the
+//! first bytes, the intent recorded before any byte is written and claimed by the commit.
+//!
+//! Concurrency: an append first takes the upload's lock in the catalog at the offset it claims
+//! (one writer per upload across every instance, and only at the upload's offset), renews it
+//! while the bytes stream, and releases it with the new offset in one statement.
+
+mod hash;
+mod intake;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ring::rand::SecureRandom;
+
+use super::body::{BodyError, peek};
+use super::content_type::{SNIFF_LEN, decide};
+use super::{Admitted, ServiceError, StorageService};
+use crate::blob::ByteStream;
+use crate::catalog::{BlobRef, CatalogError, FileRecord, LockRefusal, UploadSession};
+use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
+pub use hash::ResumableSha256;
+use intake::Intake;
+
+/// How long an append's lock holds without renewal: a writer that died frees its upload after
+/// this. Renewed every third of it while the bytes stream.
+const LOCK_LEASE: Duration = Duration::from_secs(20);
+
+/// A resumable upload to create.
+pub struct NewUpload {
+    pub category: Category,
+    pub filename: Filename,
+    /// The name exactly as sent, kept for Content-Disposition.
+    pub original_filename: String,
+    pub content_type: Option<String>,
+    pub overwrite: bool,
+    /// `None`: deferred, announced by a later append.
+    pub length: Option<u64>,
+    /// `Upload-Metadata` as sent, echoed on HEAD.
+    pub metadata: String,
+}
+
+/// The checksum algorithms of tus's checksum extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+/// `Upload-Checksum`: the digest the bytes of one append must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+/// One append.
+pub struct Append {
+    pub offset: u64,
+    /// The length, for an upload created with its length deferred.
+    pub length: Option<u64>,
+    pub checksum: Option<Checksum>,
+    pub body: ByteStream,
+}
+
+/// An upload after an append, and the file when that append completed it.
+#[derive(Debug)]
+pub struct Appended {
+    pub session: UploadSession,
+    pub file: Option<FileRecord>,
+}
+
+/// An upload id: 128 random bits, hex.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).expect("system randomness");
+    hex::encode(bytes)
+}
+
+fn well_formed(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl StorageService {
+    /// Creates a resumable upload (tus `POST`). Refuses what a plain upload would refuse up
+    /// front: unknown category, a length over the category's limit or the tenant's quota
+    /// (counting its other unfinished uploads), a declared type the category does not take,
+    /// an existing key without `overwrite`.
+    pub async fn create_resumable(&self, who: &Admitted, req: NewUpload) -> Result<UploadSession, ServiceError> {
+        who.require_write()?;
+        let tenant = who.tenant();
+        let policy = self.policy(&req.category)?.clone();
+        let key = ObjectKey::new(tenant.clone(), req.category.clone(), req.filename.clone());
+        if req.length.is_some_and(|n| n > policy.max_size) {
+            return Err(ServiceError::TooLarge { limit: policy.max_size });
+        }
+        if let Some(declared) = &req.content_type {
+            let declared = decide(&req.filename, Some(declared), b"").to_string();
+            if !policy.allows(&declared) {
+                return Err(ServiceError::UnsupportedMediaType {
+                    content_type: declared,
+                    category: req.category.to_string(),
+                });
+            }
+        }
+        let existing = self.inner.catalog.get(&key).await?;
+        if !req.overwrite && existing.is_some() {
+            return Err(ServiceError::AlreadyExists);
+        }
+        let (limit, over) = self.stream_limit(tenant, policy.max_size, existing.as_ref().map(|e| e.size)).await?;
+        if req.length.is_some_and(|n| n > limit) {
+            return Err(match over {
+                BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
+                _ => ServiceError::QuotaExceeded,
+            });
+        }
+        let blob = BlobRef {
+            bucket: self.bucket(policy.bucket).clone(),
+            blob: BlobKey::new(key, BlobVersion::generate()),
+        };
+        let declared_type = req.content_type.clone();
+        let guess = decide(&req.filename, declared_type.as_deref(), b"").to_string();
+        let engine_state = self.inner.blobs.partial_begin(&blob.bucket, &blob.blob, &guess).await?;
+        let now = Utc::now();
+        let session = UploadSession {
+            id: new_id(),
+            blob,
+            original_filename: req.original_filename,
+            declared_type,
+            content_type: None,
+            overwrite: req.overwrite,
+            length: req.length,
+            offset: 0,
+            hasher: ResumableSha256::default().encode(),
+            head: Vec::new(),
+            engine_state,
+            metadata: req.metadata,
+            created_at: now,
+            expires_at: now + self.upload_expiry(),
+            completed_at: None,
+        };
+        if let Err(e) = self.inner.catalog.create_session(&session).await {
+            let _ = self.inner.blobs.partial_abort(&session.blob.bucket, &session.blob.blob, &session.engine_state).await;
+            return Err(e.into());
+        }
+        tracing::info!(upload = session.id, key = %session.blob.blob.object_key(), length = ?session.length, "resumable upload created");
+        Ok(session)
+    }
+
+    /// The caller's resumable upload `id` (tus `HEAD`); `UploadNotFound` for another tenant's,
+    /// an expired one, or none.
+    pub async fn resumable(&self, who: &Admitted, id: &str) -> Result<UploadSession, ServiceError> {
+        if !well_formed(id) {
+            return Err(ServiceError::UploadNotFound);
+        }
+        match self.inner.catalog.session(who.tenant(), id).await? {
+            Some(s) if s.expires_at > Utc::now() => Ok(s),
+            _ => Err(ServiceError::UploadNotFound),
+        }
+    }
+
+    /// Appends bytes at `req.offset` (tus `PATCH`); completes the upload into its file when
+    /// they reach its length.
+    #[tracing::instrument(skip_all, fields(tenant = %who.tenant(), upload = id))]
+    pub async fn append_resumable(&self, who: &Admitted, id: &str, req: Append) -> Result<Appended, ServiceError> {
+        who.require_write()?;
+        let token = new_id();
+        let mut session = self.lock(who.tenant(), id, req.offset, &token).await?;
+        let result = self.locked_append(&mut session, &token, req).await;
+        if result.is_err() && session.completed_at.is_none() {
+            // Free the upload for the client's retry (nothing changed: the offset stays).
+            let _ = self.inner.catalog.renew_session_lock(who.tenant(), id, &token, Duration::ZERO).await;
+        }
+        result
+    }
+
+    /// Terminates an unfinished upload (tus `DELETE`): its bytes go, its id is forgotten. A
+    /// completed one is forgotten; its file stays.
+    pub async fn terminate_resumable(&self, who: &Admitted, id: &str) -> Result<(), ServiceError> {
+        who.require_write()?;
+        let session = self.resumable(who, id).await?;
+        if session.completed_at.is_some() {
+            self.inner.catalog.remove_session(who.tenant(), id, None).await?;
+            return Ok(());
+        }
+        let token = new_id();
+        let session = self.lock(who.tenant(), id, session.offset, &token).await?;
+        self.discard(&session, &token).await?;
+        tracing::info!(upload = id, "resumable upload terminated");
+        Ok(())
+    }
+
+    /// Removes an upload that expired (reconcile): its partial bytes and its row. `false` when
+    /// it is busy or gone.
+    pub async fn expire_resumable(&self, session: &UploadSession) -> Result<bool, ServiceError> {
+        let tenant = session.tenant();
+        if session.completed_at.is_some() {
+            return Ok(self.inner.catalog.remove_session(tenant, &session.id, None).await?.is_some());
+        }
+        let token = new_id();
+        match self.lock(tenant, &session.id, session.offset, &token).await {
+            Ok(locked) => self.discard(&locked, &token).await.map(|()| true),
+            Err(ServiceError::UploadBusy | ServiceError::UploadNotFound | ServiceError::OffsetMismatch { .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn upload_expiry(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.inner.upload_expiry).unwrap_or(chrono::Duration::days(1))
+    }
+
+    async fn lock(&self, tenant: &TenantId, id: &str, offset: u64, token: &str) -> Result<UploadSession, ServiceError> {
+        if !well_formed(id) {
+            return Err(ServiceError::UploadNotFound);
+        }
+        match self.inner.catalog.lock_session(tenant, id, offset, token, LOCK_LEASE).await? {
+            Ok(s) => Ok(s),
+            Err(LockRefusal::Missing) => Err(ServiceError::UploadNotFound),
+            Err(LockRefusal::Completed) => Err(ServiceError::UploadCompleted),
+            Err(LockRefusal::Busy) => Err(ServiceError::UploadBusy),
+            Err(LockRefusal::Offset(offset)) => Err(ServiceError::OffsetMismatch { offset }),
+        }
+    }
+
+    /// Removes the partial bytes, then the row and its intent (the lock holder's).
+    async fn discard(&self, session: &UploadSession, token: &str) -> Result<(), ServiceError> {
+        let blob = &session.blob;
+        self.inner.blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await?;
+        self.inner.catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
+        Ok(())
+    }
+
+    async fn locked_append(
+        &self,
+        session: &mut UploadSession,
+        token: &str,
+        req: Append,
+    ) -> Result<Appended, ServiceError> {
+        if session.expires_at <= Utc::now() {
+            self.discard(session, token).await?;
+            return Err(ServiceError::UploadNotFound);
+        }
+        let policy = self.policy(session.blob.blob.object_key().category())?.clone();
+        match (session.length, req.length) {
+            (Some(have), Some(sent)) if have != sent => {
+                return Err(ServiceError::InvalidUpload(format!("Upload-Length is {have}, not {sent}")));
+            }
+            (None, Some(sent)) => {
+                if sent < session.offset {
+                    return Err(ServiceError::InvalidUpload(format!(
+                        "Upload-Length {sent} is less than the {} bytes received",
+                        session.offset
+                    )));
+                }
+                if sent > policy.max_size {
+                    return Err(ServiceError::TooLarge { limit: policy.max_size });
+                }
+                session.length = Some(sent);
+            }
+            _ => {}
+        }
+        // Bytes this append may bring: up to the length, or (deferred) the category's limit;
+        // within the quota's room either way.
+        let (room, over) = self.room_for(session, policy.max_size).await?;
+        let (limit, over) = match session.length {
+            Some(length) if length - session.offset <= room => {
+                (length - session.offset, BodyError::BeyondLength { length })
+            }
+            _ => (room, over),
+        };
+
+        let mut body = req.body;
+        let mut head = std::mem::take(&mut session.head);
+        if session.content_type.is_none() {
+            let want = SNIFF_LEN.saturating_sub(head.len());
+            let (peeked, rest) = peek(body, want).await.map_err(ServiceError::from_body)?;
+            body = rest;
+            head.extend_from_slice(&peeked[..peeked.len().min(want)]);
+            let all = session.length.is_some_and(|l| session.offset + peeked.len() as u64 >= l);
+            if head.len() >= SNIFF_LEN || all {
+                self.decide_type(session, token, &head).await?;
+                head.clear();
+            }
+        }
+
+        let hasher = ResumableSha256::decode(&session.hasher)
+            .ok_or_else(|| ServiceError::Catalog(CatalogError::Corrupt(format!("hash state of upload {}", session.id))))?;
+        let checksum = req.checksum.as_ref().map(|c| {
+            ring::digest::Context::new(match c.algorithm {
+                ChecksumAlgorithm::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                ChecksumAlgorithm::Sha256 => &ring::digest::SHA256,
+            })
+        });
+        let (intake, taken) = Intake::new(body, hasher, checksum, limit, over);
+        let blob = session.blob.clone();
+        let append = self.inner.blobs.partial_append(
+            &blob.bucket,
+            &blob.blob,
+            &session.engine_state,
+            session.offset,
+            Box::pin(intake),
+        );
+        let (state, appended) = self.keeping_lock(session, token, append).await??;
+        let taken = std::mem::replace(
+            &mut *taken.lock().expect("intake lock"),
+            intake::Taken { hasher: Default::default(), checksum: None, bytes: 0, interrupted: None },
+        );
+        if let (Some(expected), Some(ctx)) = (&req.checksum, taken.checksum) {
+            if ctx.finish().as_ref() != expected.digest.as_slice() {
+                self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &state, &session.engine_state).await;
+                return Err(ServiceError::ChecksumMismatch);
+            }
+        }
+        debug_assert_eq!(appended, taken.bytes);
+        let old_state = std::mem::replace(&mut session.engine_state, state);
+        session.offset += appended;
+        session.hasher = taken.hasher.encode();
+        session.head = head;
+        session.expires_at = Utc::now() + self.upload_expiry();
+        if session.length == Some(session.offset) && taken.interrupted.is_none() {
+            return self.complete(session, token, &taken.hasher).await;
+        }
+        if !self.inner.catalog.save_session(session, token).await? {
+            return Err(ServiceError::UploadBusy);
+        }
+        self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
+        match taken.interrupted {
+            Some(e) => Err(ServiceError::from_body(e)),
+            None => Ok(Appended { session: session.clone(), file: None }),
+        }
+    }
+
+    /// Decides the type from the first bytes; a type the category refuses ends the upload.
+    async fn decide_type(&self, session: &mut UploadSession, token: &str, head: &[u8]) -> Result<(), ServiceError> {
+        let key = session.blob.blob.object_key();
+        let content_type = decide(key.filename(), session.declared_type.as_deref(), head).to_string();
+        if !self.policy(key.category())?.allows(&content_type) {
+            self.discard(session, token).await?;
+            session.completed_at = Some(Utc::now()); // gone: nothing to unlock
+            return Err(ServiceError::UnsupportedMediaType { content_type, category: key.category().to_string() });
+        }
+        session.content_type = Some(content_type);
+        Ok(())
+    }
+
+    /// How many more bytes the upload may take within the tenant's quota (the other unfinished
+    /// uploads and this one's bytes so far counted), and the error past that.
+    async fn room_for(&self, session: &UploadSession, max_size: u64) -> Result<(u64, BodyError), ServiceError> {
+        let by_size = (max_size.saturating_sub(session.offset), BodyError::TooLarge { limit: max_size });
+        let quota = self.quota(session.tenant());
+        let Some(max_bytes) = quota.max_bytes else { return Ok(by_size) };
+        let usage = self.inner.catalog.usage(session.tenant()).await?;
+        let used: u64 = usage.iter().map(|u| u.bytes).sum();
+        let reserved = self.inner.catalog.reserved_bytes(session.tenant()).await?;
+        // `reserved` counts this upload too (its length, or its offset when deferred).
+        let own = session.length.unwrap_or(session.offset).max(session.offset);
+        let others = reserved.saturating_sub(own);
+        let room = max_bytes.saturating_sub(used + others).saturating_sub(session.offset);
+        Ok(if room < by_size.0 { (room, BodyError::QuotaExceeded) } else { by_size })
+    }
+
+    /// Runs `work` while renewing the upload's lock; fails with `UploadBusy` if the lock is
+    /// lost (its lease ran out and another writer took it).
+    async fn keeping_lock<T>(
+        &self,
+        session: &UploadSession,
+        token: &str,
+        work: impl Future<Output = T>,
+    ) -> Result<T, ServiceError> {
+        let renew = async {
+            let mut tick = tokio::time::interval(LOCK_LEASE / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, LOCK_LEASE).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, upload = session.id, "could not renew an upload's lock"),
+                }
+            }
+        };
+        tokio::select! {
+            out = work => Ok(out),
+            () = renew => Err(ServiceError::UploadBusy),
+        }
+    }
+
+    /// The last bytes are in: the partial object becomes the file's bytes, and the file row is
+    /// committed (claiming the upload's intent), as for a plain upload.
+    async fn complete(
+        &self,
+        session: &mut UploadSession,
+        token: &str,
+        hasher: &ResumableSha256,
+    ) -> Result<Appended, ServiceError> {
+        if session.content_type.is_none() {
+            let head = std::mem::take(&mut session.head);
+            self.decide_type(session, token, &head).await?;
+        }
+        let blob = session.blob.clone();
+        self.inner.blobs.partial_finish(&blob.bucket, &blob.blob, &session.engine_state, session.offset).await?;
+        let sha256 = hasher.finish();
+        let record = FileRecord {
+            key: blob.blob.object_key().clone(),
+            original_filename: session.original_filename.clone(),
+            bucket: blob.bucket.clone(),
+            blob: blob.blob.clone(),
+            content_type: session.content_type.clone().unwrap_or_default(),
+            size: session.offset,
+            sha256: sha256.clone(),
+            created_at: crate::util::now_micros(),
+        };
+        let quota = self.quota(session.tenant());
+        match self.inner.catalog.commit_upload(&record, session.overwrite, &quota).await {
+            Ok(replaced) => {
+                if let Some(old) = replaced {
+                    let _ = self.purge(&old.blob_ref()).await;
+                }
+            }
+            Err(e) if !matches!(e, CatalogError::Database(_) | CatalogError::Timeout(_)) => {
+                // The row did not commit: these bytes belong to nobody, and the upload is over.
+                if let Err(del) = self.inner.blobs.delete(&blob.bucket, &blob.blob).await {
+                    tracing::warn!(error = %del, blob = %blob.blob, "could not remove bytes of a failed upload; reconcile will");
+                }
+                let _ = self.inner.catalog.remove_session(session.tenant(), &session.id, Some(token)).await;
+                session.completed_at = Some(Utc::now());
+                return Err(e.into());
+            }
+            // Unknown outcome: the session stays locked until its lease runs out; reconcile
+            // settles the intent and the bytes as for a plain upload.
+            Err(e) => return Err(e.into()),
+        }
+        session.completed_at = Some(Utc::now());
+        session.hasher = sha256;
+        session.head.clear();
+        if let Err(e) = self.inner.catalog.save_session(session, token).await {
+            tracing::warn!(error = %e, upload = session.id, "the file is stored, but its upload could not be marked complete");
+        }
+        tracing::info!(key = %record.key, size = record.size, upload = session.id, "resumable upload completed");
+        Ok(Appended { session: session.clone(), file: Some(record) })
+    }
+}
