@@ -18,7 +18,7 @@ mod presign;
 pub mod purge;
 mod read;
 pub mod reconcile;
-mod resumable;
+pub mod resumable;
 mod tenants;
 mod upload;
 

@@ -1,6 +1,7 @@
 //! `coffer reconcile`: brings catalog and blob store back into agreement after crashes.
 //!
 //! Walks everything in pages, never all in memory:
+//! 0. resumable uploads past their expiry are removed (partial bytes, row, intent);
 //! 1. pending upload intents older than the grace period are rolled back (their bytes
 //!    removed, the intent dropped) — the client never received a 201 for them;
 //! 2. the deletion queue is drained;
@@ -24,6 +25,7 @@ const PAGE: usize = 500;
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub dry_run: bool,
+    pub expired_uploads: u64,
     pub intents_rolled_back: u64,
     pub queued_deletions_done: u64,
     pub orphans_removed: u64,
@@ -46,9 +48,10 @@ impl Report {
     pub fn summary(&self) -> String {
         let verb = if self.dry_run { "would remove" } else { "removed" };
         format!(
-            "reconcile{}: {} stale uploads rolled back, {} queued deletions, {verb} {} orphaned objects and {} leftovers; \
+            "reconcile{}: {} expired resumable uploads removed, {} stale uploads rolled back, {} queued deletions, {verb} {} orphaned objects and {} leftovers; \
              checked {} objects and {} rows; {} rows missing bytes, {} unrecognised objects, {} errors",
             if self.dry_run { " (dry run)" } else { "" },
+            self.expired_uploads,
             self.intents_rolled_back,
             self.queued_deletions_done,
             self.orphans_removed,
@@ -73,6 +76,7 @@ pub struct Reconciler {
 impl Reconciler {
     pub async fn run(&self) -> Report {
         let mut report = Report { dry_run: self.dry_run, ..Report::default() };
+        self.expire_uploads(&mut report).await;
         self.roll_back_stale_intents(&mut report).await;
         self.drain_deletions(&mut report).await;
         for bucket in &self.buckets {
@@ -88,6 +92,33 @@ impl Reconciler {
             return Ok(());
         }
         self.blobs.delete(&blob.bucket, &blob.blob).await.map_err(|e| format!("removing {}: {e}", blob.blob))
+    }
+
+    async fn expire_uploads(&self, report: &mut Report) {
+        loop {
+            let page = match self.catalog.expired_sessions(chrono::Utc::now(), PAGE as u32).await {
+                Ok(p) => p,
+                Err(e) => return report.errors.push(format!("reading expired uploads: {e}")),
+            };
+            if self.dry_run {
+                report.expired_uploads += page.len() as u64;
+                return;
+            }
+            let mut progressed = false;
+            for session in &page {
+                match super::resumable::expire(self.catalog.as_ref(), self.blobs.as_ref(), session).await {
+                    Ok(true) => {
+                        report.expired_uploads += 1;
+                        progressed = true;
+                    }
+                    Ok(false) => {}
+                    Err(e) => report.errors.push(format!("removing expired upload {}: {e}", session.id)),
+                }
+            }
+            if page.len() < PAGE || !progressed {
+                return;
+            }
+        }
     }
 
     async fn roll_back_stale_intents(&self, report: &mut Report) {

@@ -158,7 +158,12 @@ impl StorageService {
         }
         let usage = self.inner.catalog.usage(tenant).await?;
         let files: u64 = usage.iter().map(|u| u.files).sum();
-        let bytes: u64 = usage.iter().map(|u| u.bytes).sum();
+        // Unfinished resumable uploads hold their room until they complete or expire.
+        let reserved = match quota.max_bytes {
+            Some(_) => self.inner.catalog.reserved_bytes(tenant).await?,
+            None => 0,
+        };
+        let bytes: u64 = usage.iter().map(|u| u.bytes).sum::<u64>() + reserved;
         if replaced.is_none() && quota.max_files.is_some_and(|m| files >= m) {
             return Err(ServiceError::QuotaExceeded);
         }

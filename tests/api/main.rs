@@ -23,4 +23,5 @@ mod reconcile;
 mod s3;
 mod serving;
 mod tenants;
+mod tus;
 mod upload;

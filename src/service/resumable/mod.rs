@@ -19,8 +19,8 @@ use ring::rand::SecureRandom;
 use super::body::{BodyError, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{Admitted, ServiceError, StorageService};
-use crate::blob::ByteStream;
-use crate::catalog::{BlobRef, CatalogError, FileRecord, LockRefusal, UploadSession};
+use crate::blob::{BlobStore, ByteStream};
+use crate::catalog::{BlobRef, Catalog, CatalogError, FileRecord, LockRefusal, UploadSession};
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 pub use hash::ResumableSha256;
 use intake::Intake;
@@ -71,6 +71,34 @@ pub struct Append {
 pub struct Appended {
     pub session: UploadSession,
     pub file: Option<FileRecord>,
+}
+
+/// Removes the partial bytes of `session`, then its row and intent (as `token`, its lock
+/// holder).
+async fn discard(
+    catalog: &dyn Catalog,
+    blobs: &dyn BlobStore,
+    session: &UploadSession,
+    token: &str,
+) -> Result<(), ServiceError> {
+    let blob = &session.blob;
+    blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await?;
+    catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
+    Ok(())
+}
+
+/// Removes an upload that expired (reconcile): a completed one's row, an unfinished one's
+/// partial bytes, row and intent. `false` when it is being written to or already gone.
+pub async fn expire(catalog: &dyn Catalog, blobs: &dyn BlobStore, session: &UploadSession) -> Result<bool, ServiceError> {
+    let tenant = session.tenant();
+    if session.completed_at.is_some() {
+        return Ok(catalog.remove_session(tenant, &session.id, None).await?.is_some());
+    }
+    let token = new_id();
+    match catalog.lock_session(tenant, &session.id, session.offset, &token, LOCK_LEASE).await? {
+        Ok(locked) => discard(catalog, blobs, &locked, &token).await.map(|()| true),
+        Err(_) => Ok(false),
+    }
 }
 
 /// An upload id: 128 random bits, hex.
@@ -193,23 +221,6 @@ impl StorageService {
         Ok(())
     }
 
-    /// Removes an upload that expired (reconcile): its partial bytes and its row. `false` when
-    /// it is busy or gone.
-    pub async fn expire_resumable(&self, session: &UploadSession) -> Result<bool, ServiceError> {
-        let tenant = session.tenant();
-        if session.completed_at.is_some() {
-            return Ok(self.inner.catalog.remove_session(tenant, &session.id, None).await?.is_some());
-        }
-        let token = new_id();
-        match self.lock(tenant, &session.id, session.offset, &token).await {
-            Ok(locked) => self.discard(&locked, &token).await.map(|()| true),
-            Err(ServiceError::UploadBusy | ServiceError::UploadNotFound | ServiceError::OffsetMismatch { .. }) => {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     fn upload_expiry(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.inner.upload_expiry).unwrap_or(chrono::Duration::days(1))
     }
@@ -227,12 +238,8 @@ impl StorageService {
         }
     }
 
-    /// Removes the partial bytes, then the row and its intent (the lock holder's).
     async fn discard(&self, session: &UploadSession, token: &str) -> Result<(), ServiceError> {
-        let blob = &session.blob;
-        self.inner.blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await?;
-        self.inner.catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
-        Ok(())
+        discard(self.inner.catalog.as_ref(), self.inner.blobs.as_ref(), session, token).await
     }
 
     async fn locked_append(

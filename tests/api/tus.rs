@@ -1,0 +1,625 @@
+//! tus 1.0 at `/v1/uploads`, through the real server on every backend: uploads in pieces of
+//! every size (S3 parts, staging objects, sealed segments and tails), the extensions, tenant
+//! isolation, hostile headers and bodies, expiry, instances continuing each other's uploads.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, spawn_sibling};
+
+const MIB: usize = 1024 * 1024;
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\0\x05\0\x01\xff\x89\x99=\x1d\0\0\0\0IEND\xaeB`\x82";
+
+/// A request body fed through a channel, so a test decides when (and whether) it ends.
+fn channel_body() -> (tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>, reqwest::Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+fn metadata(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k} {}", B64.encode(v))).collect::<Vec<_>>().join(",")
+}
+
+/// Deterministic bytes that no type sniffer takes for anything but data.
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i as u64).wrapping_mul(2654435761) >> 7) as u8 ^ seed).collect()
+}
+
+struct Tus<'a> {
+    app: &'a TestApp,
+    token: String,
+}
+
+impl<'a> Tus<'a> {
+    fn new(app: &'a TestApp, tenant: &str) -> Self {
+        Self { app, token: app.token(tenant) }
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.app.request(method, path, &self.token).header("tus-resumable", "1.0.0")
+    }
+
+    async fn create_raw(&self, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.req(Method::POST, "/v1/uploads");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Creates an upload of `len` bytes for `category/filename`; returns its path.
+    async fn create(&self, category: &str, filename: &str, len: usize) -> String {
+        let meta = metadata(&[("category", category), ("filename", filename)]);
+        let res = self.create_raw(&[("upload-length", &len.to_string()), ("upload-metadata", &meta)]).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+        assert_eq!(res.headers()["tus-resumable"], "1.0.0");
+        assert_eq!(res.headers()["upload-offset"], "0");
+        res.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    async fn patch(&self, path: &str, offset: usize, body: impl Into<reqwest::Body>) -> Response {
+        self.req(Method::PATCH, path)
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn head(&self, path: &str) -> Response {
+        self.req(Method::HEAD, path).send().await.unwrap()
+    }
+
+    async fn offset(&self, path: &str) -> usize {
+        let res = self.head(path).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.headers()["upload-offset"].to_str().unwrap().parse().unwrap()
+    }
+
+    /// Sends `data` in pieces of the given sizes (the last piece takes the rest).
+    async fn send_in_pieces(&self, path: &str, data: &[u8], pieces: &[usize]) -> Response {
+        let mut at = 0;
+        let mut last = None;
+        for (i, &n) in pieces.iter().enumerate() {
+            let end = if i + 1 == pieces.len() { data.len() } else { (at + n).min(data.len()) };
+            let res = self.patch(path, at, data[at..end].to_vec()).await;
+            assert_eq!(res.status(), StatusCode::NO_CONTENT, "piece {i}: {}", res.text().await.unwrap());
+            assert_eq!(res.headers()["upload-offset"], end.to_string().as_str());
+            at = end;
+            last = Some(res);
+        }
+        last.expect("at least one piece")
+    }
+}
+
+/// After an upload completed or was terminated: no partial object, staging object or open
+/// multipart upload remains; the stored objects are exactly `expected` of them.
+async fn assert_no_partials(app: &TestApp, expected: usize) {
+    let stored = app.stored_objects().await;
+    assert!(stored.iter().all(|k| !k.contains("/.tus-")), "{stored:?}");
+    assert_eq!(stored.len(), expected, "{stored:?}");
+    if std::env::var("COFFER_TEST_STORAGE").as_deref() == Ok("s3") {
+        for bucket in [&app.documents_bucket, &app.media_bucket] {
+            let open = app.s3_client().list_multipart_uploads().bucket(bucket).send().await.unwrap();
+            assert!(open.uploads().is_empty(), "open multipart uploads in {bucket}: {:?}", open.uploads());
+        }
+    }
+}
+
+async fn assert_downloads(app: &TestApp, tenant: &str, key: &str, data: &[u8]) {
+    let res = app.download(tenant, key).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = res.bytes().await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got[..] == data[..], "downloaded bytes differ");
+}
+
+#[tokio::test]
+async fn options_announces_the_protocol_and_its_extensions() {
+    let app = spawn_app().await;
+    let res = app.client.request(Method::OPTIONS, app.url("/v1/uploads")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let h = res.headers();
+    assert_eq!(h["tus-resumable"], "1.0.0");
+    assert_eq!(h["tus-version"], "1.0.0");
+    let ext = h["tus-extension"].to_str().unwrap();
+    for e in ["creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum"] {
+        assert!(ext.split(',').any(|x| x == e), "{ext}");
+    }
+    assert_eq!(h["tus-checksum-algorithm"], "sha1,sha256");
+    assert_eq!(h["tus-max-size"], "1073741824");
+}
+
+#[tokio::test]
+async fn a_file_sent_in_pieces_of_every_size_is_stored_like_a_plain_upload() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    // 1 byte (type undecided), 70 KiB (a sealed segment and a tail), 6 MiB (an S3 part), 3 MiB
+    // (staged), 2 MiB (staged with the rest: a part), then the last 300,001 bytes.
+    let pieces = [1, 70 * 1024, 6 * MIB, 3 * MIB, 2 * MIB, 0];
+    let total: usize = pieces.iter().sum::<usize>() + 300_001;
+    let data = bytes(total, 7);
+    let path = tus.create("reports", "q3 report.bin", total).await;
+    assert!(path.starts_with("/v1/uploads/") && path.len() == "/v1/uploads/".len() + 32, "{path}");
+    let last = tus.send_in_pieces(&path, &data, &pieces).await;
+    let sha = hex::encode(Sha256::digest(&data));
+    assert_eq!(last.headers()["coffer-file-key"], "tenant-abc123/reports/q3 report.bin");
+    assert_eq!(last.headers()["coffer-file-sha256"], sha.as_str());
+    assert_eq!(last.headers()["content-location"], "/v1/files/tenant-abc123/reports/q3%20report.bin");
+
+    // As a plain upload would have it: listed, with its size, sha256 and type.
+    let listed: Value = app.list("abc123", &[("category", "reports")]).await.json().await.unwrap();
+    let file = &listed["files"][0];
+    assert_eq!(file["key"], "tenant-abc123/reports/q3 report.bin");
+    assert_eq!(file["size"], total);
+    assert_eq!(file["sha256"], sha);
+    assert_eq!(file["content_type"], "application/octet-stream");
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/q3 report.bin", &data).await;
+
+    // The finished upload answers HEAD with its file, and takes no more bytes.
+    let head = tus.head(&path).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["upload-offset"], total.to_string().as_str());
+    assert_eq!(head.headers()["coffer-file-sha256"], sha.as_str());
+    assert_error(tus.patch(&path, total, Vec::new()).await, StatusCode::CONFLICT, "upload-completed").await;
+    assert_error(tus.patch(&path, 0, b"x".to_vec()).await, StatusCode::CONFLICT, "upload-completed").await;
+    assert_no_partials(&app, 1).await;
+}
+
+#[tokio::test]
+async fn many_small_pieces_and_exact_segment_boundaries() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    // Ends exactly on a 64 KiB segment boundary, reached by pieces that cross and meet it.
+    let total = 3 * 65536;
+    let data = bytes(total, 3);
+    let path = tus.create("exports", "data.bin", total).await;
+    let pieces = [100, 65436, 65536, 1, 65535 - 1, 0];
+    tus.send_in_pieces(&path, &data, &pieces).await;
+    assert_downloads(&app, "abc123", "tenant-abc123/exports/data.bin", &data).await;
+    assert_no_partials(&app, 1).await;
+}
+
+#[tokio::test]
+async fn creation_with_upload_deferred_length_and_empty_uploads() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let meta = metadata(&[("category", "reports"), ("filename", "whole.pdf")]);
+    let pdf = b"%PDF-1.7 sent with the creation request".to_vec();
+    // creation-with-upload: the whole file in the POST.
+    let res = tus
+        .req(Method::POST, "/v1/uploads")
+        .header("upload-length", pdf.len().to_string())
+        .header("upload-metadata", &meta)
+        .header("content-type", "application/offset+octet-stream")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["upload-offset"], pdf.len().to_string().as_str());
+    assert_eq!(res.headers()["coffer-file-key"], "tenant-abc123/reports/whole.pdf");
+    let listed: Value = app.list("abc123", &[]).await.json().await.unwrap();
+    assert_eq!(listed["files"][0]["content_type"], "application/pdf");
+
+    // creation-defer-length: the length comes with a later PATCH.
+    let meta = metadata(&[("category", "reports"), ("filename", "later.bin")]);
+    let res = tus.create_raw(&[("upload-defer-length", "1"), ("upload-metadata", &meta)]).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let path = res.headers()["location"].to_str().unwrap().to_owned();
+    let head = tus.head(&path).await;
+    assert_eq!(head.headers()["upload-defer-length"], "1");
+    assert!(head.headers().get("upload-length").is_none());
+    let data = bytes(200_000, 1);
+    assert_eq!(tus.patch(&path, 0, data[..150_000].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    // A length below what arrived is refused.
+    let res = tus
+        .req(Method::PATCH, &path)
+        .header("upload-offset", "150000")
+        .header("upload-length", "100")
+        .header("content-type", "application/offset+octet-stream")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-upload").await;
+    let res = tus
+        .req(Method::PATCH, &path)
+        .header("upload-offset", "150000")
+        .header("upload-length", "200000")
+        .header("content-type", "application/offset+octet-stream")
+        .body(data[150_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["upload-length"], "200000");
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/later.bin", &data).await;
+
+    // An empty upload is complete at creation.
+    let meta = metadata(&[("category", "reports"), ("filename", "empty.txt")]);
+    let res = tus.create_raw(&[("upload-length", "0"), ("upload-metadata", &meta)]).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["coffer-file-sha256"], hex::encode(Sha256::digest(b"")).as_str());
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/empty.txt", b"").await;
+    assert_no_partials(&app, 3).await;
+}
+
+#[tokio::test]
+async fn another_tenant_gets_the_answer_of_a_missing_upload() {
+    let app = spawn_app().await;
+    let owner = Tus::new(&app, "owner");
+    let other = Tus::new(&app, "other");
+    let path = owner.create("reports", "secret.bin", 10).await;
+    assert_eq!(owner.patch(&path, 0, b"12345".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(other.head(&path).await.status(), StatusCode::NOT_FOUND);
+    assert_error(other.patch(&path, 5, b"67890".to_vec()).await, StatusCode::NOT_FOUND, "upload-not-found").await;
+    let res = other.req(Method::DELETE, &path).send().await.unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "upload-not-found").await;
+    // Ids that are not ids, and one that does not exist, answer the same.
+    for id in ["nope", "../../x", &"f".repeat(32), &"A".repeat(32), &"0".repeat(300)] {
+        let res = owner.patch(&format!("/v1/uploads/{id}"), 0, b"x".to_vec()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{id}");
+    }
+    // The owner's upload is untouched.
+    assert_eq!(owner.offset(&path).await, 5);
+    assert_eq!(owner.patch(&path, 5, b"67890".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&app, "owner", "tenant-owner/reports/secret.bin", b"1234567890").await;
+}
+
+#[tokio::test]
+async fn hostile_headers_get_clear_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let meta = metadata(&[("category", "reports"), ("filename", "a.bin")]);
+    let bad = StatusCode::BAD_REQUEST;
+    // Creation.
+    for (headers, status, code) in [
+        (vec![("upload-length", "-1"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-length", "+5"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-length", "5 5"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-length", "99999999999999999999999"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-length", "1073741825"), ("upload-metadata", meta.as_str())], StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+        (vec![("upload-length", "5"), ("upload-defer-length", "1"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-defer-length", "2"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (vec![("upload-length", "5")], bad, "invalid-upload"),
+        (vec![("upload-length", "5"), ("upload-metadata", "filename !!!")], bad, "invalid-upload"),
+        (vec![("upload-length", "5"), ("upload-metadata", "category cmVwb3J0cw==,category cmVwb3J0cw==")], bad, "invalid-upload"),
+    ] {
+        let res = tus.create_raw(&headers).await;
+        assert_error(res, status, code).await;
+    }
+    let long = "x".repeat(5000);
+    let res = tus.create_raw(&[("upload-length", "5"), ("upload-metadata", &long)]).await;
+    assert_error(res, bad, "invalid-upload").await;
+    for (pairs, status, code) in [
+        (vec![("category", "nope"), ("filename", "a.bin")], bad, "unknown-category"),
+        (vec![("category", "reports"), ("filename", "../etc/passwd")], bad, "invalid-filename"),
+        (vec![("category", "reports"), ("filename", "")], bad, "invalid-upload"),
+        (vec![("category", "reports"), ("filename", "a.bin"), ("overwrite", "maybe")], bad, "invalid-upload"),
+        (vec![("category", "logos"), ("filename", "logo.png"), ("content_type", "text/xsl")], StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+    ] {
+        let res = tus.create_raw(&[("upload-length", "5"), ("upload-metadata", &metadata(&pairs))]).await;
+        assert_error(res, status, code).await;
+    }
+    // Without the protocol header: 412 and the version this server speaks.
+    let res = app.request(Method::POST, "/v1/uploads", &tus.token).header("upload-length", "5").send().await.unwrap();
+    assert_eq!(res.headers()["tus-version"], "1.0.0");
+    assert_error(res, StatusCode::PRECONDITION_FAILED, "tus-version-unsupported").await;
+    let res = app.request(Method::POST, "/v1/uploads", &tus.token).header("tus-resumable", "0.2.2").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    // Without a token.
+    let res = app.client.post(app.url("/v1/uploads")).header("tus-resumable", "1.0.0").send().await.unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "missing-token").await;
+
+    // Appends.
+    let path = tus.create("reports", "a.bin", 10).await;
+    assert_eq!(tus.patch(&path, 0, b"01234".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    let res = tus.patch(&path, 3, b"34567".to_vec()).await;
+    assert_error(res, StatusCode::CONFLICT, "offset-mismatch").await;
+    let res = tus.patch(&path, 6, b"6789".to_vec()).await;
+    assert_error(res, StatusCode::CONFLICT, "offset-mismatch").await;
+    for offset in ["-5", "5.0", "", "0x5", "99999999999999999999"] {
+        let res = tus
+            .req(Method::PATCH, &path)
+            .header("upload-offset", offset)
+            .header("content-type", "application/offset+octet-stream")
+            .body(b"x".to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, bad, "invalid-upload").await;
+    }
+    let res = tus.req(Method::PATCH, &path).header("upload-offset", "5").body(b"56789".to_vec()).send().await.unwrap();
+    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    let res = tus
+        .req(Method::PATCH, &path)
+        .header("upload-offset", "5")
+        .header("content-type", "application/octet-stream")
+        .body(b"56789".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    // Past the length: refused, nothing of it kept.
+    let res = tus.patch(&path, 5, b"56789-and-more".to_vec()).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "upload-length-exceeded").await;
+    assert_eq!(tus.offset(&path).await, 5);
+    // A different length than announced.
+    let res = tus
+        .req(Method::PATCH, &path)
+        .header("upload-offset", "5")
+        .header("upload-length", "11")
+        .header("content-type", "application/offset+octet-stream")
+        .body(b"56789".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, bad, "invalid-upload").await;
+    assert_eq!(tus.patch(&path, 5, b"56789".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/a.bin", b"0123456789").await;
+
+    // An existing key without overwrite is refused at creation; with it, replaced.
+    let res = tus.create_raw(&[("upload-length", "3"), ("upload-metadata", &meta)]).await;
+    assert_error(res, StatusCode::CONFLICT, "already-exists").await;
+    let meta_over = metadata(&[("category", "reports"), ("filename", "a.bin"), ("overwrite", "true")]);
+    let res = tus.create_raw(&[("upload-length", "3"), ("upload-metadata", &meta_over)]).await;
+    let path = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(tus.patch(&path, 0, b"new".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/a.bin", b"new").await;
+}
+
+#[tokio::test]
+async fn the_first_bytes_decide_the_type() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    // A logo whose bytes are a PDF: refused at the first bytes, and the upload is gone.
+    let path = tus.create("logos", "logo.png", 20_000).await;
+    let res = tus.patch(&path, 0, [b"%PDF-1.7 ".as_slice(), &bytes(19_991, 0)].concat()).await;
+    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    assert_eq!(tus.head(&path).await.status(), StatusCode::NOT_FOUND);
+    // The same refusal when the first bytes arrive one by one: decided once 8 KiB are in.
+    let path = tus.create("logos", "logo.png", 20_000).await;
+    let pdf = [b"%PDF-1.7 ".as_slice(), &bytes(19_991, 0)].concat();
+    let mut at = 0;
+    for n in [1, 3, 5000] {
+        assert_eq!(tus.patch(&path, at, pdf[at..at + n].to_vec()).await.status(), StatusCode::NO_CONTENT);
+        at += n;
+    }
+    let res = tus.patch(&path, at, pdf[at..].to_vec()).await;
+    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    // A real PNG in small pieces is taken, typed from its bytes.
+    let png = PNG;
+    let path = tus.create("logos", "pixel.png", png.len()).await;
+    tus.send_in_pieces(&path, png, &[2, 10, 0]).await;
+    let listed: Value = app.list("abc123", &[("category", "logos")]).await.json().await.unwrap();
+    assert_eq!(listed["files"][0]["content_type"], "image/png");
+    assert_no_partials(&app, 1).await;
+}
+
+#[tokio::test]
+async fn checksums_are_verified_per_append() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let data = bytes(100_000, 9);
+    let path = tus.create("reports", "summed.bin", data.len()).await;
+    let patch = |offset: usize, body: Vec<u8>, checksum: String| {
+        tus.req(Method::PATCH, &path)
+            .header("upload-offset", offset.to_string())
+            .header("upload-checksum", checksum)
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+    };
+    let sha1 = |b: &[u8]| B64.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b));
+    let sha256 = |b: &[u8]| B64.encode(Sha256::digest(b));
+    let res = patch(0, data[..40_000].to_vec(), format!("sha1 {}", sha1(&data[..40_000]))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // A mismatch: 460, and the bytes are not taken.
+    let res = patch(40_000, data[40_000..].to_vec(), format!("sha256 {}", sha256(b"other"))).await.unwrap();
+    assert_error(res, StatusCode::from_u16(460).unwrap(), "checksum-mismatch").await;
+    assert_eq!(tus.offset(&path).await, 40_000);
+    let res = patch(40_000, data[40_000..].to_vec(), "md5 AAAA".into()).await.unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "checksum-unsupported").await;
+    let res = patch(40_000, data[40_000..].to_vec(), "sha256 not-base64!".into()).await.unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-upload").await;
+    let res = patch(40_000, data[40_000..].to_vec(), format!("sha256 {}", sha256(&data[40_000..]))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/summed.bin", &data).await;
+    assert_no_partials(&app, 1).await;
+}
+
+#[tokio::test]
+async fn termination_releases_the_bytes() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let path = tus.create("reports", "gone.bin", 8 * MIB).await;
+    assert_eq!(tus.patch(&path, 0, bytes(6 * MIB + 5, 2)).await.status(), StatusCode::NO_CONTENT);
+    let res = tus.req(Method::DELETE, &path).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(tus.head(&path).await.status(), StatusCode::NOT_FOUND);
+    assert_error(tus.patch(&path, 6 * MIB + 5, b"x".to_vec()).await, StatusCode::NOT_FOUND, "upload-not-found").await;
+    assert_no_partials(&app, 0).await;
+    // Read-only tokens may not create, append or terminate.
+    let ro = app.read_only_token("abc123");
+    let res = app
+        .request(Method::POST, "/v1/uploads", &ro)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "3")
+        .header("upload-metadata", metadata(&[("category", "reports"), ("filename", "r.bin")]))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::FORBIDDEN, "read-only").await;
+}
+
+#[tokio::test]
+async fn unfinished_uploads_count_toward_the_quota() {
+    let app = spawn_app_with(&[("COFFER_QUOTA_BYTES", "1000")]).await;
+    let tus = Tus::new(&app, "abc123");
+    let meta = |name: &str| metadata(&[("category", "reports"), ("filename", name)]);
+    let res = tus.create_raw(&[("upload-length", "1001"), ("upload-metadata", &meta("big.bin"))]).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    let first = tus.create("reports", "first.bin", 600).await;
+    // 600 bytes are reserved by the first upload: 600 more do not fit, in either kind of upload.
+    let res = tus.create_raw(&[("upload-length", "600"), ("upload-metadata", &meta("second.bin"))]).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    let res = app.upload("abc123", "reports", "plain.bin", vec![1u8; 600]).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    // A deferred length is held to the room left while its bytes arrive.
+    let res = tus.create_raw(&[("upload-defer-length", "1"), ("upload-metadata", &meta("deferred.bin"))]).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let deferred = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = tus.patch(&deferred, 0, vec![3u8; 401]).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    assert_eq!(tus.offset(&deferred).await, 0);
+    assert_eq!(tus.patch(&deferred, 0, vec![3u8; 400]).await.status(), StatusCode::NO_CONTENT);
+    // Terminating the deferred one frees its room; the first completes.
+    assert_eq!(tus.req(Method::DELETE, &deferred).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(tus.patch(&first, 0, vec![1u8; 600]).await.status(), StatusCode::NO_CONTENT);
+    let usage: Value = app.request(Method::GET, "/v1/usage", &tus.token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(usage["bytes"], 600, "{usage}");
+}
+
+#[tokio::test]
+async fn expired_uploads_are_gone_and_reconcile_releases_their_bytes() {
+    let app = spawn_app_with(&[("COFFER_UPLOAD_EXPIRY", "1s")]).await;
+    let tus = Tus::new(&app, "abc123");
+    let path = tus.create("reports", "late.bin", 7 * MIB).await;
+    assert_eq!(tus.patch(&path, 0, bytes(5 * MIB + 3, 1)).await.status(), StatusCode::NO_CONTENT);
+    let res = tus.head(&path).await;
+    let expires = httpdate::parse_http_date(res.headers()["upload-expires"].to_str().unwrap()).unwrap();
+    assert!(expires > std::time::SystemTime::now() - Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(tus.head(&path).await.status(), StatusCode::NOT_FOUND);
+    let report = app.service.reconciler(Duration::ZERO, false).run().await;
+    assert_eq!(report.expired_uploads, 1, "{}", report.summary());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_no_partials(&app, 0).await;
+    assert_error(tus.patch(&path, 5 * MIB + 3, b"x".to_vec()).await, StatusCode::NOT_FOUND, "upload-not-found").await;
+    // A reconcile right after leaves live uploads alone.
+    let live = tus.create("reports", "live.bin", 10).await;
+    assert_eq!(tus.patch(&live, 0, b"01234".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    let report = app.service.reconciler(Duration::ZERO, false).run().await;
+    assert_eq!(report.expired_uploads, 0);
+    assert_eq!(report.orphans_removed + report.leftovers_removed, 0, "{}", report.summary());
+    assert_eq!(tus.patch(&live, 5, b"56789".to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/live.bin", b"0123456789").await;
+}
+
+#[tokio::test]
+async fn instances_continue_each_others_uploads_and_one_writer_wins_a_race() {
+    let first = spawn_app().await;
+    let second = spawn_sibling(&first).await;
+    let one = Tus::new(&first, "abc123");
+    let two = Tus::new(&second, "abc123");
+    let data = bytes(12 * MIB + 17, 4);
+    let path = one.create("exports", "shared.bin", data.len()).await;
+    assert_eq!(one.patch(&path, 0, data[..5 * MIB + 1].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(two.offset(&path).await, 5 * MIB + 1);
+    assert_eq!(two.patch(&path, 5 * MIB + 1, data[5 * MIB + 1..9 * MIB].to_vec()).await.status(), StatusCode::NO_CONTENT);
+
+    // Two appends at the same offset through the two instances, the first still streaming:
+    // the second is refused (busy, or the offset moved), never both taken.
+    let (tx, slow) = channel_body();
+    let racing = one.patch(&path, 9 * MIB, slow);
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let res = two.patch(&path, 9 * MIB, data[9 * MIB..].to_vec()).await;
+        let status = res.status();
+        assert!(status == StatusCode::LOCKED || status == StatusCode::CONFLICT, "{status}");
+        tx.send(Ok(data[9 * MIB..].to_vec())).await.unwrap();
+        drop(tx);
+    };
+    let (res, ()) = tokio::join!(racing, other);
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_downloads(&first, "abc123", "tenant-abc123/exports/shared.bin", &data).await;
+    assert_no_partials(&first, 1).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_append_keeps_what_arrived() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let data = bytes(3 * MIB, 5);
+    let path = tus.create("reports", "cut.bin", data.len()).await;
+    // The client sends 1 MiB, then its connection fails.
+    let (tx, body) = channel_body();
+    tx.send(Ok(data[..MIB].to_vec())).await.unwrap();
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(Err(std::io::Error::other("connection lost"))).await.unwrap();
+    };
+    let (res, ()) = tokio::join!(
+        tus.req(Method::PATCH, &path)
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send(),
+        cut
+    );
+    assert!(res.is_err(), "the client's own body failed");
+    // The server kept what arrived (once it noticed); the client resumes from there.
+    let mut offset = 0;
+    for _ in 0..50 {
+        offset = tus.offset(&path).await;
+        if offset > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(offset > 0 && offset <= MIB, "{offset}");
+    let mut res = tus.patch(&path, offset, data[offset..].to_vec()).await;
+    for _ in 0..50 {
+        if res.status() != StatusCode::LOCKED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        res = tus.patch(&path, offset, data[offset..].to_vec()).await;
+    }
+    assert_eq!(res.status(), StatusCode::NO_CONTENT, "{}", res.text().await.unwrap());
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/cut.bin", &data).await;
+}
+
+#[tokio::test]
+async fn browsers_of_allowed_origins_may_speak_tus() {
+    let app = spawn_app_with(&[("COFFER_CORS_ORIGINS", "https://app.example")]).await;
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/uploads/0123456789abcdef0123456789abcdef"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PATCH")
+        .header("access-control-request-headers", "authorization,tus-resumable,upload-offset,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let allowed = res.headers()["access-control-allow-methods"].to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("patch"), "{allowed}");
+    let headers = res.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for h in ["tus-resumable", "upload-offset", "upload-length", "upload-metadata", "upload-checksum"] {
+        assert!(headers.contains(h), "{headers}");
+    }
+    let tus = Tus::new(&app, "abc123");
+    let meta = metadata(&[("category", "reports"), ("filename", "c.bin")]);
+    let res = tus
+        .req(Method::POST, "/v1/uploads")
+        .header("origin", "https://app.example")
+        .header("upload-length", "3")
+        .header("upload-metadata", meta)
+        .send()
+        .await
+        .unwrap();
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    for h in ["location", "upload-offset", "tus-resumable", "upload-length", "coffer-file-sha256"] {
+        assert!(exposed.contains(h), "{exposed}");
+    }
+}
