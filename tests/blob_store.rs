@@ -102,9 +102,82 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
     assert_eq!(read_all(&*store, &b, &other, None).await, b"png");
     assert_eq!(store.delete_tenant(&b, &coffer::domain::TenantId::parse("a").unwrap()).await.unwrap(), 0);
 
+    partial_objects(&*store, &b).await;
+
     // a missing bucket is reported as such
     let missing = BucketName::parse("no-such-bucket-here").unwrap();
     assert!(matches!(store.check(&missing).await, Err(BlobError::NoSuchBucket(_))));
+}
+
+/// Deterministic bytes of any length.
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn owned(parts: Vec<Vec<u8>>) -> ByteStream {
+    Box::pin(futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from(p)))))
+}
+
+/// Partial objects (resumable uploads): appends in pieces of every size, an unacknowledged
+/// append discarded by the next one at the same offset, finishing, aborting, an empty one.
+async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
+    const MIB: usize = 1024 * 1024;
+    let all = data(13 * MIB + 12_345);
+    let k = blob("tenant-p/exports/big.bin");
+    let mut state = store.partial_begin(b, &k, "application/octet-stream").await.unwrap();
+    assert!(matches!(store.get(b, &k, None).await, Err(BlobError::NotFound)), "nothing visible before finish");
+    let mut offset = 0usize;
+    for piece in [1, 65_535, 65_537, 6 * MIB, 100, 3 * MIB, 2 * MIB] {
+        let chunk = all[offset..offset + piece].to_vec();
+        // Split across stream chunks too.
+        let (a, c) = chunk.split_at(piece / 2);
+        let (new, appended) = store.partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()])).await.unwrap();
+        assert_eq!(appended, piece as u64);
+        store.partial_release(b, &k, &state, &new).await;
+        state = new;
+        offset += piece;
+    }
+    // An append that is never acknowledged (its state is dropped): the next one from the same
+    // offset replaces what it wrote.
+    let (unacked, _) = store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]])).await.unwrap();
+    store.partial_release(b, &k, &unacked, &state).await;
+    let (new, appended) = store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()])).await.unwrap();
+    assert_eq!(appended as usize, all.len() - offset);
+    store.partial_release(b, &k, &state, &new).await;
+    store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();
+    assert_eq!(store.get(b, &k, None).await.unwrap().size, all.len() as u64);
+    assert!(read_all(store, b, &k, None).await == all, "finished object differs");
+    assert_eq!(read_all(store, b, &k, Some(65_530..=65_545)).await, all[65_530..=65_545]);
+
+    // An empty partial object finishes into an empty object.
+    let e = blob("tenant-p/exports/empty.bin");
+    let state = store.partial_begin(b, &e, "application/octet-stream").await.unwrap();
+    store.partial_finish(b, &e, &state, 0).await.unwrap();
+    assert_eq!(read_all(store, b, &e, None).await, b"");
+
+    // Aborted: nothing remains, and aborting again succeeds.
+    let gone = blob("tenant-p/exports/gone.bin");
+    let state = store.partial_begin(b, &gone, "application/octet-stream").await.unwrap();
+    let (state, _) = store.partial_append(b, &gone, &state, 0, owned(vec![data(70_000)])).await.unwrap();
+    store.partial_abort(b, &gone, &state).await.unwrap();
+    store.partial_abort(b, &gone, &state).await.unwrap();
+    assert!(matches!(store.get(b, &gone, None).await, Err(BlobError::NotFound)));
+    let mut left = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(b, after.as_deref(), 1000).await.unwrap();
+        left.extend(page.keys.into_iter().filter(|key| key.starts_with("tenant-p/")));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    left.sort();
+    let mut expected = vec![k.to_string(), e.to_string()];
+    expected.sort();
+    assert_eq!(left, expected, "no staging objects, tails or partial files remain");
+    store.delete(b, &k).await.unwrap();
+    store.delete(b, &e).await.unwrap();
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 mod common;
 
 use coffer::catalog::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FileRecord, ListQuery, PendingUpload, PostgresCatalog, Quota,
-    SortOrder, SqliteCatalog, TenantStatus,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FileRecord, ListQuery, LockRefusal, PendingUpload, PostgresCatalog,
+    Quota, SortOrder, SqliteCatalog, TenantStatus, UploadSession,
 };
 
 const NO_QUOTA: Quota = Quota { max_bytes: None, max_files: None };
@@ -139,7 +139,90 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     usage_and_quotas(&*catalog).await;
     tenants(&*catalog).await;
     maintenance(&*catalog).await;
+    sessions(&*catalog).await;
     purge(&*catalog).await;
+}
+
+fn session(key: &str, id: &str, length: Option<u64>) -> UploadSession {
+    let r = record(key, 9_000_000);
+    // The catalog keeps microseconds.
+    let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap();
+    UploadSession {
+        id: id.into(),
+        blob: r.blob_ref(),
+        original_filename: r.original_filename,
+        declared_type: None,
+        content_type: None,
+        overwrite: false,
+        length,
+        offset: 0,
+        hasher: "v1:state".into(),
+        head: Vec::new(),
+        engine_state: "{}".into(),
+        metadata: "filename eA==".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+        completed_at: None,
+    }
+}
+
+/// Resumable uploads: created with their intent, one lock holder at a time and only at the
+/// upload's offset, progress saved by the holder only, reserved bytes, expiry, removal.
+async fn sessions(catalog: &dyn Catalog) {
+    let t = TenantId::parse("tus-t").unwrap();
+    let other = TenantId::parse("tus-other").unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let mut s = session("tenant-tus-t/reports/big.bin", "0123456789abcdef0123456789abcdef", Some(1000));
+    catalog.create_session(&s).await.unwrap();
+    assert_eq!(catalog.session(&t, &s.id).await.unwrap().as_ref(), Some(&s));
+    assert_eq!(catalog.session(&other, &s.id).await.unwrap(), None, "another tenant sees nothing");
+    assert!(catalog.intent_under(&s.blob.bucket, "tenant-tus-t/reports/").await.unwrap(), "the intent came with it");
+    assert_eq!(catalog.reserved_bytes(&t).await.unwrap(), 1000);
+
+    assert_eq!(catalog.lock_session(&other, &s.id, 0, "x", lease).await.unwrap(), Err(LockRefusal::Missing));
+    assert_eq!(catalog.lock_session(&t, &s.id, 5, "a", lease).await.unwrap(), Err(LockRefusal::Offset(0)));
+    assert!(catalog.lock_session(&t, &s.id, 0, "a", lease).await.unwrap().is_ok());
+    assert_eq!(catalog.lock_session(&t, &s.id, 0, "b", lease).await.unwrap(), Err(LockRefusal::Busy));
+    assert!(catalog.renew_session_lock(&t, &s.id, "a", lease).await.unwrap());
+    assert!(!catalog.renew_session_lock(&t, &s.id, "b", lease).await.unwrap());
+    s.offset = 400;
+    s.hasher = "v1:after".into();
+    s.engine_state = "{\"parts\":1}".into();
+    assert!(!catalog.save_session(&s, "b").await.unwrap(), "only the holder saves");
+    assert!(catalog.save_session(&s, "a").await.unwrap());
+    assert_eq!(catalog.session(&t, &s.id).await.unwrap().unwrap().offset, 400);
+    // Saved means released: the next writer takes it at the new offset.
+    assert_eq!(catalog.lock_session(&t, &s.id, 0, "b", lease).await.unwrap(), Err(LockRefusal::Offset(400)));
+    assert!(catalog.lock_session(&t, &s.id, 400, "b", std::time::Duration::ZERO).await.unwrap().is_ok());
+    // A lease that ran out lets another writer in.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(catalog.lock_session(&t, &s.id, 400, "c", lease).await.unwrap().is_ok());
+    assert!(!catalog.save_session(&s, "b").await.unwrap(), "the writer whose lease ran out lost it");
+    assert_eq!(catalog.remove_session(&t, &s.id, Some("b")).await.unwrap(), None, "not the holder");
+    let removed = catalog.remove_session(&t, &s.id, Some("c")).await.unwrap().expect("removed");
+    assert_eq!(removed.offset, 400);
+    assert!(!catalog.intent_under(&s.blob.bucket, "tenant-tus-t/reports/").await.unwrap(), "its intent went too");
+    assert_eq!(catalog.reserved_bytes(&t).await.unwrap(), 0);
+
+    // Completed: no more locks; removable without one; expired ones are found.
+    let mut done = session("tenant-tus-t/reports/done.bin", "fedcba9876543210fedcba9876543210", None);
+    catalog.create_session(&done).await.unwrap();
+    assert!(catalog.lock_session(&t, &done.id, 0, "z", lease).await.unwrap().is_ok());
+    done.offset = 7;
+    done.length = Some(7);
+    done.completed_at = Some(chrono::Utc::now());
+    done.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+    assert!(catalog.save_session(&done, "z").await.unwrap());
+    assert_eq!(catalog.lock_session(&t, &done.id, 7, "y", lease).await.unwrap(), Err(LockRefusal::Completed));
+    let expired = catalog.expired_sessions(chrono::Utc::now(), 10).await.unwrap();
+    assert_eq!(expired.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [done.id.as_str()]);
+    assert!(catalog.remove_session(&t, &done.id, None).await.unwrap().is_some());
+
+    // A purge removes the tenant's uploads.
+    let purged = session("tenant-purged/reports/p.bin", "00000000000000000000000000000001", Some(3));
+    catalog.create_session(&purged).await.unwrap();
+    let p = TenantId::parse("purged").unwrap();
+    assert_eq!(catalog.reserved_bytes(&p).await.unwrap(), 3);
 }
 
 /// A purge removes every row of one tenant but its registration, and nothing of a tenant whose
@@ -156,7 +239,9 @@ async fn purge(catalog: &dyn Catalog) {
     catalog.set_tenant_status(&p, TenantStatus::Suspended).await.unwrap();
 
     let rows = catalog.purge_tenant_rows(&p).await.unwrap();
-    assert_eq!((rows.files, rows.pending_uploads, rows.queued_deletions), (1, 1, 1));
+    assert_eq!((rows.files, rows.pending_uploads, rows.queued_deletions), (1, 2, 1));
+    assert_eq!(rows.resumable_uploads, 1);
+    assert_eq!(catalog.reserved_bytes(&p).await.unwrap(), 0);
     assert!(catalog.usage(&p).await.unwrap().is_empty());
     assert!(!catalog.queued_deletions(100).await.unwrap().contains(&deleted.blob_ref()));
     assert!(!catalog.abandon_intent(&live.blob_ref()).await.unwrap());
