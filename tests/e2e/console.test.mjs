@@ -10,13 +10,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { deflateSync } from "node:zlib";
-import { chromium } from "playwright-core";
-
-const BIN = process.env.COFFER_BIN;
+import { BIN, freePort, launchChromium, waitReady } from "./lib.mjs";
 const SCREENSHOT = process.env.COFFER_E2E_SCREENSHOT ?? join(tmpdir(), "coffer-console.png");
 
 function crc32(buf) {
@@ -58,26 +55,6 @@ function png() {
   ]);
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitReady(base) {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("coffer did not start");
-}
-
 test("console: sign in by link, upload, list, preview, share, delete", async (t) => {
   assert.ok(BIN, "COFFER_BIN must point at the coffer binary (run scripts/test)");
   const dir = mkdtempSync(join(tmpdir(), "coffer-e2e-"));
@@ -85,11 +62,7 @@ test("console: sign in by link, upload, list, preview, share, delete", async (t)
   const base = `http://127.0.0.1:${port}`;
   const env = { ...process.env, COFFER_DATA_DIR: dir, COFFER_PUBLIC_URL: base, COFFER_LOG: "warn" };
   const server = spawn(BIN, ["serve", "--addr", `127.0.0.1:${port}`], { env, stdio: ["ignore", "ignore", "inherit"] });
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-      "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launchChromium();
   t.after(async () => {
     await browser.close();
     server.kill();
