@@ -44,6 +44,8 @@ ensure_s3_servers() {
   S3S_PID=$!
   wait_port "$port"
   export COFFER_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  # Where s3s-fs keeps its state (it has no ListMultipartUploads; tests look here instead).
+  export COFFER_TEST_S3_ROOT="$S3_WORK/s3s-root"
 
   port="$(free_port)"
   "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$S3_WORK/moto.log" 2>&1 &

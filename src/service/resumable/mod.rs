@@ -82,7 +82,11 @@ async fn discard(
     token: &str,
 ) -> Result<(), ServiceError> {
     let blob = &session.blob;
-    blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await?;
+    // Best effort: what an abort misses, reconcile's sweep (a partial file or staging object
+    // no intent covers) or the bucket's lifecycle rule (an incomplete multipart upload) removes.
+    if let Err(e) = blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await {
+        tracing::warn!(error = %e, upload = session.id, blob = %blob.blob, "could not remove an upload's partial bytes; reconcile will");
+    }
     catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
     Ok(())
 }
@@ -330,7 +334,11 @@ impl StorageService {
         session.head = head;
         session.expires_at = Utc::now() + self.upload_expiry();
         if session.length == Some(session.offset) && taken.interrupted.is_none() {
-            return self.complete(session, token, &taken.hasher).await;
+            let done = self.complete(session, token, &taken.hasher).await;
+            if done.is_ok() {
+                self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
+            }
+            return done;
         }
         if !self.inner.catalog.save_session(session, token).await? {
             return Err(ServiceError::UploadBusy);
