@@ -1,8 +1,10 @@
 //! Crash consistency: run `coffer serve`, drive concurrent uploads, overwrites and deletes,
-//! SIGKILL it at random moments for 20 rounds, reconcile, restart; after every round each key
-//! must hold the last answered state (or, for the one request in flight at the kill, possibly
-//! its outcome), and at the end no bytes may lack a row nor a row its bytes. SQLite and
-//! PostgreSQL.
+//! and resumable (tus) uploads sent in pieces across the rounds, SIGKILL it at random moments
+//! for 20 rounds, reconcile, restart; after every round each key must hold the last answered
+//! state (or, for the one request in flight at the kill, possibly its outcome), a resumable
+//! upload must be at least at the offset last acknowledged, and at the end no bytes may lack a
+//! row nor a row its bytes, and every completed resumable upload holds exactly its bytes. SQLite
+//! and PostgreSQL.
 
 mod common;
 
@@ -47,6 +49,8 @@ fn start(bin: &str, data: &std::path::Path, db: &str) -> Server {
         // Heartbeats every 100 ms, each vouching for 300 ms: a killed server's intents are
         // stale soon after the kill.
         .env("COFFER_RECONCILE_GRACE", "400ms")
+        // A resumable upload a killed server was writing to is free again a second later.
+        .env("COFFER_UPLOAD_LOCK_LEASE", "1s")
         .env("COFFER_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -140,6 +144,91 @@ async fn worker(client: reqwest::Client, base: String, token: String, keys: Vec<
     }
 }
 
+/// Resumable uploads across the rounds: the one in progress (its URL, name and bytes), the
+/// offset the server last acknowledged, and the files completed so far (key, sha256).
+#[derive(Default)]
+struct TusLedger {
+    current: Option<(String, String, Vec<u8>)>,
+    acked: usize,
+    started: usize,
+    completed: Vec<(String, String)>,
+}
+
+/// Sends resumable uploads in pieces of random sizes until the server dies; checks on every
+/// resume that no acknowledged byte was lost.
+async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger: Arc<Mutex<TusLedger>>, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let tus = |req: reqwest::RequestBuilder| req.bearer_auth(&token).header("tus-resumable", "1.0.0");
+    loop {
+        let current = ledger.lock().unwrap().current.clone();
+        let (url, name, data) = match current {
+            Some(c) => c,
+            None => {
+                let n = {
+                    let mut l = ledger.lock().unwrap();
+                    l.started += 1;
+                    l.started
+                };
+                let name = format!("tus-{n}.bin");
+                let data: Vec<u8> = (0..rng.random_range(50_000..1_200_000)).map(|_| rng.random()).collect();
+                let meta = format!("category ZXhwb3J0cw==,filename {}", base64_of(&name));
+                let req = client.post(format!("{base}/v1/uploads")).header("upload-length", data.len()).header("upload-metadata", meta);
+                let Ok(res) = tus(req).send().await else { return };
+                assert_eq!(res.status().as_u16(), 201, "creating {name}");
+                let url = format!("{base}{}", res.headers()["location"].to_str().unwrap());
+                let mut l = ledger.lock().unwrap();
+                l.current = Some((url.clone(), name.clone(), data.clone()));
+                l.acked = 0;
+                (url, name, data)
+            }
+        };
+        // The upload's URL names the server that made it; any later server continues it.
+        let path = &url[url.find("/v1/uploads/").unwrap()..];
+        let Ok(head) = tus(client.head(format!("{base}{path}"))).send().await else { return };
+        assert_eq!(head.status().as_u16(), 200, "HEAD {name}");
+        let offset: usize = head.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        let acked = ledger.lock().unwrap().acked;
+        assert!(offset >= acked, "{name}: the server is at {offset}, but {acked} bytes were acknowledged");
+        if offset == data.len() {
+            finish_tus(&ledger, &name, &data);
+            continue;
+        }
+        let piece = rng.random_range(1..=(data.len() - offset).min(200_000));
+        let req = client
+            .patch(format!("{base}{path}"))
+            .header("upload-offset", offset)
+            .header("content-type", "application/offset+octet-stream")
+            .body(data[offset..offset + piece].to_vec());
+        let Ok(res) = tus(req).send().await else { return };
+        match res.status().as_u16() {
+            204 => {
+                let now: usize = res.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+                assert_eq!(now, offset + piece);
+                ledger.lock().unwrap().acked = now;
+                if now == data.len() {
+                    finish_tus(&ledger, &name, &data);
+                }
+            }
+            // Another request of the dead server still holds the upload, or it moved on.
+            423 => tokio::time::sleep(Duration::from_millis(100)).await,
+            409 => {}
+            other => panic!("PATCH {name}: status {other}: {}", res.text().await.unwrap_or_default()),
+        }
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn finish_tus(ledger: &Mutex<TusLedger>, name: &str, data: &[u8]) {
+    let mut l = ledger.lock().unwrap();
+    l.completed.push((format!("tenant-crash/exports/{name}"), sha(data)));
+    l.current = None;
+    l.acked = 0;
+}
+
 /// Checks every key against the model and makes what was observed the new confirmed state.
 async fn verify(client: &reqwest::Client, base: &str, token: &str, model: &Model) {
     let keys: Vec<String> = model.lock().unwrap().keys().cloned().collect();
@@ -202,11 +291,13 @@ async fn crash_rounds(db: String) {
         false,
     );
     let model: Model = Arc::default();
+    let ledger: Arc<Mutex<TusLedger>> = Arc::default();
 
     for round in 0..ROUNDS {
         let mut server = start(bin, data.path(), &db);
         wait_ready(&client, &server.base).await;
         verify(&client, &server.base, &token, &model).await;
+        let tus_seed: u64 = rng.random();
         let tasks: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let keys = (0..KEYS_PER_WORKER).map(|k| format!("w{w}-k{k}.bin")).collect();
@@ -219,6 +310,13 @@ async fn crash_rounds(db: String) {
                     rng.random(),
                 ))
             })
+            .chain([tokio::spawn(tus_worker(
+                client.clone(),
+                server.base.clone(),
+                token.clone(),
+                ledger.clone(),
+                tus_seed,
+            ))])
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
         server.child.kill().expect("SIGKILL");
@@ -240,6 +338,38 @@ async fn crash_rounds(db: String) {
     let mut server = start(bin, data.path(), &db);
     wait_ready(&client, &server.base).await;
     verify(&client, &server.base, &token, &model).await;
+    // Every completed resumable upload holds exactly its bytes; the one in progress is ended.
+    let (completed, current) = {
+        let mut l = ledger.lock().unwrap();
+        (l.completed.clone(), l.current.take())
+    };
+    assert!(!completed.is_empty() || current.is_some(), "resumable uploads ran");
+    for (key, digest) in &completed {
+        let res = client.get(format!("{}/v1/files/{key}", server.base)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{key}");
+        assert_eq!(&sha(&res.bytes().await.unwrap()), digest, "{key}");
+    }
+    if let Some((url, _, _)) = current {
+        let path = &url[url.find("/v1/uploads/").unwrap()..];
+        let mut ended = false;
+        for _ in 0..100 {
+            let res = client
+                .delete(format!("{}{path}", server.base))
+                .bearer_auth(&token)
+                .header("tus-resumable", "1.0.0")
+                .send()
+                .await
+                .unwrap();
+            if res.status().as_u16() == 204 {
+                ended = true;
+                break;
+            }
+            // Locked by a request of a killed server until its lease runs out.
+            assert_eq!(res.status().as_u16(), 423);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(ended, "the upload in progress could be terminated");
+    }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
@@ -249,11 +379,11 @@ async fn crash_rounds(db: String) {
     for field in ["orphans_removed", "leftovers_removed", "intents_rolled_back"] {
         assert_eq!(report[field], 0, "{field}: {report}");
     }
-    let present = model.lock().unwrap().values().filter(|s| s.confirmed.is_some()).count();
+    let present = model.lock().unwrap().values().filter(|s| s.confirmed.is_some()).count() + completed.len();
     assert_eq!(report["rows_checked"], present, "{report}");
     let on_disk = stored_files(&data.path().join("objects"));
     assert_eq!(on_disk.len(), present, "every stored object has a row and vice versa: {on_disk:?}");
-    println!("{ROUNDS} rounds, {present} files present at the end");
+    println!("{ROUNDS} rounds, {present} files present at the end, {} of them resumable uploads", completed.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,10 @@ pub struct Config {
     pub reconcile_grace: Duration,
     /// How long a resumable upload lives after its last write (COFFER_UPLOAD_EXPIRY, 24 h).
     pub upload_expiry: Duration,
+    /// How long a write to a resumable upload holds it without renewing its lock
+    /// (COFFER_UPLOAD_LOCK_LEASE, 10 s): after an instance dies mid-write, its uploads can be
+    /// continued this long after.
+    pub upload_lock_lease: Duration,
     pub limits: Limits,
     /// Bearer token `/metrics` requires (COFFER_METRICS_TOKEN), when set.
     pub metrics_token: Option<Secret>,
@@ -272,11 +276,13 @@ impl Config {
         let duration = |v: &str| humantime::parse_duration(v).map_err(|e| e.to_string());
         let reconcile_interval = env.parse("COFFER_RECONCILE_INTERVAL", None, |v| duration(v).map(Some))?;
         let reconcile_grace = env.parse("COFFER_RECONCILE_GRACE", Duration::from_secs(3600), duration)?;
-        let upload_expiry = env.parse("COFFER_UPLOAD_EXPIRY", Duration::from_secs(24 * 3600), |v| {
+        let at_least_a_second = |v: &str| {
             duration(v).and_then(|d| {
                 if d >= Duration::from_secs(1) { Ok(d) } else { Err("must be at least one second".into()) }
             })
-        })?;
+        };
+        let upload_expiry = env.parse("COFFER_UPLOAD_EXPIRY", Duration::from_secs(24 * 3600), at_least_a_second)?;
+        let upload_lock_lease = env.parse("COFFER_UPLOAD_LOCK_LEASE", Duration::from_secs(10), at_least_a_second)?;
         Ok(Self {
             addr,
             public_url,
@@ -305,6 +311,7 @@ impl Config {
             reconcile_interval,
             reconcile_grace,
             upload_expiry,
+            upload_lock_lease,
             limits: Limits::from_env(&|k| env.get(k))?,
             metrics_token,
             metrics_addr,
@@ -408,6 +415,7 @@ impl Config {
         );
         line("COFFER_RECONCILE_GRACE", humantime::format_duration(self.reconcile_grace).to_string());
         line("COFFER_UPLOAD_EXPIRY", humantime::format_duration(self.upload_expiry).to_string());
+        line("COFFER_UPLOAD_LOCK_LEASE", humantime::format_duration(self.upload_lock_lease).to_string());
         let l = &self.limits;
         let d = |d: Duration| humantime::format_duration(d).to_string();
         line("COFFER_MAX_HEADER_BYTES", l.max_header_bytes.to_string());

@@ -81,6 +81,8 @@ struct Inner {
     intent_heartbeat: std::time::Duration,
     /// How long a resumable upload lives after its last write.
     upload_expiry: std::time::Duration,
+    /// How long a write holds a resumable upload without renewing its lock.
+    upload_lock_lease: std::time::Duration,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -126,6 +128,7 @@ impl StorageService {
                 intent_heartbeat: (config.reconcile_grace / 4)
                     .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
                 upload_expiry: config.upload_expiry,
+                upload_lock_lease: config.upload_lock_lease,
             }),
         }
     }

@@ -25,9 +25,8 @@ use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantI
 pub use hash::ResumableSha256;
 use intake::Intake;
 
-/// How long an append's lock holds without renewal: a writer that died frees its upload after
-/// this. Renewed every third of it while the bytes stream.
-const LOCK_LEASE: Duration = Duration::from_secs(20);
+/// The lease reconcile takes an expired upload's lock for (it only removes it).
+const REMOVAL_LEASE: Duration = Duration::from_secs(30);
 
 /// A resumable upload to create.
 pub struct NewUpload {
@@ -99,7 +98,7 @@ pub async fn expire(catalog: &dyn Catalog, blobs: &dyn BlobStore, session: &Uplo
         return Ok(catalog.remove_session(tenant, &session.id, None).await?.is_some());
     }
     let token = new_id();
-    match catalog.lock_session(tenant, &session.id, session.offset, &token, LOCK_LEASE).await? {
+    match catalog.lock_session(tenant, &session.id, session.offset, &token, REMOVAL_LEASE).await? {
         Ok(locked) => discard(catalog, blobs, &locked, &token).await.map(|()| true),
         Err(_) => Ok(false),
     }
@@ -233,7 +232,7 @@ impl StorageService {
         if !well_formed(id) {
             return Err(ServiceError::UploadNotFound);
         }
-        match self.inner.catalog.lock_session(tenant, id, offset, token, LOCK_LEASE).await? {
+        match self.inner.catalog.lock_session(tenant, id, offset, token, self.inner.upload_lock_lease).await? {
             Ok(s) => Ok(s),
             Err(LockRefusal::Missing) => Err(ServiceError::UploadNotFound),
             Err(LockRefusal::Completed) => Err(ServiceError::UploadCompleted),
@@ -379,23 +378,32 @@ impl StorageService {
         Ok(if room < by_size.0 { (room, BodyError::QuotaExceeded) } else { by_size })
     }
 
-    /// Runs `work` while renewing the upload's lock; fails with `UploadBusy` if the lock is
-    /// lost (its lease ran out and another writer took it).
+    /// Runs `work` (the upload's write) while renewing the upload's lock every third of its
+    /// lease. Fails with `UploadBusy`, dropping the write, when the lock is lost or when no
+    /// renewal succeeded for two thirds of the lease (the catalog is unreachable): the write
+    /// stops before another writer could take the upload over.
     async fn keeping_lock<T>(
         &self,
         session: &UploadSession,
         token: &str,
         work: impl Future<Output = T>,
     ) -> Result<T, ServiceError> {
+        let lease = self.inner.upload_lock_lease;
         let renew = async {
-            let mut tick = tokio::time::interval(LOCK_LEASE / 3);
+            let mut renewed = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(lease / 3);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, LOCK_LEASE).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => tracing::warn!(error = %e, upload = session.id, "could not renew an upload's lock"),
+                let attempt = self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, lease);
+                match tokio::time::timeout(lease / 3, attempt).await {
+                    Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
+                    Ok(Ok(false)) => return,
+                    Ok(Err(e)) => tracing::warn!(error = %e, upload = session.id, "could not renew an upload's lock"),
+                    Err(_) => tracing::warn!(upload = session.id, "renewing an upload's lock timed out"),
+                }
+                if renewed.elapsed() >= lease * 2 / 3 {
+                    return;
                 }
             }
         };
