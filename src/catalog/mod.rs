@@ -204,4 +204,16 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Bytes `tenant`'s unfinished uploads announced or hold, which count toward its quota.
     async fn reserved_bytes(&self, tenant: &TenantId) -> Result<u64, CatalogError>;
+
+    /// Records that upload link `link` (a presigned PUT, valid until `expires_at`) of `tenant`
+    /// has been used: `true` the first time, `false` ever after (until it expired).
+    async fn claim_upload_link(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
+
+    /// Makes a claimed upload link usable again: its upload stored nothing.
+    async fn release_upload_link(&self, tenant: &TenantId, link: &str) -> Result<(), CatalogError>;
 }

@@ -2,8 +2,9 @@
 
 /// Expands to the resumable-upload statement functions for `$executor`.
 macro_rules! session_statements {
-    ($executor:ident) => {
+    ($executor:ident, $db:ty) => {
         pub mod session {
+            type Db = $db;
             use crate::catalog::CatalogError;
             use crate::catalog::query::micros;
             use crate::catalog::session::{RawSession, SESSION_COLUMNS, UploadSession};
@@ -170,6 +171,42 @@ macro_rules! session_statements {
                 Ok(total.unwrap_or(0).max(0) as u64)
             }
 
+            /// Records that upload link `link` of `tenant` is used; `false` when it was already.
+            /// Forgets the tenant's used links that expired before `now` on the way.
+            pub async fn claim_link(
+                tx: &mut sqlx::Transaction<'_, Db>,
+                tenant: &TenantId,
+                link: &str,
+                expires_at: i64,
+                now: i64,
+            ) -> Result<bool, CatalogError> {
+                sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1 AND expires_at < $2")
+                    .bind(tenant.as_str())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                let done = sqlx::query(
+                    "INSERT INTO used_upload_links (link, tenant_id, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (link) DO NOTHING",
+                )
+                .bind(link)
+                .bind(tenant.as_str())
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// Makes a claimed link usable again (its upload failed before storing anything).
+            pub async fn release_link<'e>(db: impl $executor<'e>, tenant: &TenantId, link: &str) -> Result<(), CatalogError> {
+                sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1 AND link = $2")
+                    .bind(tenant.as_str())
+                    .bind(link)
+                    .execute(db)
+                    .await?;
+                Ok(())
+            }
+
             /// Removes every upload of `tenant`; how many.
             pub async fn purge<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<u64, CatalogError> {
                 let done = sqlx::query("DELETE FROM resumable_uploads WHERE tenant_id = $1")
@@ -177,6 +214,11 @@ macro_rules! session_statements {
                     .execute(db)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            pub async fn purge_links<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<(), CatalogError> {
+                sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1").bind(tenant.as_str()).execute(db).await?;
+                Ok(())
             }
         }
     };

@@ -305,6 +305,7 @@ macro_rules! shared_statements {
             let pending = sqlx::query(&by_blob("pending_uploads")).bind(&prefix).execute(&mut **tx).await?;
             let queued = sqlx::query(&by_blob("blob_deletions")).bind(&prefix).execute(&mut **tx).await?;
             let resumable = session::purge(&mut **tx, t).await?;
+            session::purge_links(&mut **tx, t).await?;
             Ok(crate::catalog::PurgedRows {
                 resumable_uploads: resumable,
                 files: files.rows_affected(),

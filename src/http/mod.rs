@@ -22,6 +22,7 @@ mod query;
 mod restore;
 mod tus;
 mod upload;
+mod upload_link;
 mod usage;
 mod view;
 
@@ -80,7 +81,12 @@ pub fn router(state: AppState) -> Router {
     let streaming = Router::new()
         .route("/v1/files", post(upload::upload).layer(middleware::from_fn(linger::linger)))
         .route("/v1/export", get(export::export))
-        .route("/v1/files/{*key}", get(download::download).delete(delete::delete));
+        .route(
+            "/v1/files/{*key}",
+            get(download::download)
+                .delete(delete::delete)
+                .put(axum::handler::Handler::layer(upload_link::put, middleware::from_fn(linger::linger))),
+        );
     let tus = Router::new()
         .route("/v1/uploads", post(tus::create).options(tus::options))
         .route("/v1/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
@@ -137,7 +143,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .allow_headers(
                 [header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
                     .into_iter()

@@ -22,6 +22,12 @@ use super::{ApiError, AppState, ErrorCode};
         super::delete::delete,
         super::export::export,
         super::presign::presign,
+        super::upload_link::put,
+        super::tus::options,
+        super::tus::create,
+        super::tus::head,
+        super::tus::patch,
+        super::tus::terminate,
         super::restore::restore,
         super::usage::usage,
         super::categories::categories,
@@ -31,7 +37,8 @@ use super::{ApiError, AppState, ErrorCode};
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),
-    tags((name = "files", description = "Files of the caller's tenant"), (name = "operations", description = "Health and metrics"))
+    tags((name = "files", description = "Files of the caller's tenant"),
+        (name = "uploads", description = "Resumable uploads (tus 1.0.0)"), (name = "operations", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
 

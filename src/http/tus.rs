@@ -80,7 +80,12 @@ pub async fn protocol(req: Request, next: Next) -> Response {
     response
 }
 
-/// `OPTIONS /v1/uploads`: what this server supports.
+/// tus discovery: the protocol version, extensions, largest upload and checksum algorithms.
+#[utoipa::path(options, path = "/v1/uploads", tag = "uploads", security(()),
+    responses((status = 204, description = "What this server supports", headers(
+        ("Tus-Resumable" = String), ("Tus-Version" = String), ("Tus-Extension" = String),
+        ("Tus-Max-Size" = u64), ("Tus-Checksum-Algorithm" = String),
+    ))))]
 pub async fn options(State(state): State<AppState>) -> Response {
     let max = state.service.categories().iter().map(|(_, p)| p.max_size).max().unwrap_or(0);
     let mut headers = HeaderMap::new();
@@ -233,7 +238,25 @@ fn describe(session: &UploadSession, headers: &mut HeaderMap) {
     }
 }
 
-/// `POST /v1/uploads`: creates an upload (with its first bytes, when the body has some).
+/// Create a resumable upload (tus creation, creation-with-upload, creation-defer-length).
+/// `Upload-Metadata` carries `filename`, `category`, and optionally `content_type` and
+/// `overwrite`, each value base64.
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads",
+    params(
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Upload-Length" = Option<u64>, Header, description = "The upload's size in bytes"),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "1: the length comes with a later PATCH"),
+        ("Upload-Metadata" = String, Header, description = "filename and category (base64), optionally content_type and overwrite"),
+        ("Upload-Checksum" = Option<String>, Header, description = "sha1 or sha256 of a body sent with the creation"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "Optional: the first bytes"),
+    responses(
+        (status = 201, description = "Created", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String))),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 409, body = super::view::ErrorView), (status = 412, body = super::view::ErrorView), (status = 413, body = super::view::ErrorView),
+        (status = 414, body = super::view::ErrorView), (status = 415, body = super::view::ErrorView), (status = 429, body = super::view::ErrorView),
+        (status = 503, body = super::view::ErrorView),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     who: Admitted,
@@ -265,7 +288,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, out).into_response())
 }
 
-/// `HEAD /v1/uploads/{id}`: where the upload stands.
+/// Where a resumable upload stands (tus HEAD); a completed one names its file.
+#[utoipa::path(head, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = String, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    responses(
+        (status = 200, description = "The upload", headers(
+            ("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Metadata" = String), ("Upload-Expires" = String),
+            ("Coffer-File-Key" = String, description = "Once completed"), ("Coffer-File-Sha256" = String, description = "Once completed"),
+        )),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 412), (status = 414), (status = 503),
+    ))]
 pub async fn head(State(state): State<AppState>, who: Admitted, Path(id): Path<String>) -> Result<Response, ApiError> {
     let session = state.service.resumable(&who, &id).await?;
     let mut out = HeaderMap::new();
@@ -278,7 +310,26 @@ pub async fn head(State(state): State<AppState>, who: Admitted, Path(id): Path<S
     Ok((StatusCode::OK, out).into_response())
 }
 
-/// `PATCH /v1/uploads/{id}`: bytes at `Upload-Offset`.
+/// Append bytes at `Upload-Offset` (tus PATCH); the last ones complete the upload into its file.
+#[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "uploads",
+    params(
+        ("id" = String, Path),
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Upload-Offset" = u64, Header, description = "Where these bytes go: the upload's offset"),
+        ("Upload-Length" = Option<u64>, Header, description = "For an upload whose length was deferred"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "Taken", headers(("Upload-Offset" = u64), ("Upload-Expires" = String),
+            ("Coffer-File-Key" = String, description = "When this completed the upload"),
+            ("Coffer-File-Sha256" = String, description = "When this completed the upload"))),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 408, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView),
+        (status = 412, body = super::view::ErrorView), (status = 413, body = super::view::ErrorView), (status = 414, body = super::view::ErrorView),
+        (status = 415, body = super::view::ErrorView), (status = 423, body = super::view::ErrorView), (status = 429, body = super::view::ErrorView),
+        (status = 460, body = super::view::ErrorView, description = "Checksum mismatch"), (status = 503, body = super::view::ErrorView),
+    ))]
 pub async fn patch(
     State(state): State<AppState>,
     who: Admitted,
@@ -303,7 +354,15 @@ pub async fn patch(
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
 
-/// `DELETE /v1/uploads/{id}`: terminates the upload.
+/// Terminate a resumable upload (tus termination): its bytes go.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = String, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    responses(
+        (status = 204, description = "Terminated"),
+        (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 412, body = super::view::ErrorView), (status = 414, body = super::view::ErrorView),
+        (status = 423, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+    ))]
 pub async fn terminate(
     State(state): State<AppState>,
     who: Admitted,

@@ -51,6 +51,8 @@ pub enum ServiceError {
     Corrupt(#[source] BlobError),
     #[error("the file's encryption key is not available")]
     KeyUnavailable(#[source] BlobError),
+    #[error("this upload link has been used; ask for a new one")]
+    LinkUsed,
     #[error("no such upload")]
     UploadNotFound,
     #[error("the upload is at offset {offset}, not at the offset sent")]

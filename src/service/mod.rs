@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod resumable;
 mod tenants;
 mod upload;
+mod upload_link;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use presign::{PresignedUrl, encode_key};
 pub use tenants::{TENANT_CACHE_TTL, UsageReport};
 pub use resumable::{Append, Appended, Checksum, ChecksumAlgorithm, NewUpload};
 pub use upload::UploadRequest;
+pub use upload_link::{LinkTerms, UploadLink};
 
 use crate::auth::UrlSigner;
 use crate::blob::BlobStore;

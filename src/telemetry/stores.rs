@@ -266,4 +266,10 @@ impl Catalog for MeteredCatalog {
     async fn reserved_bytes(&self, t: &TenantId) -> Result<u64, CatalogError> {
         bounded!("catalog", self, "reserved_bytes", self.0.reserved_bytes(t))
     }
+    async fn claim_upload_link(&self, t: &TenantId, link: &str, expires_at: DateTime<Utc>) -> Result<bool, CatalogError> {
+        bounded!("catalog", self, "claim_upload_link", self.0.claim_upload_link(t, link, expires_at))
+    }
+    async fn release_upload_link(&self, t: &TenantId, link: &str) -> Result<(), CatalogError> {
+        bounded!("catalog", self, "release_upload_link", self.0.release_upload_link(t, link))
+    }
 }

@@ -25,3 +25,4 @@ mod serving;
 mod tenants;
 mod tus;
 mod upload;
+mod upload_links;

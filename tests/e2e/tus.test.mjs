@@ -1,7 +1,8 @@
 // Real tus clients against coffer: tus-js-client in Node (a 100 MiB file in 5 MiB chunks with
 // the connection cut mid-way, resumed from the server's offset; a new client resuming by URL),
 // tuspy (Python, a sha1 checksum on every chunk), and Uppy in headless Chromium from a page of
-// another origin (CORS for tus). On the embedded default and on S3 (s3s-fs) with PostgreSQL.
+// another origin (CORS for tus), which also uploads through an upload link with `fetch`. On the
+// embedded default and on S3 (s3s-fs) with PostgreSQL.
 //
 // Needs COFFER_BIN; scripts/test sets it and starts the S3 test server and PostgreSQL
 // (COFFER_TEST_S3_ENDPOINT, COFFER_TEST_PG_URL) and tuspy's Python (COFFER_TEST_TUSPY_PYTHON).
@@ -196,6 +197,20 @@ for (const backend of backends()) {
     const expected = Buffer.alloc(size);
     for (let i = 0; i < size; i++) expected[i] = (i * 31) % 251;
     assert.equal(await fileSha(coffer, token, "tenant-uppy/reports/uppy.bin"), sha256(expected));
+
+    // An upload link, used by the page's `fetch` without a token.
+    const made = await fetch(`${coffer.base}/v1/presign`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ key: "tenant-uppy/reports/linked.txt", method: "PUT", max_size: 100 }),
+    });
+    const { url } = await made.json();
+    const put = await page.evaluate(([url]) => window.putLink(url, "sent by fetch"), [url]);
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    assert.equal(put.body.key, "tenant-uppy/reports/linked.txt");
+    const again = await page.evaluate(([url]) => window.putLink(url, "twice"), [url]);
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, "link-used");
     assert.deepEqual(problems, []);
   });
 }

@@ -67,12 +67,25 @@ impl UrlSigner {
     /// seconds) for as long as `version` is the key's stored version. `options` are extra
     /// parameters the link carries, covered by the signature.
     pub fn sign(&self, key: &ObjectKey, version: &BlobVersion, expires_at: i64, options: &[(&str, &str)]) -> String {
+        self.sign_method("GET", key, version, expires_at, options)
+    }
+
+    /// [`Self::sign`] for another method: `PUT` for an upload link, whose `version` is the
+    /// version the upload will get (so it also names the link).
+    pub fn sign_method(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        version: &BlobVersion,
+        expires_at: i64,
+        options: &[(&str, &str)],
+    ) -> String {
         let mut params: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         params.push((VERSION.into(), version.to_string()));
         params.push((EXPIRES.into(), expires_at.to_string()));
         params.push((KEY_ID.into(), self.current.id.clone()));
         let canonical = canonical(&params);
-        let sig = URL_SAFE_NO_PAD.encode(self.current.mac("GET", key, &canonical).finalize().into_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(self.current.mac(method, key, &canonical).finalize().into_bytes());
         format!("{canonical}&{SIGNATURE}={sig}")
     }
 

@@ -380,4 +380,23 @@ impl Catalog for PostgresCatalog {
         tx.commit().await?;
         Ok(reserved)
     }
+
+    async fn claim_upload_link(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let now = micros(&Utc::now());
+        let claimed = sql::session::claim_link(&mut tx, tenant, link, micros(&expires_at), now).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn release_upload_link(&self, tenant: &TenantId, link: &str) -> Result<(), CatalogError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sql::session::release_link(&mut *tx, tenant, link).await?;
+        Ok(tx.commit().await?)
+    }
 }

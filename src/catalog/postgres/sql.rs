@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use sqlx::{PgExecutor, Postgres, Transaction};
 
-crate::catalog::session_statements::session_statements!(PgExecutor);
+crate::catalog::session_statements::session_statements!(PgExecutor, sqlx::Postgres);
 crate::catalog::statements::shared_statements!(PgExecutor, sqlx::Postgres);
 
 pub async fn select_file_for_update<'e>(

@@ -293,4 +293,23 @@ impl Catalog for SqliteCatalog {
     async fn reserved_bytes(&self, tenant: &TenantId) -> Result<u64, CatalogError> {
         sql::session::reserved(&self.pool, tenant).await
     }
+
+    async fn claim_upload_link(
+        &self,
+        tenant: &TenantId,
+        link: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
+        let _turn = self.turn().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = micros(&Utc::now());
+        let claimed = sql::session::claim_link(&mut tx, tenant, link, micros(&expires_at), now).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn release_upload_link(&self, tenant: &TenantId, link: &str) -> Result<(), CatalogError> {
+        let _turn = self.turn().await;
+        sql::session::release_link(&self.pool, tenant, link).await
+    }
 }

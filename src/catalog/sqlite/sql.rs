@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::SqliteExecutor;
 
-crate::catalog::session_statements::session_statements!(SqliteExecutor);
+crate::catalog::session_statements::session_statements!(SqliteExecutor, sqlx::Sqlite);
 crate::catalog::statements::shared_statements!(SqliteExecutor, sqlx::Sqlite);
 
 /// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys

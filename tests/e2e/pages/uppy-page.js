@@ -23,3 +23,9 @@ window.runUpload = async (endpoint, token, size, filename) => {
     failed: result.failed.map((f) => String(f.error)),
   };
 };
+
+// Uploads `text` through an upload link with `fetch` (no token); resolves with the answer.
+window.putLink = async (url, text) => {
+  const res = await fetch(url, { method: "PUT", body: new Blob([text], { type: "text/plain" }) });
+  return { status: res.status, body: await res.json() };
+};
