@@ -170,3 +170,68 @@ async fn a_big_upload_refused_early_always_gets_the_refusal() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_continues_when_the_command_is_run_again() {
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let input = dir.path().join("large.bin");
+    let data: Vec<u8> = (0..48u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let run = |chunk: &str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
+            .args(["--chunk-size", chunk])
+            .env("COFFER_URL", &app.base)
+            .env("COFFER_TOKEN", &token)
+            .env("COFFER_STATE_DIR", &state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    // The first run is killed once the server holds a few MiB.
+    let mut first = run("256KiB").spawn().unwrap();
+    let state_file = state.join("uploads.json");
+    let mut upload = None;
+    let mut held = 0u64;
+    for _ in 0..1000 {
+        if upload.is_none() {
+            let saved: serde_json::Value = std::fs::read(&state_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            upload = saved.as_object().and_then(|m| m.values().next()).map(|e| e["upload"].as_str().unwrap().to_owned());
+        }
+        if let Some(url) = &upload {
+            let res = app.client.head(url).bearer_auth(&token).header("tus-resumable", "1.0.0").send().await.unwrap();
+            held = res.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+            if held >= 4 << 20 {
+                break;
+            }
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended before it could be interrupted");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    first.kill().await.unwrap();
+    assert!(held >= 4 << 20 && held < data.len() as u64, "{held}");
+
+    // Running the same command again continues from the server's offset.
+    let out = run("32MiB").output().await.unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let resumed: u64 = err
+        .split("resuming at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume reported: {err}"));
+    assert!(resumed >= held, "resumed at {resumed}, the server held {held}");
+    assert!(text(&out.stdout).starts_with("tenant-abc/exports/large.bin\t"), "{}", text(&out.stdout));
+    let got = app.download("abc", "tenant-abc/exports/large.bin").await.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+    // Done: the state file forgets it.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(saved, serde_json::json!({}));
+}

@@ -35,8 +35,20 @@ pub struct UploadArgs {
     /// Replace files that already exist.
     #[arg(long)]
     pub overwrite: bool,
+    /// Files larger than this are sent resumably: rerunning the same command after an
+    /// interruption continues where the server is (state in $XDG_STATE_HOME/coffer).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub resumable_over: u64,
+    /// Bytes per request of a resumable upload.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
     #[command(flatten)]
     pub remote: RemoteArgs,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if size.as_u64() == 0 { Err("must be more than zero".into()) } else { Ok(size.as_u64()) }
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +126,8 @@ pub async fn upload(args: &UploadArgs) -> Result<(), ClientError> {
     let mut first_error = None;
     for path in &args.files {
         let bar = progress(&path.display().to_string());
-        let outcome = client.upload(path, &args.category, args.overwrite, bar.clone()).await;
+        let how = crate::client::Resumable { over: args.resumable_over, chunk: args.chunk_size };
+        let outcome = client.upload_with(path, &args.category, args.overwrite, how, bar.clone()).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

@@ -12,6 +12,10 @@ use tokio::io::AsyncWriteExt;
 use crate::domain::ObjectKey;
 use crate::service::encode_key;
 
+mod resumable;
+
+pub use resumable::{Resumable, state_file};
+
 /// Why a client command failed: the server refused (exit 1), or something local (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -79,6 +83,19 @@ impl RemoteClient {
         overwrite: bool,
         progress: Option<ProgressBar>,
     ) -> Result<Value, ClientError> {
+        self.upload_with(path, category, overwrite, Resumable::default(), progress).await
+    }
+
+    /// [`Self::upload`], with files larger than `how.over` sent resumably (tus, in chunks of
+    /// `how.chunk`, continued by the next run after an interruption).
+    pub async fn upload_with(
+        &self,
+        path: &Path,
+        category: &str,
+        overwrite: bool,
+        how: Resumable,
+        progress: Option<ProgressBar>,
+    ) -> Result<Value, ClientError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -86,6 +103,10 @@ impl RemoteClient {
         let file =
             tokio::fs::File::open(path).await.map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
         let len = file.metadata().await.map_err(ClientError::local)?.len();
+        if len > how.over {
+            drop(file);
+            return self.upload_resumable(path, name, category, overwrite, how, progress).await;
+        }
         if let Some(bar) = &progress {
             bar.set_length(len);
         }

@@ -211,6 +211,33 @@ fn offset_body(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
+/// Runs an append in a task of its own, holding `slot` until it ends. When the client goes
+/// away, hyper drops the request's future; the append must not be cancelled with it, or the
+/// bytes that arrived would be lost and the upload stay locked until its lease runs out. On
+/// its own, it sees the body end, keeps what arrived and releases the upload.
+async fn detached<S: Send + 'static>(
+    state: &AppState,
+    who: Admitted,
+    id: String,
+    append: Append,
+    slot: S,
+) -> Result<Appended, crate::service::ServiceError> {
+    let service = state.service.clone();
+    let task = tokio::spawn(async move {
+        let out = service.append_resumable(&who, &id, append).await;
+        drop(slot);
+        out
+    });
+    match task.await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down.
+        Err(_) => Err(crate::service::ServiceError::Storage(crate::blob::BlobError::Unavailable(
+            "the server is shutting down".into(),
+        ))),
+    }
+}
+
 /// The headers describing `session` (HEAD, and the answers of POST and PATCH).
 fn describe(session: &UploadSession, headers: &mut HeaderMap) {
     headers.insert(h("upload-offset"), HeaderValue::from(session.offset));
@@ -266,6 +293,7 @@ pub async fn create(
     let with_bytes = offset_body(&headers)?;
     let request = new_upload(&headers)?;
     let _slot = if with_bytes { Some(state.uploads.acquire(who.tenant())?) } else { None };
+    let _slot = _slot.map(Box::new);
     let session = state.service.create_resumable(&who, request).await?;
     let location = format!("/v1/uploads/{}", session.id);
     let mut out = HeaderMap::new();
@@ -273,7 +301,7 @@ pub async fn create(
     // An empty upload is complete at once; otherwise the first bytes, if sent.
     let session = if with_bytes || session.length == Some(0) {
         let append = Append { offset: 0, length: None, checksum: checksum(&headers)?, body: guarded(&state, body) };
-        match state.service.append_resumable(&who, &session.id, append).await {
+        match detached(&state, who.clone(), session.id.clone(), append, _slot).await {
             Ok(Appended { session, .. }) => session,
             // The upload exists; the client resumes it from the offset HEAD reports.
             Err(e) => {
@@ -346,9 +374,9 @@ pub async fn patch(
     let offset = number(&headers, "upload-offset")?.ok_or_else(|| invalid("Upload-Offset is required"))?;
     let length = number(&headers, "upload-length")?;
     let checksum = checksum(&headers)?;
-    let _slot = state.uploads.acquire(who.tenant())?;
+    let slot = state.uploads.acquire(who.tenant())?;
     let append = Append { offset, length, checksum, body: guarded(&state, body) };
-    let appended = state.service.append_resumable(&who, &id, append).await?;
+    let appended = detached(&state, who, id, append, slot).await?;
     let mut out = HeaderMap::new();
     describe(&appended.session, &mut out);
     Ok((StatusCode::NO_CONTENT, out).into_response())
