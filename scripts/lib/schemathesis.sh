@@ -18,7 +18,9 @@ run_schemathesis() {
   pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.1; done
   token="$(COFFER_DATA_DIR="$dir" "$1" token --tenant schemathesis)"
-  "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" -H "Authorization: Bearer $token" \
+  SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts/lib" \
+    "$venv/bin/schemathesis" --config-file scripts/lib/schemathesis.toml \
+    run "http://127.0.0.1:$port/openapi.json" -H "Authorization: Bearer $token" \
     --checks all --exclude-checks positive_data_acceptance -n "${COFFER_SCHEMATHESIS_EXAMPLES:-100}" \
     --seed "${COFFER_SCHEMATHESIS_SEED:-$RANDOM}" --no-color || status=$?
   kill "$pid" 2>/dev/null

@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -61,23 +61,33 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidUpload, message)
 }
 
-/// Adds `Tus-Resumable` to every answer, and refuses requests (but `OPTIONS`) that name
-/// another protocol version.
+/// Adds `Tus-Resumable` to every answer.
 pub async fn protocol(req: Request, next: Next) -> Response {
-    let version = req.headers().get("tus-resumable").map(|v| v.as_bytes().to_vec());
-    let mut response = if req.method() != Method::OPTIONS && version.as_deref() != Some(VERSION.as_bytes()) {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(h("tus-resumable"), HeaderValue::from_static(VERSION));
+    response
+}
+
+/// A request that speaks this server's protocol version (`Tus-Resumable: 1.0.0`); any other,
+/// or none, is answered 412 with the version this server speaks. Extracted after the caller,
+/// so a request without a token is a 401 first.
+pub struct Speaks;
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Speaks {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.get("tus-resumable").map(|v| v.as_bytes()) == Some(VERSION.as_bytes()) {
+            return Ok(Self);
+        }
         let mut r = ApiError::new(
             ErrorCode::TusVersionUnsupported,
             format!("send Tus-Resumable: {VERSION} (the only version this server speaks)"),
         )
         .into_response();
         r.headers_mut().insert(h("tus-version"), HeaderValue::from_static(VERSION));
-        r
-    } else {
-        next.run(req).await
-    };
-    response.headers_mut().insert(h("tus-resumable"), HeaderValue::from_static(VERSION));
-    response
+        Err(r)
+    }
 }
 
 /// tus discovery: the protocol version, extensions, largest upload and checksum algorithms.
@@ -287,6 +297,7 @@ fn describe(session: &UploadSession, headers: &mut HeaderMap) {
 pub async fn create(
     State(state): State<AppState>,
     who: Admitted,
+    _: Speaks,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -326,7 +337,12 @@ pub async fn create(
         )),
         (status = 400), (status = 401), (status = 403), (status = 404), (status = 412), (status = 414), (status = 503),
     ))]
-pub async fn head(State(state): State<AppState>, who: Admitted, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn head(
+    State(state): State<AppState>,
+    who: Admitted,
+    _: Speaks,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let session = state.service.resumable(&who, &id).await?;
     let mut out = HeaderMap::new();
     if !session.metadata.is_empty()
@@ -361,6 +377,7 @@ pub async fn head(State(state): State<AppState>, who: Admitted, Path(id): Path<S
 pub async fn patch(
     State(state): State<AppState>,
     who: Admitted,
+    _: Speaks,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -394,6 +411,7 @@ pub async fn patch(
 pub async fn terminate(
     State(state): State<AppState>,
     who: Admitted,
+    _: Speaks,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.service.terminate_resumable(&who, &id).await?;
