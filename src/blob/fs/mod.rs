@@ -263,7 +263,7 @@ impl BlobStore for FsBlobStore {
 
     async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
         let last = key.rsplit('/').next()?;
-        if last != partial::DATA && !last.starts_with(partial::TAIL_PREFIX) {
+        if last != partial::DATA {
             let name = last.strip_prefix(TEMP_PREFIX).or_else(|| last.strip_prefix(SEAL_PREFIX))?;
             uuid::Uuid::try_parse(name).ok()?;
         }
@@ -301,28 +301,26 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, _content_type: &str) -> Result<String, BlobError> {
-        self.begin_partial(bucket, key).await.map(|_| "0".to_owned())
+        self.begin_partial(bucket, key).await
     }
 
     async fn partial_append(
         &self,
         bucket: &BucketName,
         key: &BlobKey,
-        _state: &str,
+        state: &str,
         offset: u64,
         body: ByteStream,
     ) -> Result<(String, u64), BlobError> {
-        let appended = self.append_partial(bucket, key, offset, body).await?;
-        // The state names the offset whose tail is current.
-        Ok(((offset + appended).to_string(), appended))
+        self.append_partial(bucket, key, state, offset, body).await
     }
 
-    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, _state: &str, offset: u64) -> Result<(), BlobError> {
-        self.finish_partial(bucket, key, offset).await
+    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
+        self.finish_partial(bucket, key, state, offset).await
     }
 
-    async fn partial_release(&self, bucket: &BucketName, key: &BlobKey, _old: &str, new: &str) {
-        self.release_partial(bucket, key, new.parse().ok()).await;
+    async fn partial_release(&self, _bucket: &BucketName, _key: &BlobKey, _old: &str, _new: &str) {
+        // The state holds the tail itself: nothing on disk belongs to an old state.
     }
 
     async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, _state: &str) -> Result<(), BlobError> {

@@ -5,12 +5,14 @@
 //! Plaintext stores append to `.tus-data` and cut it back to the acknowledged offset before
 //! each append. Sealed stores write `.tus-data` in the sealed-object format from the start:
 //! the header, then every segment known not to be the last. The rest — 1 to 65,536 bytes once
-//! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), in
-//! `.tus-tail-{offset}`, which an append reads back and the finishing append seals as the last
-//! segment. So no plaintext byte reaches the disk, and the nonce of a segment is used only for
-//! the bytes that segment finally holds — unless a client resends *different* bytes for a
-//! range it never got acknowledged (the segments past the acknowledged offset are rewritten
-//! under the same nonces; ARCHITECTURE.md discusses this).
+//! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), and
+//! kept in the engine state the catalog records with the new offset (base64): the next append
+//! opens it, and the finishing one seals it as the last segment. So an acknowledged append
+//! costs one fsync of `.tus-data` here and the catalog's commit, no plaintext byte reaches the
+//! disk or the catalog, and the nonce of a segment is used only for the bytes that segment
+//! finally holds — unless a client resends *different* bytes for a range it never got
+//! acknowledged (the segments past the acknowledged offset are rewritten under the same
+//! nonces; ARCHITECTURE.md discusses this).
 
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -26,7 +28,6 @@ use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
 pub const DATA: &str = ".tus-data";
-pub const TAIL_PREFIX: &str = ".tus-tail-";
 
 impl FsBlobStore {
     pub(super) async fn begin_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<String, BlobError> {
@@ -49,13 +50,16 @@ impl FsBlobStore {
         Ok(String::new())
     }
 
+    /// Appends; returns the new state (the sealed tail, base64; empty for plaintext) and the
+    /// bytes appended.
     pub(super) async fn append_partial(
         &self,
         bucket: &BucketName,
         key: &BlobKey,
+        state: &str,
         offset: u64,
         body: ByteStream,
-    ) -> Result<u64, BlobError> {
+    ) -> Result<(String, u64), BlobError> {
         let dir = self.version_dir(bucket, key);
         let file = open_data(&dir).await?;
         match &self.keyring {
@@ -63,13 +67,19 @@ impl FsBlobStore {
                 file.set_len(offset).await?;
                 let mut file = file;
                 file.seek(SeekFrom::Start(offset)).await?;
-                append_plain(file, body).await
+                Ok((String::new(), append_plain(file, body).await?))
             }
-            Some(keyring) => append_sealed(keyring, &dir, key, file, offset, body).await,
+            Some(keyring) => append_sealed(keyring, key, file, state, offset, body).await,
         }
     }
 
-    pub(super) async fn finish_partial(&self, bucket: &BucketName, key: &BlobKey, offset: u64) -> Result<(), BlobError> {
+    pub(super) async fn finish_partial(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+    ) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
         let file = open_data(&dir).await?;
         match &self.keyring {
@@ -77,30 +87,15 @@ impl FsBlobStore {
                 file.set_len(offset).await?;
                 file.sync_all().await?;
             }
-            Some(keyring) => seal_last(keyring, &dir, key, file, offset).await?,
+            Some(keyring) => seal_last(keyring, key, file, state, offset).await?,
         }
         tokio::fs::rename(dir.join(DATA), self.path(bucket, key)).await?;
         sync_dir(&dir).await?;
-        self.release_partial(bucket, key, None).await;
         Ok(())
-    }
-
-    /// Removes the tail files other than the current one (`offset`).
-    pub(super) async fn release_partial(&self, bucket: &BucketName, key: &BlobKey, offset: Option<u64>) {
-        let dir = self.version_dir(bucket, key);
-        let keep = offset.map(|o| format!("{TAIL_PREFIX}{o}"));
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(TAIL_PREFIX) && Some(&name) != keep.as_ref() {
-                let _ = tokio::fs::remove_file(entry.path()).await;
-            }
-        }
     }
 
     pub(super) async fn abort_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
-        self.release_partial(bucket, key, None).await;
         match tokio::fs::remove_file(dir.join(DATA)).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -154,9 +149,9 @@ async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
 /// will become, and the tail's plaintext. The file is cut after the sealed segments.
 async fn resume_sealed(
     keyring: &Arc<Keyring>,
-    dir: &Path,
     key: &BlobKey,
     file: &mut tokio::fs::File,
+    state: &str,
     offset: u64,
 ) -> Result<(Sealer, u64, BytesMut), BlobError> {
     let mut head = [0u8; HEADER_LEN];
@@ -170,7 +165,7 @@ async fn resume_sealed(
     let tail_len = (offset - full * segment) as usize;
     let mut buf = BytesMut::with_capacity(WRITE_BUFFER + segment as usize);
     if tail_len > 0 {
-        let tail = read_tail(keyring, dir, key, offset).await?;
+        let tail = open_tail(keyring, key, state).await?;
         if tail.len() != tail_len {
             return Err(corrupt(key, format!("tail holds {} bytes, {tail_len} expected", tail.len())));
         }
@@ -184,17 +179,52 @@ async fn resume_sealed(
 
 async fn append_sealed(
     keyring: &Arc<Keyring>,
-    dir: &Path,
     key: &BlobKey,
     mut file: tokio::fs::File,
+    state: &str,
     offset: u64,
-    mut body: ByteStream,
-) -> Result<u64, BlobError> {
-    let (sealer, mut index, mut buf) = resume_sealed(keyring, dir, key, &mut file, offset).await?;
-    let segment = sealer.header().segment as usize;
+    body: ByteStream,
+) -> Result<(String, u64), BlobError> {
+    let (sealer, index, buf) = resume_sealed(keyring, key, &mut file, state, offset).await?;
+    // Sealing (and the hashing that polling the body does) in a task of its own, writing here:
+    // the two overlap, as for a plain upload.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let sealing = tokio::spawn(seal_segments(sealer, index, buf, body, tx));
     let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut write_error = None;
+    while let Some(piece) = rx.recv().await {
+        if let Err(e) = out.write_all(&piece).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let sealed = sealing.await.map_err(std::io::Error::other)?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let (tail, appended) = sealed?;
+    out.flush().await?;
+    out.into_inner().sync_all().await?;
+    if appended == 0 {
+        return Ok((state.to_owned(), 0));
+    }
+    Ok((seal_tail(keyring, key, &tail).await?, appended))
+}
+
+/// Seals every segment of `buf` + `body` that more bytes follow, from segment `index` on, and
+/// sends them in pieces of about a megabyte; returns the rest (the new tail) and the bytes the
+/// body brought.
+async fn seal_segments(
+    sealer: Sealer,
+    mut index: u64,
+    mut buf: BytesMut,
+    mut body: ByteStream,
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+) -> Result<(BytesMut, u64), BlobError> {
+    let segment = sealer.header().segment as usize;
     let mut appended = 0u64;
-    let mut sealed_out = BytesMut::new();
+    let mut sealed_out = BytesMut::with_capacity(WRITE_BUFFER + segment + TAG_LEN);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(BlobError::Body)?;
         appended += chunk.len() as u64;
@@ -207,28 +237,28 @@ async fn append_sealed(
             sealed_out.extend_from_slice(&seg);
             sealed_out.extend_from_slice(tag.as_ref());
         }
-        if !sealed_out.is_empty() {
-            out.write_all(&sealed_out).await?;
-            sealed_out.clear();
+        if sealed_out.len() >= WRITE_BUFFER {
+            let piece = sealed_out.split().freeze();
+            if tx.send(piece).await.is_err() {
+                return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
+            }
         }
     }
-    out.flush().await?;
-    out.into_inner().sync_all().await?;
-    if appended > 0 {
-        write_tail(keyring, dir, key, offset + appended, &buf).await?;
+    if !sealed_out.is_empty() && tx.send(sealed_out.freeze()).await.is_err() {
+        return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
     }
-    Ok(appended)
+    Ok((buf, appended))
 }
 
 /// Seals the tail of a partial object complete at `offset` as its last segment.
 async fn seal_last(
     keyring: &Arc<Keyring>,
-    dir: &Path,
     key: &BlobKey,
     mut file: tokio::fs::File,
+    state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
-    let (sealer, index, mut last) = resume_sealed(keyring, dir, key, &mut file, offset).await?;
+    let (sealer, index, mut last) = resume_sealed(keyring, key, &mut file, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
     file.write_all(&last).await?;
     file.write_all(tag.as_ref()).await?;
@@ -236,12 +266,11 @@ async fn seal_last(
     Ok(())
 }
 
-async fn read_tail(keyring: &Arc<Keyring>, dir: &Path, key: &BlobKey, offset: u64) -> Result<Vec<u8>, BlobError> {
-    let sealed = match tokio::fs::read(dir.join(format!("{TAIL_PREFIX}{offset}"))).await {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Err(corrupt(key, "its tail is missing")),
-        Err(e) => return Err(e.into()),
-    };
+/// Opens the tail an append sealed into the state.
+async fn open_tail(keyring: &Arc<Keyring>, key: &BlobKey, state: &str) -> Result<Vec<u8>, BlobError> {
+    use base64::Engine;
+    let sealed =
+        base64::engine::general_purpose::STANDARD.decode(state).map_err(|_| corrupt(key, "its tail is missing"))?;
     let header = Header::decode(&sealed).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
     let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
     let sealer = Sealer::new(&data_key, header, &tail_identity(key));
@@ -251,25 +280,17 @@ async fn read_tail(keyring: &Arc<Keyring>, dir: &Path, key: &BlobKey, offset: u6
     Ok(body)
 }
 
-/// Writes the tail durably under its offset's name (a new file; the previous tail stays until
-/// the catalog has recorded the new offset).
-async fn write_tail(keyring: &Arc<Keyring>, dir: &Path, key: &BlobKey, offset: u64, tail: &[u8]) -> Result<(), BlobError> {
+/// The tail sealed on its own (a fresh header, so a fresh derived key), as base64 for the state.
+async fn seal_tail(keyring: &Arc<Keyring>, key: &BlobKey, tail: &[u8]) -> Result<String, BlobError> {
+    use base64::Engine;
     let data_key = sealed::current_key(keyring, key.object_key().tenant()).await?;
     let header = Header::generate(data_key.id);
     let sealer = Sealer::new(&data_key, header.clone(), &tail_identity(key));
     let mut out = Vec::with_capacity(HEADER_LEN + tail.len() + TAG_LEN);
     out.extend_from_slice(&header.encode());
-    let mut body = tail.to_vec();
-    let tag = sealer.seal_detached(0, true, &mut body);
-    out.extend_from_slice(&body);
+    let start = out.len();
+    out.extend_from_slice(tail);
+    let tag = sealer.seal_detached(0, true, &mut out[start..]);
     out.extend_from_slice(tag.as_ref());
-    let path = dir.join(format!("{TAIL_PREFIX}{offset}"));
-    let temp = dir.join(format!("{TAIL_PREFIX}{offset}.new"));
-    let mut file =
-        tokio::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).await?;
-    file.write_all(&out).await?;
-    file.sync_all().await?;
-    tokio::fs::rename(&temp, &path).await?;
-    sync_dir(dir).await?;
-    Ok(())
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
 }
