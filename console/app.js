@@ -166,6 +166,110 @@ async function refreshUsage() {
   }
 }
 
+// Files above this size go through tus, in chunks: a dropped connection is retried from the
+// server's offset, and after a page reload picking the same file again continues the upload
+// (its URL is kept in localStorage under the file's name, size and date).
+const RESUMABLE_OVER = Number(localStorage.getItem("coffer-resumable-over")) || 16 * 1024 * 1024;
+const CHUNK = Number(localStorage.getItem("coffer-chunk")) || 4 * 1024 * 1024;
+
+function fingerprint(file) {
+  return `coffer-upload:${claims(state.token).tenant_id}:${state.category}:${file.name}:${file.size}:${file.lastModified}`;
+}
+
+function describeError(code, message) {
+  return ({
+    "too-large": "too large for this category",
+    "quota-exceeded": "over the storage quota",
+    "unsupported-media-type": "this type of file is not accepted here",
+    "already-exists": "a file with this name exists",
+  }[code] ?? message ?? "upload failed");
+}
+
+/** One tus request: resolves with the XHR (any status), rejects on a network error. */
+function tusRequest(method, url, headers, body, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    xhr.setRequestHeader("Authorization", `Bearer ${state.token}`);
+    xhr.setRequestHeader("Tus-Resumable", "1.0.0");
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    if (onProgress) xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
+    xhr.addEventListener("load", () => resolve(xhr));
+    xhr.addEventListener("error", () => reject(new Error("network error")));
+    xhr.addEventListener("abort", () => reject(new Error("aborted")));
+    xhr.send(body ?? null);
+  });
+}
+
+function tusError(xhr) {
+  let data = {};
+  try { data = JSON.parse(xhr.responseText); } catch {}
+  const err = new Error(data?.error?.message ?? `HTTP ${xhr.status}`);
+  err.code = data?.error?.code ?? `HTTP ${xhr.status}`;
+  err.status = xhr.status;
+  return err;
+}
+
+async function tusOffset(url) {
+  const head = await tusRequest("HEAD", url, {});
+  if (head.status !== 200) return null;
+  return Number(head.getResponseHeader("Upload-Offset"));
+}
+
+async function uploadResumable(file, overwrite, bar, status) {
+  const key = fingerprint(file);
+  let url = localStorage.getItem(key);
+  let offset = null;
+  if (url) {
+    offset = await tusOffset(url).catch(() => null);
+    if (offset === null) localStorage.removeItem(key);
+    else status.textContent = `resuming at ${Math.floor((100 * offset) / file.size)}%`;
+  }
+  if (offset === null) {
+    const meta = { filename: file.name, category: state.category };
+    if (file.type) meta.content_type = file.type;
+    if (overwrite) meta.overwrite = "true";
+    const encoded = Object.entries(meta)
+      .map(([k, v]) => `${k} ${btoa(String.fromCharCode(...new TextEncoder().encode(v)))}`)
+      .join(",");
+    const created = await tusRequest("POST", "/v1/uploads", { "Upload-Length": String(file.size), "Upload-Metadata": encoded });
+    if (created.status !== 201) throw tusError(created);
+    url = new URL(created.getResponseHeader("Location"), location.href).pathname;
+    localStorage.setItem(key, url);
+    offset = 0;
+  }
+  let failures = 0;
+  while (offset < file.size) {
+    bar.value = offset;
+    const end = Math.min(offset + CHUNK, file.size);
+    let res;
+    try {
+      res = await tusRequest("PATCH", url, { "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream" },
+        file.slice(offset, end), (sent) => { bar.value = offset + sent; });
+    } catch {
+      res = null;
+    }
+    if (res && res.status === 204) {
+      failures = 0;
+      offset = Number(res.getResponseHeader("Upload-Offset"));
+      continue;
+    }
+    if (res && ![409, 423].includes(res.status) && res.status < 500) {
+      if (res.status === 404) localStorage.removeItem(key);
+      throw tusError(res);
+    }
+    // The connection dropped (or the upload is busy): retry from where the server is.
+    failures += 1;
+    if (failures > 8) throw Object.assign(new Error("the connection keeps failing; pick the file again to resume"), { code: "network-error" });
+    status.textContent = "connection lost, retrying…";
+    await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** failures, 8000)));
+    const at = await tusOffset(url).catch(() => null);
+    if (at !== null) offset = at;
+    status.textContent = "";
+  }
+  localStorage.removeItem(key);
+}
+
 function uploadOne(file, overwrite = false, row = null) {
   const li = row ?? document.createElement("li");
   li.replaceChildren();
@@ -178,6 +282,28 @@ function uploadOne(file, overwrite = false, row = null) {
   li.append(name, bar, status);
   if (!row) $("uploads").append(li);
 
+  const done = () => {
+    bar.value = bar.max;
+    status.textContent = "uploaded";
+    status.className = "ok";
+    loadPage();
+    refreshUsage();
+  };
+  const failed = (code, message) => {
+    status.textContent = `${describeError(code, message)} (${code})`;
+    status.className = "error";
+    if (code === "already-exists") {
+      const again = document.createElement("button");
+      again.textContent = "Overwrite?";
+      again.addEventListener("click", () => uploadOne(file, true, li));
+      li.append(again);
+    }
+  };
+  if (file.size > RESUMABLE_OVER) {
+    uploadResumable(file, overwrite, bar, status).then(done, (e) => failed(e.code ?? "network-error", e.message));
+    return;
+  }
+
   const q = new URLSearchParams({ category: state.category, filename: file.name, overwrite: String(overwrite) });
   const xhr = new XMLHttpRequest();
   xhr.open("POST", `/v1/files?${q}`);
@@ -187,29 +313,8 @@ function uploadOne(file, overwrite = false, row = null) {
   xhr.addEventListener("load", () => {
     let data = {};
     try { data = JSON.parse(xhr.responseText); } catch {}
-    if (xhr.status === 201) {
-      bar.value = bar.max;
-      status.textContent = "uploaded";
-      status.className = "ok";
-      loadPage();
-      refreshUsage();
-      return;
-    }
-    const code = data?.error?.code ?? `HTTP ${xhr.status}`;
-    const text = {
-      "too-large": "too large for this category",
-      "quota-exceeded": "over the storage quota",
-      "unsupported-media-type": "this type of file is not accepted here",
-      "already-exists": "a file with this name exists",
-    }[code] ?? data?.error?.message ?? "upload failed";
-    status.textContent = `${text} (${code})`;
-    status.className = "error";
-    if (code === "already-exists") {
-      const again = document.createElement("button");
-      again.textContent = "Overwrite?";
-      again.addEventListener("click", () => uploadOne(file, true, li));
-      li.append(again);
-    }
+    if (xhr.status === 201) return done();
+    failed(data?.error?.code ?? `HTTP ${xhr.status}`, data?.error?.message);
   });
   xhr.addEventListener("error", () => { status.textContent = "network error"; status.className = "error"; });
   xhr.send(file);

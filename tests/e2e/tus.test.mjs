@@ -214,3 +214,81 @@ for (const backend of backends()) {
     assert.deepEqual(problems, []);
   });
 }
+
+for (const backend of backends()) {
+  test(`console: large files upload resumably, through a dropped connection and a reload (${backend})`, async (t) => {
+    const coffer = await startCoffer(backend);
+    t.after(() => coffer.stop());
+    const token = coffer.token("console");
+    const browser = await launchChromium();
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(String(e)));
+    // 1 MiB chunks above 1 MiB, so a few MiB make many requests.
+    await page.goto(`${coffer.base}/console`);
+    await page.evaluate(() => {
+      localStorage.setItem("coffer-resumable-over", String(1024 * 1024));
+      localStorage.setItem("coffer-chunk", String(1024 * 1024));
+    });
+    const signIn = async () => {
+      await page.goto("about:blank");
+      await page.goto(`${coffer.base}/console#token=${token}`);
+      await page.waitForSelector("#app:not([hidden])");
+      await page.click('nav#tabs button[data-category="reports"]');
+    };
+    await signIn();
+
+    // A dropped connection in the middle: the console retries from the server's offset.
+    const first = data(9 * MIB + 5, 11);
+    const firstPath = join(coffer.dir, "first.bin");
+    writeFileSync(firstPath, first);
+    let patches = 0;
+    let dropped = 0;
+    await page.route("**/v1/uploads/*", async (route) => {
+      if (route.request().method() === "PATCH" && ++patches === 4) {
+        dropped++;
+        return route.abort("connectionreset");
+      }
+      return route.continue();
+    });
+    await page.setInputFiles("#picker", firstPath);
+    await page.waitForSelector("#uploads li:nth-child(1) .ok", { timeout: 60000 });
+    assert.equal(dropped, 1);
+    assert.equal(await fileSha(coffer, token, "tenant-console/reports/first.bin"), sha256(first));
+    await page.unroute("**/v1/uploads/*");
+
+    // A reload in the middle: picking the same file again continues where the server is.
+    const second = data(8 * MIB + 3, 12);
+    const secondPath = join(coffer.dir, "second.bin");
+    writeFileSync(secondPath, second);
+    let done = 0;
+    // Each append answered a little late, so the reload comes in the middle.
+    await page.route("**/v1/uploads/*", async (route) => {
+      try {
+        const res = await route.fetch();
+        if (route.request().method() === "PATCH") {
+          done++;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        await route.fulfill({ response: res });
+      } catch {
+        // The page went away (the reload) while this request was held.
+      }
+    });
+    await page.setInputFiles("#picker", secondPath);
+    while (done < 3) await new Promise((r) => setTimeout(r, 20));
+    await page.unroute("**/v1/uploads/*");
+    await signIn();
+    const offsets = [];
+    page.on("request", (req) => {
+      if (req.method() === "PATCH") offsets.push(Number(req.headers()["upload-offset"]));
+    });
+    await page.setInputFiles("#picker", secondPath);
+    await page.waitForSelector("#uploads li .ok", { timeout: 60000 });
+    assert.ok(offsets[0] >= 3 * MIB, `the upload continued at ${offsets[0]}, not from the start`);
+    assert.equal(await fileSha(coffer, token, "tenant-console/reports/second.bin"), sha256(second));
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("coffer-upload:")).length), 0);
+    assert.deepEqual(problems, []);
+  });
+}
