@@ -131,7 +131,8 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
         let chunk = all[offset..offset + piece].to_vec();
         // Split across stream chunks too.
         let (a, c) = chunk.split_at(piece / 2);
-        let (new, appended) = store.partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()])).await.unwrap();
+        let (new, appended) =
+            store.partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()])).await.unwrap();
         assert_eq!(appended, piece as u64);
         store.partial_release(b, &k, &state, &new).await;
         state = new;
@@ -139,9 +140,11 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     }
     // An append that is never acknowledged (its state is dropped): the next one from the same
     // offset replaces what it wrote.
-    let (unacked, _) = store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]])).await.unwrap();
+    let (unacked, _) =
+        store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]])).await.unwrap();
     store.partial_release(b, &k, &unacked, &state).await;
-    let (new, appended) = store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()])).await.unwrap();
+    let (new, appended) =
+        store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()])).await.unwrap();
     assert_eq!(appended as usize, all.len() - offset);
     store.partial_release(b, &k, &state, &new).await;
     store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();

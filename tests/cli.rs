@@ -198,11 +198,10 @@ async fn an_interrupted_upload_continues_when_the_command_is_run_again() {
     let mut held = 0u64;
     for _ in 0..1000 {
         if upload.is_none() {
-            let saved: serde_json::Value = std::fs::read(&state_file)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            upload = saved.as_object().and_then(|m| m.values().next()).map(|e| e["upload"].as_str().unwrap().to_owned());
+            let saved: serde_json::Value =
+                std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            upload =
+                saved.as_object().and_then(|m| m.values().next()).map(|e| e["upload"].as_str().unwrap().to_owned());
         }
         if let Some(url) = &upload {
             let res = app.client.head(url).bearer_auth(&token).header("tus-resumable", "1.0.0").send().await.unwrap();

@@ -172,7 +172,10 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
                 let name = format!("tus-{n}.bin");
                 let data: Vec<u8> = (0..rng.random_range(50_000..1_200_000)).map(|_| rng.random()).collect();
                 let meta = format!("category ZXhwb3J0cw==,filename {}", base64_of(&name));
-                let req = client.post(format!("{base}/v1/uploads")).header("upload-length", data.len()).header("upload-metadata", meta);
+                let req = client
+                    .post(format!("{base}/v1/uploads"))
+                    .header("upload-length", data.len())
+                    .header("upload-metadata", meta);
                 let Ok(res) = tus(req).send().await else { return };
                 assert_eq!(res.status().as_u16(), 201, "creating {name}");
                 let url = format!("{base}{}", res.headers()["location"].to_str().unwrap());

@@ -161,8 +161,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:
     /// atomically and durably, as `put` would leave it.
-    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64)
-    -> Result<(), BlobError>;
+    async fn partial_finish(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+    ) -> Result<(), BlobError>;
 
     /// Removes what the partial object needed under `old` and no longer does under `new`
     /// (called once the catalog recorded `new`). Best effort: reconcile removes the rest.

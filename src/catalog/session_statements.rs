@@ -198,13 +198,55 @@ macro_rules! session_statements {
             }
 
             /// Makes a claimed link usable again (its upload failed before storing anything).
-            pub async fn release_link<'e>(db: impl $executor<'e>, tenant: &TenantId, link: &str) -> Result<(), CatalogError> {
+            pub async fn release_link<'e>(
+                db: impl $executor<'e>,
+                tenant: &TenantId,
+                link: &str,
+            ) -> Result<(), CatalogError> {
                 sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1 AND link = $2")
                     .bind(tenant.as_str())
                     .bind(link)
                     .execute(db)
                     .await?;
                 Ok(())
+            }
+
+            /// The row and its blob's intent, in the caller's transaction.
+            pub async fn create_with_intent(
+                tx: &mut sqlx::Transaction<'_, Db>,
+                s: &UploadSession,
+            ) -> Result<(), CatalogError> {
+                super::insert_intent(&mut **tx, &s.intent()).await?;
+                insert(&mut **tx, s).await
+            }
+
+            /// [`save`], moving the intent's lease to the new expiry while unfinished.
+            pub async fn save_with_intent(
+                tx: &mut sqlx::Transaction<'_, Db>,
+                s: &UploadSession,
+                token: &str,
+            ) -> Result<bool, CatalogError> {
+                if !save(&mut **tx, s, token).await? {
+                    return Ok(false);
+                }
+                if s.completed_at.is_none() {
+                    super::touch_intent(&mut **tx, &s.intent()).await?;
+                }
+                Ok(true)
+            }
+
+            /// [`delete`], and the intent of an unfinished upload with it.
+            pub async fn delete_with_intent(
+                tx: &mut sqlx::Transaction<'_, Db>,
+                tenant: &TenantId,
+                id: &str,
+                token: Option<&str>,
+            ) -> Result<Option<UploadSession>, CatalogError> {
+                let removed = delete(&mut **tx, tenant, id, token).await?;
+                if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
+                    super::delete_intent(&mut **tx, &s.blob).await?;
+                }
+                Ok(removed)
             }
 
             /// Removes every upload of `tenant`; how many.
@@ -217,7 +259,10 @@ macro_rules! session_statements {
             }
 
             pub async fn purge_links<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<(), CatalogError> {
-                sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1").bind(tenant.as_str()).execute(db).await?;
+                sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .execute(db)
+                    .await?;
                 Ok(())
             }
         }

@@ -151,7 +151,9 @@ impl RemoteClient {
                         Ok(Some(at)) => offset = at,
                         Ok(None) => {
                             remember(&id, None)?;
-                            return Err(ClientError::Local("the upload expired on the server; run the command again".into()));
+                            return Err(ClientError::Local(
+                                "the upload expired on the server; run the command again".into(),
+                            ));
                         }
                         Err(_) => {}
                     }
@@ -168,7 +170,13 @@ impl RemoteClient {
         self.metadata(key).await
     }
 
-    async fn create_upload(&self, name: &str, category: &str, overwrite: bool, size: u64) -> Result<String, ClientError> {
+    async fn create_upload(
+        &self,
+        name: &str,
+        category: &str,
+        overwrite: bool,
+        size: u64,
+    ) -> Result<String, ClientError> {
         let mut metadata = format!("filename {},category {}", B64.encode(name), B64.encode(category));
         if overwrite {
             metadata.push_str(&format!(",overwrite {}", B64.encode("true")));

@@ -145,10 +145,16 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .allow_headers(
-                [header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
-                    .into_iter()
-                    .chain(tus::REQUEST_HEADERS.map(HeaderName::from_static))
-                    .collect::<Vec<_>>(),
+                [
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::RANGE,
+                    header::IF_NONE_MATCH,
+                    header::IF_MODIFIED_SINCE,
+                ]
+                .into_iter()
+                .chain(tus::REQUEST_HEADERS.map(HeaderName::from_static))
+                .collect::<Vec<_>>(),
             )
             .expose_headers(
                 [

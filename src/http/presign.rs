@@ -70,7 +70,12 @@ pub async fn presign(
         "GET" => Ok(Json(PresignAnswer::Get(state.service.presign(&who, &key, expires_in, req.download).await?))),
         "PUT" if req.download => Err(ApiError::new(ErrorCode::InvalidJson, "download is for links that read")),
         "PUT" => {
-            let terms = LinkTerms { max_size: req.max_size, expires: 0, content_type: req.content_type, overwrite: req.overwrite };
+            let terms = LinkTerms {
+                max_size: req.max_size,
+                expires: 0,
+                content_type: req.content_type,
+                overwrite: req.overwrite,
+            };
             Ok(Json(PresignAnswer::Put(state.service.presign_upload(&who, &key, expires_in, terms).await?)))
         }
         other => Err(ApiError::new(ErrorCode::InvalidJson, format!("method must be GET or PUT, not {other:?}"))),

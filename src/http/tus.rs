@@ -21,8 +21,7 @@ use crate::domain::{Category, Filename};
 use crate::service::{Admitted, Append, Appended, Checksum, ChecksumAlgorithm, NewUpload};
 
 pub const VERSION: &str = "1.0.0";
-pub const EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
+pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
 const OFFSET_TYPE: &str = "application/offset+octet-stream";
 /// The longest `Upload-Metadata` taken (names and values of a few fields).
 const MAX_METADATA: usize = 4096;

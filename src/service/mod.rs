@@ -30,8 +30,8 @@ pub use body::{BodyError, from_bytes};
 pub use content_type::{Serving, content_disposition, serving};
 pub use error::ServiceError;
 pub use presign::{PresignedUrl, encode_key};
-pub use tenants::{TENANT_CACHE_TTL, UsageReport};
 pub use resumable::{Append, Appended, Checksum, ChecksumAlgorithm, NewUpload};
+pub use tenants::{TENANT_CACHE_TTL, UsageReport};
 pub use upload::UploadRequest;
 pub use upload_link::{LinkTerms, UploadLink};
 

@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
 use crate::catalog::{
-    LockRefusal, UploadSession,
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
-    TenantInfo, TenantStatus,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
+    PurgedRows, Quota, TenantInfo, TenantStatus, UploadSession,
 };
 use crate::domain::{BlobKey, BucketName, ObjectKey, TenantId};
 
@@ -246,7 +245,13 @@ impl Catalog for MeteredCatalog {
     ) -> Result<Result<UploadSession, LockRefusal>, CatalogError> {
         bounded!("catalog", self, "lock_session", self.0.lock_session(t, id, offset, token, lease))
     }
-    async fn renew_session_lock(&self, t: &TenantId, id: &str, token: &str, lease: Duration) -> Result<bool, CatalogError> {
+    async fn renew_session_lock(
+        &self,
+        t: &TenantId,
+        id: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<bool, CatalogError> {
         bounded!("catalog", self, "renew_session_lock", self.0.renew_session_lock(t, id, token, lease))
     }
     async fn save_session(&self, s: &UploadSession, token: &str) -> Result<bool, CatalogError> {
@@ -266,7 +271,12 @@ impl Catalog for MeteredCatalog {
     async fn reserved_bytes(&self, t: &TenantId) -> Result<u64, CatalogError> {
         bounded!("catalog", self, "reserved_bytes", self.0.reserved_bytes(t))
     }
-    async fn claim_upload_link(&self, t: &TenantId, link: &str, expires_at: DateTime<Utc>) -> Result<bool, CatalogError> {
+    async fn claim_upload_link(
+        &self,
+        t: &TenantId,
+        link: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, CatalogError> {
         bounded!("catalog", self, "claim_upload_link", self.0.claim_upload_link(t, link, expires_at))
     }
     async fn release_upload_link(&self, t: &TenantId, link: &str) -> Result<(), CatalogError> {

@@ -304,13 +304,25 @@ async fn hostile_headers_get_clear_errors_and_change_nothing() {
         (vec![("upload-length", "+5"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
         (vec![("upload-length", "5 5"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
         (vec![("upload-length", "99999999999999999999999"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
-        (vec![("upload-length", "1073741825"), ("upload-metadata", meta.as_str())], StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
-        (vec![("upload-length", "5"), ("upload-defer-length", "1"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
+        (
+            vec![("upload-length", "1073741825"), ("upload-metadata", meta.as_str())],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+        ),
+        (
+            vec![("upload-length", "5"), ("upload-defer-length", "1"), ("upload-metadata", meta.as_str())],
+            bad,
+            "invalid-upload",
+        ),
         (vec![("upload-defer-length", "2"), ("upload-metadata", meta.as_str())], bad, "invalid-upload"),
         (vec![("upload-metadata", meta.as_str())], bad, "invalid-upload"),
         (vec![("upload-length", "5")], bad, "invalid-upload"),
         (vec![("upload-length", "5"), ("upload-metadata", "filename !!!")], bad, "invalid-upload"),
-        (vec![("upload-length", "5"), ("upload-metadata", "category cmVwb3J0cw==,category cmVwb3J0cw==")], bad, "invalid-upload"),
+        (
+            vec![("upload-length", "5"), ("upload-metadata", "category cmVwb3J0cw==,category cmVwb3J0cw==")],
+            bad,
+            "invalid-upload",
+        ),
     ] {
         let res = tus.create_raw(&headers).await;
         assert_error(res, status, code).await;
@@ -323,7 +335,11 @@ async fn hostile_headers_get_clear_errors_and_change_nothing() {
         (vec![("category", "reports"), ("filename", "../etc/passwd")], bad, "invalid-filename"),
         (vec![("category", "reports"), ("filename", "")], bad, "invalid-upload"),
         (vec![("category", "reports"), ("filename", "a.bin"), ("overwrite", "maybe")], bad, "invalid-upload"),
-        (vec![("category", "logos"), ("filename", "logo.png"), ("content_type", "text/xsl")], StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+        (
+            vec![("category", "logos"), ("filename", "logo.png"), ("content_type", "text/xsl")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
     ] {
         let res = tus.create_raw(&[("upload-length", "5"), ("upload-metadata", &metadata(&pairs))]).await;
         assert_error(res, status, code).await;
@@ -332,7 +348,8 @@ async fn hostile_headers_get_clear_errors_and_change_nothing() {
     let res = app.request(Method::POST, "/v1/uploads", &tus.token).header("upload-length", "5").send().await.unwrap();
     assert_eq!(res.headers()["tus-version"], "1.0.0");
     assert_error(res, StatusCode::PRECONDITION_FAILED, "tus-version-unsupported").await;
-    let res = app.request(Method::POST, "/v1/uploads", &tus.token).header("tus-resumable", "0.2.2").send().await.unwrap();
+    let res =
+        app.request(Method::POST, "/v1/uploads", &tus.token).header("tus-resumable", "0.2.2").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
     // Without a token.
     let res = app.client.post(app.url("/v1/uploads")).header("tus-resumable", "1.0.0").send().await.unwrap();
@@ -543,7 +560,10 @@ async fn instances_continue_each_others_uploads_and_one_writer_wins_a_race() {
     let path = one.create("exports", "shared.bin", data.len()).await;
     assert_eq!(one.patch(&path, 0, data[..5 * MIB + 1].to_vec()).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(two.offset(&path).await, 5 * MIB + 1);
-    assert_eq!(two.patch(&path, 5 * MIB + 1, data[5 * MIB + 1..9 * MIB].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        two.patch(&path, 5 * MIB + 1, data[5 * MIB + 1..9 * MIB].to_vec()).await.status(),
+        StatusCode::NO_CONTENT
+    );
 
     // Two appends at the same offset through the two instances, the first still streaming:
     // the second is refused (busy, or the offset moved), never both taken.

@@ -15,7 +15,12 @@ async fn link(app: &TestApp, tenant: &str, body: Value) -> Value {
     res.json().await.unwrap()
 }
 
-async fn put(app: &TestApp, url: &str, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> reqwest::Response {
+async fn put(
+    app: &TestApp,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    content_type: Option<&str>,
+) -> reqwest::Response {
     let mut req = app.client.put(url).body(body);
     if let Some(t) = content_type {
         req = req.header("content-type", t);
@@ -26,7 +31,8 @@ async fn put(app: &TestApp, url: &str, body: impl Into<reqwest::Body>, content_t
 #[tokio::test]
 async fn a_link_takes_one_upload_without_a_token() {
     let app = spawn_app().await;
-    let made = link(&app, "abc123", json!({"key": "tenant-abc123/reports/q3.pdf", "method": "PUT", "max_size": 1000})).await;
+    let made =
+        link(&app, "abc123", json!({"key": "tenant-abc123/reports/q3.pdf", "method": "PUT", "max_size": 1000})).await;
     assert_eq!(made["method"], "PUT");
     assert_eq!(made["max_size"], 1000);
     let url = made["url"].as_str().unwrap();
@@ -70,7 +76,8 @@ async fn curl_uploads_with_t() {
 #[tokio::test]
 async fn the_links_terms_hold_and_a_refused_upload_leaves_it_usable() {
     let app = spawn_app().await;
-    let made = link(&app, "abc123", json!({"key": "tenant-abc123/reports/small.bin", "method": "PUT", "max_size": 10})).await;
+    let made =
+        link(&app, "abc123", json!({"key": "tenant-abc123/reports/small.bin", "method": "PUT", "max_size": 10})).await;
     let url = made["url"].as_str().unwrap();
     // Announced too large, and streamed too large without a length.
     assert_error(put(&app, url, vec![0u8; 11], None).await, StatusCode::PAYLOAD_TOO_LARGE, "too-large").await;
@@ -82,7 +89,12 @@ async fn the_links_terms_hold_and_a_refused_upload_leaves_it_usable() {
     assert_eq!(put(&app, url, vec![3u8; 10], None).await.status(), StatusCode::CREATED);
 
     // A link bound to a type: another declared type, or bytes of another type, are refused.
-    let made = link(&app, "abc123", json!({"key": "tenant-abc123/logos/logo.png", "method": "PUT", "content_type": "image/png"})).await;
+    let made = link(
+        &app,
+        "abc123",
+        json!({"key": "tenant-abc123/logos/logo.png", "method": "PUT", "content_type": "image/png"}),
+    )
+    .await;
     let url = made["url"].as_str().unwrap();
     let res = put(&app, url, PNG.to_vec(), Some("text/plain")).await;
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
@@ -96,7 +108,8 @@ async fn the_links_terms_hold_and_a_refused_upload_leaves_it_usable() {
     let res = put(&app, made["url"].as_str().unwrap(), b"again".to_vec(), None).await;
     assert_error(res, StatusCode::CONFLICT, "already-exists").await;
     let made =
-        link(&app, "abc123", json!({"key": "tenant-abc123/reports/small.bin", "method": "PUT", "overwrite": true})).await;
+        link(&app, "abc123", json!({"key": "tenant-abc123/reports/small.bin", "method": "PUT", "overwrite": true}))
+            .await;
     assert_eq!(made["overwrite"], true);
     assert_eq!(put(&app, made["url"].as_str().unwrap(), b"again".to_vec(), None).await.status(), StatusCode::CREATED);
     assert_eq!(app.download("abc123", "tenant-abc123/reports/small.bin").await.text().await.unwrap(), "again");
@@ -105,7 +118,8 @@ async fn the_links_terms_hold_and_a_refused_upload_leaves_it_usable() {
 #[tokio::test]
 async fn links_that_were_altered_expired_or_meant_for_reading_are_refused() {
     let app = spawn_app().await;
-    let made = link(&app, "abc123", json!({"key": "tenant-abc123/reports/x.bin", "method": "PUT", "max_size": 5})).await;
+    let made =
+        link(&app, "abc123", json!({"key": "tenant-abc123/reports/x.bin", "method": "PUT", "max_size": 5})).await;
     let url = made["url"].as_str().unwrap();
     for altered in [
         url.replace("max_size=5", "max_size=500000"),
@@ -125,7 +139,8 @@ async fn links_that_were_altered_expired_or_meant_for_reading_are_refused() {
     let res = put(&app, reading["url"].as_str().unwrap(), b"12345".to_vec(), None).await;
     assert_error(res, StatusCode::FORBIDDEN, "bad-signature").await;
     // Expired.
-    let made = link(&app, "abc123", json!({"key": "tenant-abc123/reports/late.bin", "method": "PUT", "expires_in": 1})).await;
+    let made =
+        link(&app, "abc123", json!({"key": "tenant-abc123/reports/late.bin", "method": "PUT", "expires_in": 1})).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let res = put(&app, made["url"].as_str().unwrap(), b"12345".to_vec(), None).await;
     assert_error(res, StatusCode::FORBIDDEN, "url-expired").await;
@@ -135,14 +150,30 @@ async fn links_that_were_altered_expired_or_meant_for_reading_are_refused() {
 async fn making_a_link_checks_what_an_upload_would() {
     let app = spawn_app().await;
     for (body, status, code) in [
-        (json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "max_size": 1073741825u64}), StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
-        (json!({"key": "tenant-abc123/logos/a.png", "method": "PUT", "content_type": "text/html"}), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+        (
+            json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "max_size": 1073741825u64}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+        ),
+        (
+            json!({"key": "tenant-abc123/logos/a.png", "method": "PUT", "content_type": "text/html"}),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
         (json!({"key": "tenant-abc123/nope/a.bin", "method": "PUT"}), StatusCode::BAD_REQUEST, "unknown-category"),
         (json!({"key": "tenant-other/reports/a.bin", "method": "PUT"}), StatusCode::FORBIDDEN, "tenant-mismatch"),
         (json!({"key": "tenant-abc123/reports/a.bin", "method": "POST"}), StatusCode::BAD_REQUEST, "invalid-json"),
-        (json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "download": true}), StatusCode::BAD_REQUEST, "invalid-json"),
+        (
+            json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "download": true}),
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+        ),
         (json!({"key": "tenant-abc123/reports/a.bin", "max_size": 5}), StatusCode::BAD_REQUEST, "invalid-json"),
-        (json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "max_size": -1}), StatusCode::BAD_REQUEST, "invalid-json"),
+        (
+            json!({"key": "tenant-abc123/reports/a.bin", "method": "PUT", "max_size": -1}),
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+        ),
     ] {
         assert_error(app.presign("abc123", body.clone()).await, status, code).await;
     }

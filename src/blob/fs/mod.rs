@@ -300,7 +300,12 @@ impl BlobStore for FsBlobStore {
         self.bucket_exists(bucket).await.map(|_| ())
     }
 
-    async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, _content_type: &str) -> Result<String, BlobError> {
+    async fn partial_begin(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        _content_type: &str,
+    ) -> Result<String, BlobError> {
         self.begin_partial(bucket, key).await
     }
 
@@ -315,7 +320,13 @@ impl BlobStore for FsBlobStore {
         self.append_partial(bucket, key, state, offset, body).await
     }
 
-    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
+    async fn partial_finish(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+    ) -> Result<(), BlobError> {
         self.finish_partial(bucket, key, state, offset).await
     }
 

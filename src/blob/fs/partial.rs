@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
-use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir};
+use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
 use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -67,7 +67,7 @@ impl FsBlobStore {
                 file.set_len(offset).await?;
                 let mut file = file;
                 file.seek(SeekFrom::Start(offset)).await?;
-                Ok((String::new(), append_plain(file, body).await?))
+                Ok((String::new(), write_body(file, body).await?))
             }
             Some(keyring) => append_sealed(keyring, key, file, state, offset, body).await,
         }
@@ -113,19 +113,6 @@ impl FsBlobStore {
     fn version_dir(&self, bucket: &BucketName, key: &BlobKey) -> PathBuf {
         self.path(bucket, key).parent().expect("blob path has a parent").to_owned()
     }
-}
-
-async fn append_plain(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut size = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(BlobError::Body)?;
-        out.write_all(&chunk).await?;
-        size += chunk.len() as u64;
-    }
-    out.flush().await?;
-    out.into_inner().sync_all().await?;
-    Ok(size)
 }
 
 fn corrupt(key: &BlobKey, e: impl std::fmt::Display) -> BlobError {
@@ -271,7 +258,8 @@ async fn open_tail(keyring: &Arc<Keyring>, key: &BlobKey, state: &str) -> Result
     use base64::Engine;
     let sealed =
         base64::engine::general_purpose::STANDARD.decode(state).map_err(|_| corrupt(key, "its tail is missing"))?;
-    let header = Header::decode(&sealed).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
+    let header =
+        Header::decode(&sealed).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
     let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
     let sealer = Sealer::new(&data_key, header, &tail_identity(key));
     let mut body = sealed[HEADER_LEN..].to_vec();

@@ -7,8 +7,8 @@
 
 mod errors;
 pub mod iam;
-pub mod provision;
 mod partial;
+pub mod provision;
 mod upload;
 
 use std::ops::RangeInclusive;
@@ -224,7 +224,13 @@ impl BlobStore for S3BlobStore {
         self.append_partial(bucket, key, state, offset, body).await
     }
 
-    async fn partial_finish(&self, bucket: &BucketName, key: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
+    async fn partial_finish(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        state: &str,
+        offset: u64,
+    ) -> Result<(), BlobError> {
         self.finish_partial(bucket, key, state, offset).await
     }
 

@@ -60,8 +60,12 @@ impl S3BlobStore {
         key: &BlobKey,
         content_type: &str,
     ) -> Result<String, BlobError> {
-        let mut create =
-            self.client.create_multipart_upload().bucket(bucket.as_str()).key(key.to_string()).content_type(content_type);
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket.as_str())
+            .key(key.to_string())
+            .content_type(content_type);
         if let Some((sse, kms)) = self.sse() {
             create = create.server_side_encryption(sse).set_ssekms_key_id(kms);
         }

@@ -20,8 +20,8 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use super::query::{self, micros};
 use super::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
-    RawRecord, TenantInfo, TenantStatus, UploadSession, LockRefusal,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
+    PurgedRows, Quota, RawRecord, TenantInfo, TenantStatus, UploadSession,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -300,8 +300,7 @@ impl Catalog for PostgresCatalog {
 
     async fn create_session(&self, session: &UploadSession) -> Result<(), CatalogError> {
         let mut tx = self.tenant_tx(session.tenant()).await?;
-        sql::insert_intent(&mut *tx, &session.intent()).await?;
-        sql::session::insert(&mut *tx, session).await?;
+        sql::session::create_with_intent(&mut tx, session).await?;
         Ok(tx.commit().await?)
     }
 
@@ -345,14 +344,9 @@ impl Catalog for PostgresCatalog {
 
     async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
         let mut tx = self.tenant_tx(session.tenant()).await?;
-        if !sql::session::save(&mut *tx, session, token).await? {
-            return Ok(false);
-        }
-        if session.completed_at.is_none() {
-            sql::touch_intent(&mut *tx, &session.intent()).await?;
-        }
+        let saved = sql::session::save_with_intent(&mut tx, session, token).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(saved)
     }
 
     async fn remove_session(
@@ -362,10 +356,7 @@ impl Catalog for PostgresCatalog {
         token: Option<&str>,
     ) -> Result<Option<UploadSession>, CatalogError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let removed = sql::session::delete(&mut *tx, tenant, id, token).await?;
-        if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
-            sql::delete_intent(&mut *tx, &s.blob).await?;
-        }
+        let removed = sql::session::delete_with_intent(&mut tx, tenant, id, token).await?;
         tx.commit().await?;
         Ok(removed)
     }

@@ -19,9 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::query::{self, micros};
 use super::{
-    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, PendingUpload, PurgedRows, Quota,
-    RawRecord, TenantInfo, TenantStatus,
-    LockRefusal, UploadSession,
+    BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
+    PurgedRows, Quota, RawRecord, TenantInfo, TenantStatus, UploadSession,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -220,8 +219,7 @@ impl Catalog for SqliteCatalog {
     async fn create_session(&self, session: &UploadSession) -> Result<(), CatalogError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sql::insert_intent(&mut *tx, &session.intent()).await?;
-        sql::session::insert(&mut *tx, session).await?;
+        sql::session::create_with_intent(&mut tx, session).await?;
         Ok(tx.commit().await?)
     }
 
@@ -260,14 +258,9 @@ impl Catalog for SqliteCatalog {
     async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if !sql::session::save(&mut *tx, session, token).await? {
-            return Ok(false);
-        }
-        if session.completed_at.is_none() {
-            sql::touch_intent(&mut *tx, &session.intent()).await?;
-        }
+        let saved = sql::session::save_with_intent(&mut tx, session, token).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(saved)
     }
 
     async fn remove_session(
@@ -278,10 +271,7 @@ impl Catalog for SqliteCatalog {
     ) -> Result<Option<UploadSession>, CatalogError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let removed = sql::session::delete(&mut *tx, tenant, id, token).await?;
-        if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
-            sql::delete_intent(&mut *tx, &s.blob).await?;
-        }
+        let removed = sql::session::delete_with_intent(&mut tx, tenant, id, token).await?;
         tx.commit().await?;
         Ok(removed)
     }

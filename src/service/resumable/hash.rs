@@ -4,8 +4,7 @@
 
 use sha2::block_api::compress256;
 
-const INIT: [u32; 8] =
-    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+const INIT: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
 /// SHA-256 over bytes fed in any number of pieces, serialisable between them.
 #[derive(Debug, Clone, PartialEq, Eq)]

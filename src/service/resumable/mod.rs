@@ -92,7 +92,11 @@ async fn discard(
 
 /// Removes an upload that expired (reconcile): a completed one's row, an unfinished one's
 /// partial bytes, row and intent. `false` when it is being written to or already gone.
-pub async fn expire(catalog: &dyn Catalog, blobs: &dyn BlobStore, session: &UploadSession) -> Result<bool, ServiceError> {
+pub async fn expire(
+    catalog: &dyn Catalog,
+    blobs: &dyn BlobStore,
+    session: &UploadSession,
+) -> Result<bool, ServiceError> {
     let tenant = session.tenant();
     if session.completed_at.is_some() {
         return Ok(catalog.remove_session(tenant, &session.id, None).await?.is_some());
@@ -148,10 +152,8 @@ impl StorageService {
                 _ => ServiceError::QuotaExceeded,
             });
         }
-        let blob = BlobRef {
-            bucket: self.bucket(policy.bucket).clone(),
-            blob: BlobKey::new(key, BlobVersion::generate()),
-        };
+        let blob =
+            BlobRef { bucket: self.bucket(policy.bucket).clone(), blob: BlobKey::new(key, BlobVersion::generate()) };
         let declared_type = req.content_type.clone();
         let guess = decide(&req.filename, declared_type.as_deref(), b"").to_string();
         let engine_state = self.inner.blobs.partial_begin(&blob.bucket, &blob.blob, &guess).await?;
@@ -174,7 +176,8 @@ impl StorageService {
             completed_at: None,
         };
         if let Err(e) = self.inner.catalog.create_session(&session).await {
-            let _ = self.inner.blobs.partial_abort(&session.blob.bucket, &session.blob.blob, &session.engine_state).await;
+            let _ =
+                self.inner.blobs.partial_abort(&session.blob.bucket, &session.blob.blob, &session.engine_state).await;
             return Err(e.into());
         }
         tracing::info!(upload = session.id, key = %session.blob.blob.object_key(), length = ?session.length, "resumable upload created");
@@ -298,8 +301,9 @@ impl StorageService {
             }
         }
 
-        let hasher = ResumableSha256::decode(&session.hasher)
-            .ok_or_else(|| ServiceError::Catalog(CatalogError::Corrupt(format!("hash state of upload {}", session.id))))?;
+        let hasher = ResumableSha256::decode(&session.hasher).ok_or_else(|| {
+            ServiceError::Catalog(CatalogError::Corrupt(format!("hash state of upload {}", session.id)))
+        })?;
         let checksum = req.checksum.as_ref().map(|c| {
             ring::digest::Context::new(match c.algorithm {
                 ChecksumAlgorithm::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
@@ -320,11 +324,11 @@ impl StorageService {
             &mut *taken.lock().expect("intake lock"),
             intake::Taken { hasher: Default::default(), checksum: None, bytes: 0, interrupted: None },
         );
-        if let (Some(expected), Some(ctx)) = (&req.checksum, taken.checksum) {
-            if ctx.finish().as_ref() != expected.digest.as_slice() {
-                self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &state, &session.engine_state).await;
-                return Err(ServiceError::ChecksumMismatch);
-            }
+        if let (Some(expected), Some(ctx)) = (&req.checksum, taken.checksum)
+            && ctx.finish().as_ref() != expected.digest.as_slice()
+        {
+            self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &state, &session.engine_state).await;
+            return Err(ServiceError::ChecksumMismatch);
         }
         debug_assert_eq!(appended, taken.bytes);
         let old_state = std::mem::replace(&mut session.engine_state, state);
