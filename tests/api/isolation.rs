@@ -163,6 +163,21 @@ async fn send_once(app: &TestApp, token: &str, probe: &Probe, raw: &str) -> Answ
     Answer { status, body: res.bytes().await.unwrap().to_vec() }
 }
 
+/// Whether, on the S3 run, s3s-fs could not store an upload named `name` (its metadata file's
+/// name, `.bucket-{b64 bucket}.object-{b64 key}.metadata.json`, would pass 255 bytes).
+fn too_long_for_s3s_fs(app: &TestApp, name: &str) -> bool {
+    use base64::Engine;
+    if std::env::var("COFFER_TEST_STORAGE").as_deref() != Ok("s3") {
+        return false;
+    }
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s).len();
+    let key = format!("tenant-A/reports/{}/{name}", "0".repeat(32));
+    ".bucket-.object-.upload-00000000-0000-0000-0000-000000000000.metadata.json".len()
+        + b64(&app.documents_bucket)
+        + b64(&key)
+        > 255
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -187,6 +202,10 @@ async fn hostile_input_never_reveals_another_tenant() {
                 } else {
                     (template.replace("{F}", PRESENT), template.replace("{F}", ABSENT))
                 };
+                // s3s-fs keeps an object's metadata in a file named after the bucket and the
+                // whole key in base64, which the filesystem refuses past 255 bytes: names that
+                // long are a limit of the test server, not coffer's (their other runs test them).
+                prop_assume!(!(matches!(probe, Probe::UploadName) && too_long_for_s3s_fs(&app, &present)));
                 let with = send(&app, &a, &probe, &present).await;
                 let without = send(&app, &a, &probe, &absent).await;
                 for answer in [&with, &without] {
