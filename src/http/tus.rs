@@ -18,7 +18,7 @@ use super::{ApiError, AppState, ErrorCode};
 use crate::blob::ByteStream;
 use crate::catalog::UploadSession;
 use crate::domain::{Category, Filename};
-use crate::service::{Admitted, Append, Appended, Checksum, ChecksumAlgorithm, NewUpload};
+use crate::service::{Admitted, Append, Appended, Checksum, ChecksumAlgorithm, NewUpload, ServiceError};
 
 pub const VERSION: &str = "1.0.0";
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
@@ -230,7 +230,7 @@ async fn detached<S: Send + 'static>(
     id: String,
     append: Append,
     slot: S,
-) -> Result<Appended, crate::service::ServiceError> {
+) -> Result<Appended, ServiceError> {
     let service = state.service.clone();
     let task = tokio::spawn(async move {
         let out = service.append_resumable(&who, &id, append).await;
@@ -241,9 +241,7 @@ async fn detached<S: Send + 'static>(
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only when the runtime shuts down.
-        Err(_) => Err(crate::service::ServiceError::Storage(crate::blob::BlobError::Unavailable(
-            "the server is shutting down".into(),
-        ))),
+        Err(_) => Err(ServiceError::Storage(crate::blob::BlobError::Unavailable("the server is shutting down".into()))),
     }
 }
 
@@ -302,8 +300,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let with_bytes = offset_body(&headers)?;
     let request = new_upload(&headers)?;
-    let _slot = if with_bytes { Some(state.uploads.acquire(who.tenant())?) } else { None };
-    let _slot = _slot.map(Box::new);
+    let slot = if with_bytes { Some(state.uploads.acquire(who.tenant())?) } else { None };
     let session = state.service.create_resumable(&who, request).await?;
     let location = format!("/v1/uploads/{}", session.id);
     let mut out = HeaderMap::new();
@@ -311,9 +308,11 @@ pub async fn create(
     // An empty upload is complete at once; otherwise the first bytes, if sent.
     let session = if with_bytes || session.length == Some(0) {
         let append = Append { offset: 0, length: None, checksum: checksum(&headers)?, body: guarded(&state, body) };
-        match detached(&state, who.clone(), session.id.clone(), append, _slot).await {
+        match detached(&state, who.clone(), session.id.clone(), append, slot).await {
             Ok(Appended { session, .. }) => session,
-            // The upload exists; the client resumes it from the offset HEAD reports.
+            // Bytes of a type the category refuses end the upload: the refusal is the answer.
+            Err(e @ ServiceError::UnsupportedMediaType { .. }) => return Err(e.into()),
+            // Otherwise the upload exists; the client resumes it from the offset HEAD reports.
             Err(e) => {
                 tracing::info!(upload = session.id, error = %e, "the first bytes of a new upload were not all taken");
                 state.service.resumable(&who, &session.id).await.unwrap_or(session)

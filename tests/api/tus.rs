@@ -431,6 +431,18 @@ async fn the_first_bytes_decide_the_type() {
     }
     let res = tus.patch(&path, at, pdf[at..].to_vec()).await;
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    // Sent with the creation, the refusal is the creation's answer, and nothing is left.
+    let meta = metadata(&[("category", "logos"), ("filename", "logo.png")]);
+    let res = tus
+        .req(Method::POST, "/v1/uploads")
+        .header("upload-length", "20000")
+        .header("upload-metadata", meta)
+        .header("content-type", "application/offset+octet-stream")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
     // A real PNG in small pieces is taken, typed from its bytes.
     let png = PNG;
     let path = tus.create("logos", "pixel.png", png.len()).await;
