@@ -105,6 +105,7 @@ pub async fn upload(
             content_type: declared,
             overwrite,
             size_hint,
+            max_size: None,
             body,
         }
     };
@@ -167,6 +168,7 @@ async fn from_multipart(
                     content_type: declared,
                     overwrite,
                     size_hint: None,
+                    max_size: None,
                     body,
                 });
             }

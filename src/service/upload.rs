@@ -19,6 +19,8 @@ pub struct UploadRequest {
     pub overwrite: bool,
     /// The announced length, if known: refused early when over the category's limit.
     pub size_hint: Option<u64>,
+    /// A limit below the category's (an upload link's), if any.
+    pub max_size: Option<u64>,
     pub body: ByteStream,
 }
 
@@ -41,6 +43,7 @@ impl StorageService {
             content_type: content_type.map(str::to_owned),
             overwrite: false,
             size_hint: None,
+            max_size: None,
             body: content,
         };
         Ok(self.upload(&who, request).await?.key)
@@ -57,14 +60,15 @@ impl StorageService {
         let tenant = who.tenant();
         let policy = self.policy(&req.category)?.clone();
         let key = ObjectKey::new(tenant.clone(), req.category.clone(), req.filename.clone());
-        if req.size_hint.is_some_and(|n| n > policy.max_size) {
-            return Err(ServiceError::TooLarge { limit: policy.max_size });
+        let max_size = req.max_size.map_or(policy.max_size, |m| m.min(policy.max_size));
+        if req.size_hint.is_some_and(|n| n > max_size) {
+            return Err(ServiceError::TooLarge { limit: max_size });
         }
         let existing = self.inner.catalog.get(&key).await?;
         if !req.overwrite && existing.is_some() {
             return Err(ServiceError::AlreadyExists);
         }
-        let (limit, over) = self.stream_limit(tenant, policy.max_size, existing.as_ref().map(|e| e.size)).await?;
+        let (limit, over) = self.stream_limit(tenant, max_size, existing.as_ref().map(|e| e.size)).await?;
         if req.size_hint.is_some_and(|n| n > limit) {
             return Err(match over {
                 BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },

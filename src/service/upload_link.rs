@@ -14,7 +14,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::body::{BodyError, Metered};
 use super::{ServiceError, StorageService, UploadRequest, encode_key};
 use crate::auth::Caller;
 use crate::blob::ByteStream;
@@ -114,9 +113,6 @@ impl StorageService {
         let terms = link_terms(raw_query);
         let who = self.admit(&Caller { tenant: key.tenant().clone(), read_only: false }).await?;
         let max_size = terms.max_size.unwrap_or(0);
-        if size_hint.is_some_and(|n| n > max_size) {
-            return Err(ServiceError::TooLarge { limit: max_size });
-        }
         let content_type = match (&terms.content_type, declared_type) {
             (Some(bound), Some(sent)) if !same_type(bound, &sent) => {
                 return Err(ServiceError::UnsupportedMediaType {
@@ -132,7 +128,6 @@ impl StorageService {
         if !self.inner.catalog.claim_upload_link(key.tenant(), &link, expires).await? {
             return Err(ServiceError::LinkUsed);
         }
-        let (limited, _) = Metered::new(body, max_size, BodyError::TooLarge { limit: max_size });
         let request = UploadRequest {
             category: key.category().clone(),
             filename: key.filename().clone(),
@@ -140,7 +135,8 @@ impl StorageService {
             content_type,
             overwrite: terms.overwrite,
             size_hint,
-            body: Box::pin(limited),
+            max_size: Some(max_size),
+            body,
         };
         let result = self.upload(&who, request).await;
         if result.is_err()

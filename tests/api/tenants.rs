@@ -138,6 +138,7 @@ async fn the_library_api_is_admitted_like_http() {
         content_type: None,
         overwrite: false,
         size_hint: None,
+        max_size: None,
         body: from_bytes(&b"nope"[..]),
     };
     assert!(matches!(svc.upload(&reader, request).await, Err(ServiceError::ReadOnly)));
