@@ -148,6 +148,8 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     assert_eq!(appended as usize, all.len() - offset);
     store.partial_release(b, &k, &state, &new).await;
     store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();
+    // A retry of the finish (the process died before the catalog recorded it) succeeds.
+    store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();
     assert_eq!(store.get(b, &k, None).await.unwrap().size, all.len() as u64);
     assert!(read_all(store, b, &k, None).await == all, "finished object differs");
     assert_eq!(read_all(store, b, &k, Some(65_530..=65_545)).await, all[65_530..=65_545]);

@@ -188,8 +188,14 @@ async fn sessions(catalog: &dyn Catalog) {
     s.offset = 400;
     s.hasher = "v1:after".into();
     s.engine_state = "{\"parts\":1}".into();
-    assert!(!catalog.save_session(&s, "b").await.unwrap(), "only the holder saves");
-    assert!(catalog.save_session(&s, "a").await.unwrap());
+    assert!(!catalog.save_session(&s, "b", true).await.unwrap(), "only the holder saves");
+    // Saved without releasing: the holder keeps the lock at the new offset.
+    s.offset = 300;
+    assert!(catalog.save_session(&s, "a", false).await.unwrap());
+    assert_eq!(catalog.lock_session(&t, &s.id, 300, "b", lease).await.unwrap(), Err(LockRefusal::Busy));
+    assert!(catalog.renew_session_lock(&t, &s.id, "a", lease).await.unwrap(), "still the holder");
+    s.offset = 400;
+    assert!(catalog.save_session(&s, "a", true).await.unwrap());
     assert_eq!(catalog.session(&t, &s.id).await.unwrap().unwrap().offset, 400);
     // Saved means released: the next writer takes it at the new offset.
     assert_eq!(catalog.lock_session(&t, &s.id, 0, "b", lease).await.unwrap(), Err(LockRefusal::Offset(400)));
@@ -197,7 +203,7 @@ async fn sessions(catalog: &dyn Catalog) {
     // A lease that ran out lets another writer in.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert!(catalog.lock_session(&t, &s.id, 400, "c", lease).await.unwrap().is_ok());
-    assert!(!catalog.save_session(&s, "b").await.unwrap(), "the writer whose lease ran out lost it");
+    assert!(!catalog.save_session(&s, "b", true).await.unwrap(), "the writer whose lease ran out lost it");
     assert_eq!(catalog.remove_session(&t, &s.id, Some("b")).await.unwrap(), None, "not the holder");
     let removed = catalog.remove_session(&t, &s.id, Some("c")).await.unwrap().expect("removed");
     assert_eq!(removed.offset, 400);
@@ -212,7 +218,7 @@ async fn sessions(catalog: &dyn Catalog) {
     done.length = Some(7);
     done.completed_at = Some(chrono::Utc::now());
     done.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
-    assert!(catalog.save_session(&done, "z").await.unwrap());
+    assert!(catalog.save_session(&done, "z", true).await.unwrap());
     assert_eq!(catalog.lock_session(&t, &done.id, 7, "y", lease).await.unwrap(), Err(LockRefusal::Completed));
     let expired = catalog.expired_sessions(chrono::Utc::now(), 10).await.unwrap();
     assert_eq!(expired.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [done.id.as_str()]);

@@ -151,6 +151,8 @@ struct TusLedger {
     current: Option<(String, String, Vec<u8>)>,
     acked: usize,
     started: usize,
+    /// Creations whose answer the kill cut off: each may have left an upload no one knows of.
+    unanswered: usize,
     completed: Vec<(String, String)>,
 }
 
@@ -176,7 +178,10 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
                     .post(format!("{base}/v1/uploads"))
                     .header("upload-length", data.len())
                     .header("upload-metadata", meta);
-                let Ok(res) = tus(req).send().await else { return };
+                let Ok(res) = tus(req).send().await else {
+                    ledger.lock().unwrap().unanswered += 1;
+                    return;
+                };
                 assert_eq!(res.status().as_u16(), 201, "creating {name}");
                 let url = format!("{base}{}", res.headers()["location"].to_str().unwrap());
                 let mut l = ledger.lock().unwrap();
@@ -188,6 +193,11 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
         // The upload's URL names the server that made it; any later server continues it.
         let path = &url[url.find("/v1/uploads/").unwrap()..];
         let Ok(head) = tus(client.head(format!("{base}{path}"))).send().await else { return };
+        // 423: a request of the dead server still holds the upload (until its lease runs out).
+        if head.status().as_u16() == 423 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         assert_eq!(head.status().as_u16(), 200, "HEAD {name}");
         let offset: usize = head.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
         let acked = ledger.lock().unwrap().acked;
@@ -218,6 +228,25 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
             other => panic!("PATCH {name}: status {other}: {}", res.text().await.unwrap_or_default()),
         }
     }
+}
+
+/// The offset of an upload, once no request of a killed server holds it.
+async fn head_offset(client: &reqwest::Client, base: &str, path: &str, token: &str) -> usize {
+    for _ in 0..100 {
+        let res = client
+            .head(format!("{base}{path}"))
+            .bearer_auth(token)
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            200 => return res.headers()["upload-offset"].to_str().unwrap().parse().unwrap(),
+            423 => tokio::time::sleep(Duration::from_millis(500)).await,
+            other => panic!("HEAD {path}: status {other}"),
+        }
+    }
+    panic!("HEAD {path}: still locked after 50 s");
 }
 
 fn base64_of(s: &str) -> String {
@@ -341,6 +370,16 @@ async fn crash_rounds(db: String) {
     let mut server = start(bin, data.path(), &db);
     wait_ready(&client, &server.base).await;
     verify(&client, &server.base, &token, &model).await;
+    // The upload in progress may have received every byte before the last kill: then it is
+    // complete (the server completes it when asked); otherwise it is ended below.
+    let current = ledger.lock().unwrap().current.clone();
+    if let Some((url, name, data)) = &current {
+        let path = &url[url.find("/v1/uploads/").unwrap()..];
+        let offset = head_offset(&client, &server.base, path, &token).await;
+        if offset == data.len() {
+            finish_tus(&ledger, name, data);
+        }
+    }
     // Every completed resumable upload holds exactly its bytes; the one in progress is ended.
     let (completed, current) = {
         let mut l = ledger.lock().unwrap();
@@ -384,8 +423,13 @@ async fn crash_rounds(db: String) {
     }
     let present = model.lock().unwrap().values().filter(|s| s.confirmed.is_some()).count() + completed.len();
     assert_eq!(report["rows_checked"], present, "{report}");
-    let on_disk = stored_files(&data.path().join("objects"));
+    // Besides, the partial bytes of uploads whose creation was never answered (they live until
+    // they expire).
+    let (partials, on_disk): (Vec<_>, Vec<_>) =
+        stored_files(&data.path().join("objects")).into_iter().partition(|p| p.ends_with(".tus-data"));
     assert_eq!(on_disk.len(), present, "every stored object has a row and vice versa: {on_disk:?}");
+    let unanswered = ledger.lock().unwrap().unanswered;
+    assert!(partials.len() <= unanswered, "{partials:?}: more partial uploads than {unanswered} unanswered creations");
     println!("{ROUNDS} rounds, {present} files present at the end, {} of them resumable uploads", completed.len());
 }
 

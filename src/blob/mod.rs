@@ -160,7 +160,8 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<(String, u64), BlobError>;
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:
-    /// atomically and durably, as `put` would leave it.
+    /// atomically and durably, as `put` would leave it. Finishing an object that was finished
+    /// already succeeds (a retry after a process died before the catalog recorded it).
     async fn partial_finish(
         &self,
         bucket: &BucketName,

@@ -186,9 +186,9 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<bool, CatalogError>;
 
     /// Records the lock holder's progress (offset, hash state, engine state, expiry, completion)
-    /// and releases the lock, moving the intent's lease to the new expiry in the same
-    /// transaction; `false` when `token` no longer holds the lock (nothing changed).
-    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError>;
+    /// and, with `release`, releases the lock, moving the intent's lease to the new expiry in
+    /// the same transaction; `false` when `token` no longer holds the lock (nothing changed).
+    async fn save_session(&self, session: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError>;
 
     /// Removes an upload and its intent in one transaction: a completed one, or an unfinished
     /// one whose lock `token` holds. Returns it; `None` when it was not removed.

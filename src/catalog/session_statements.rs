@@ -98,17 +98,20 @@ macro_rules! session_statements {
                 Ok(done.rows_affected() == 1)
             }
 
-            /// Records the progress of the holder of the lock and releases it (a completed
-            /// upload with `completed_at`); `false` when `token` no longer holds it.
+            /// Records the progress of the holder of the lock (a completed upload with
+            /// `completed_at`) and, with `release`, releases it; `false` when `token` no longer
+            /// holds it.
             pub async fn save<'e>(
                 db: impl $executor<'e>,
                 s: &UploadSession,
                 token: &str,
+                release: bool,
             ) -> Result<bool, CatalogError> {
                 let done = sqlx::query(
                     "UPDATE resumable_uploads SET content_type = $1, length = $2, upload_offset = $3, hasher = $4,
                          head = $5, engine_state = $6, expires_at = $7, completed_at = $8,
-                         lock_token = NULL, locked_until = 0
+                         lock_token = CASE WHEN $12 THEN NULL ELSE lock_token END,
+                         locked_until = CASE WHEN $12 THEN 0 ELSE locked_until END
                      WHERE tenant_id = $9 AND id = $10 AND lock_token = $11",
                 )
                 .bind(&s.content_type)
@@ -122,6 +125,7 @@ macro_rules! session_statements {
                 .bind(s.tenant().as_str())
                 .bind(&s.id)
                 .bind(token)
+                .bind(release)
                 .execute(db)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -225,8 +229,9 @@ macro_rules! session_statements {
                 tx: &mut sqlx::Transaction<'_, Db>,
                 s: &UploadSession,
                 token: &str,
+                release: bool,
             ) -> Result<bool, CatalogError> {
-                if !save(&mut **tx, s, token).await? {
+                if !save(&mut **tx, s, token, release).await? {
                     return Ok(false);
                 }
                 if s.completed_at.is_none() {

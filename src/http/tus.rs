@@ -325,7 +325,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, out).into_response())
 }
 
-/// Where a resumable upload stands (tus HEAD); a completed one names its file.
+/// Where a resumable upload stands (tus HEAD); a completed one names its file. An upload that
+/// received every byte but whose completion a failed server left unrecorded is completed now
+/// (its refusal, such as 409 `already-exists`, is the answer); 423 while another request
+/// still holds it.
 #[utoipa::path(head, path = "/v1/uploads/{id}", tag = "uploads",
     params(("id" = String, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
     responses(
@@ -333,7 +336,8 @@ pub async fn create(
             ("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Metadata" = String), ("Upload-Expires" = String),
             ("Coffer-File-Key" = String, description = "Once completed"), ("Coffer-File-Sha256" = String, description = "Once completed"),
         )),
-        (status = 400), (status = 401), (status = 403), (status = 404), (status = 412), (status = 414), (status = 503),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 412), (status = 413),
+        (status = 414), (status = 415), (status = 423), (status = 503),
     ))]
 pub async fn head(
     State(state): State<AppState>,
@@ -367,7 +371,8 @@ pub async fn head(
             ("Coffer-File-Key" = String, description = "When this completed the upload"),
             ("Coffer-File-Sha256" = String, description = "When this completed the upload"))),
         (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
-        (status = 404, body = super::view::ErrorView), (status = 408, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 408, body = super::view::ErrorView),
+        (status = 409, body = super::view::ErrorView, headers(("Upload-Offset" = u64, description = "With offset-mismatch: the upload's offset"))),
         (status = 412, body = super::view::ErrorView), (status = 413, body = super::view::ErrorView), (status = 414, body = super::view::ErrorView),
         (status = 415, body = super::view::ErrorView), (status = 423, body = super::view::ErrorView), (status = 429, body = super::view::ErrorView),
         (status = 460, body = super::view::ErrorView, description = "Checksum mismatch"), (status = 503, body = super::view::ErrorView),
@@ -391,7 +396,16 @@ pub async fn patch(
     let checksum = checksum(&headers)?;
     let slot = state.uploads.acquire(who.tenant())?;
     let append = Append { offset, length, checksum, body: guarded(&state, body) };
-    let appended = detached(&state, who, id, append, slot).await?;
+    let appended = match detached(&state, who, id, append, slot).await {
+        Ok(appended) => appended,
+        // The upload's offset goes with the refusal, so a client needs no HEAD to resume.
+        Err(ServiceError::OffsetMismatch { offset }) => {
+            let mut res = ApiError::from(ServiceError::OffsetMismatch { offset }).into_response();
+            res.headers_mut().insert(h("upload-offset"), HeaderValue::from(offset));
+            return Ok(res);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut out = HeaderMap::new();
     describe(&appended.session, &mut out);
     Ok((StatusCode::NO_CONTENT, out).into_response())

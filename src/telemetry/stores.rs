@@ -254,8 +254,8 @@ impl Catalog for MeteredCatalog {
     ) -> Result<bool, CatalogError> {
         bounded!("catalog", self, "renew_session_lock", self.0.renew_session_lock(t, id, token, lease))
     }
-    async fn save_session(&self, s: &UploadSession, token: &str) -> Result<bool, CatalogError> {
-        bounded!("catalog", self, "save_session", self.0.save_session(s, token))
+    async fn save_session(&self, s: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError> {
+        bounded!("catalog", self, "save_session", self.0.save_session(s, token, release))
     }
     async fn remove_session(
         &self,

@@ -673,3 +673,101 @@ async fn browsers_of_allowed_origins_may_speak_tus() {
         assert!(exposed.contains(h), "{exposed}");
     }
 }
+
+/// How far a server got in completing an upload before it died.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+enum DiedAfter {
+    /// Every byte appended and recorded, the lock still its.
+    Recording,
+    /// The partial object made the file's bytes.
+    Finishing,
+    /// The file row committed; only the upload's own record missed it.
+    Committing,
+}
+
+/// Leaves `path` (all of `data` but the last 1,000 bytes received) as a server that died
+/// while completing it would: the last bytes appended through the store and recorded with the
+/// lock kept, then as far as `stage` goes; the dead server's lock has run out.
+async fn die_while_completing(app: &TestApp, tenant: &str, path: &str, data: &[u8], stage: DiedAfter) {
+    use coffer::service::resumable::ResumableSha256;
+    let catalog = app.catalog().await;
+    let t = crate::helpers::tenant(tenant);
+    let id = path.rsplit('/').next().unwrap();
+    let at = data.len() - 1000;
+    let mut s = catalog.lock_session(&t, id, at as u64, "dead", Duration::ZERO).await.unwrap().expect("lockable");
+    let last: coffer::blob::ByteStream =
+        Box::pin(futures::stream::iter([Ok(bytes::Bytes::copy_from_slice(&data[at..]))]));
+    let (state, n) =
+        app.blobs.partial_append(&s.blob.bucket, &s.blob.blob, &s.engine_state, s.offset, last).await.unwrap();
+    assert_eq!(n, 1000);
+    let mut hasher = ResumableSha256::decode(&s.hasher).unwrap();
+    hasher.update(&data[at..]);
+    s.hasher = hasher.encode();
+    s.engine_state = state;
+    s.offset = data.len() as u64;
+    assert!(catalog.save_session(&s, "dead", false).await.unwrap());
+    if stage >= DiedAfter::Finishing {
+        app.blobs.partial_finish(&s.blob.bucket, &s.blob.blob, &s.engine_state, s.offset).await.unwrap();
+    }
+    if stage >= DiedAfter::Committing {
+        let record = coffer::catalog::FileRecord {
+            key: s.blob.blob.object_key().clone(),
+            original_filename: s.original_filename.clone(),
+            bucket: s.blob.bucket.clone(),
+            blob: s.blob.blob.clone(),
+            content_type: s.content_type.clone().unwrap(),
+            size: s.offset,
+            sha256: hasher.finish(),
+            created_at: chrono::Utc::now(),
+        };
+        catalog.commit_upload(&record, false, &coffer::catalog::Quota::default()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_server_dying_while_completing_leaves_the_upload_to_the_next_request() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let data = bytes(6 * MIB + 777, 9);
+    let digest = hex::encode(Sha256::digest(&data));
+    for (i, stage) in [DiedAfter::Recording, DiedAfter::Finishing, DiedAfter::Committing].into_iter().enumerate() {
+        let name = format!("died-{i}.bin");
+        let key = format!("tenant-abc123/reports/{name}");
+        let path = tus.create("reports", &name, data.len()).await;
+        tus.send_in_pieces(&path, &data[..data.len() - 1000], &[4 * MIB, MIB]).await;
+        die_while_completing(&app, "abc123", &path, &data, stage).await;
+        // The client resends its last piece: the server has every byte already.
+        let res = tus.patch(&path, data.len() - 1000, data[data.len() - 1000..].to_vec()).await;
+        assert_eq!(res.headers()["upload-offset"], data.len().to_string().as_str(), "{stage:?}");
+        assert_error(res, StatusCode::CONFLICT, "offset-mismatch").await;
+        // Its HEAD completes the upload (or finds it completed) exactly once.
+        let res = tus.head(&path).await;
+        assert_eq!(res.status(), StatusCode::OK, "{stage:?}");
+        assert_eq!(res.headers()["upload-offset"], data.len().to_string().as_str());
+        assert_eq!(res.headers()["coffer-file-key"], key.as_str());
+        assert_eq!(res.headers()["coffer-file-sha256"], digest.as_str());
+        assert_downloads(&app, "abc123", &key, &data).await;
+        assert_eq!(tus.head(&path).await.headers()["coffer-file-sha256"], digest.as_str());
+        assert_no_partials(&app, i + 1).await;
+    }
+
+    // A PATCH at the upload's offset (nothing left to send) completes it just as well.
+    let path = tus.create("reports", "died-patch.bin", data.len()).await;
+    tus.send_in_pieces(&path, &data[..data.len() - 1000], &[data.len()]).await;
+    die_while_completing(&app, "abc123", &path, &data, DiedAfter::Finishing).await;
+    let res = tus.patch(&path, data.len(), Vec::new()).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["coffer-file-sha256"], digest.as_str());
+    assert_downloads(&app, "abc123", "tenant-abc123/reports/died-patch.bin", &data).await;
+
+    // Completing refuses what a completion would: the name was taken meanwhile.
+    let path = tus.create("reports", "taken.bin", data.len()).await;
+    tus.send_in_pieces(&path, &data[..data.len() - 1000], &[data.len()]).await;
+    die_while_completing(&app, "abc123", &path, &data, DiedAfter::Finishing).await;
+    app.uploaded("abc123", "reports", "taken.bin", b"first").await;
+    assert_eq!(tus.head(&path).await.status(), StatusCode::CONFLICT);
+    assert_eq!(tus.head(&path).await.status(), StatusCode::NOT_FOUND, "the upload is over");
+    let res = app.download("abc123", "tenant-abc123/reports/taken.bin").await;
+    assert_eq!(res.bytes().await.unwrap(), &b"first"[..]);
+    assert_no_partials(&app, 5).await;
+}

@@ -81,7 +81,14 @@ impl FsBlobStore {
         offset: u64,
     ) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
-        let file = open_data(&dir).await?;
+        let file = match open_data(&dir).await {
+            Ok(file) => file,
+            // Finished before (the process died before the catalog recorded it): done.
+            Err(BlobError::NotFound) if tokio::fs::try_exists(self.path(bucket, key)).await.unwrap_or(false) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         match &self.keyring {
             None => {
                 file.set_len(offset).await?;

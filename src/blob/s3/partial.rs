@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::upload::upload_parts;
 use super::{S3BlobStore, classify};
-use crate::blob::{BlobError, ByteStream};
+use crate::blob::{BlobError, BlobStore, ByteStream};
 use crate::domain::{BlobKey, BucketName};
 
 /// S3's smallest part but the last.
@@ -155,19 +155,28 @@ impl S3BlobStore {
             return Err(BlobError::Corrupt(format!("{key} (partial): holds {recorded} bytes, {offset} recorded")));
         }
         let object = key.to_string();
-        let last = match state.stage {
-            Some(at) => self.read_stage(bucket, key, at).await?,
-            None => Bytes::new(),
+        let finished = async {
+            let last = match state.stage {
+                Some(at) => self.read_stage(bucket, key, at).await?,
+                None => Bytes::new(),
+            };
+            // An empty object is one empty part.
+            if !last.is_empty() || state.parts.is_empty() {
+                let len = last.len() as u64;
+                let number = state.parts.len() as i32 + 1;
+                let one = futures::stream::once(async move { Ok(last) });
+                let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
+                record(&mut state, sent, len);
+            }
+            self.complete(bucket, &object, &state).await
         };
-        // An empty object is one empty part.
-        if !last.is_empty() || state.parts.is_empty() {
-            let len = last.len() as u64;
-            let number = state.parts.len() as i32 + 1;
-            let one = futures::stream::once(async move { Ok(last) });
-            let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, number, one).await?;
-            record(&mut state, sent, len);
+        match finished.await {
+            Ok(()) => {}
+            // Finished before (the process died before the catalog recorded it): the multipart
+            // upload (or its staging object) is gone and the object is there.
+            Err(BlobError::NotFound) if BlobStore::exists(self, bucket, key).await? => {}
+            Err(e) => return Err(e),
         }
-        self.complete(bucket, &object, &state).await?;
         if let Some(at) = state.stage {
             let _ = self.client.delete_object().bucket(bucket.as_str()).key(stage_key(key, at)).send().await;
         }

@@ -342,9 +342,9 @@ impl Catalog for PostgresCatalog {
         Ok(renewed)
     }
 
-    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
+    async fn save_session(&self, session: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError> {
         let mut tx = self.tenant_tx(session.tenant()).await?;
-        let saved = sql::session::save_with_intent(&mut tx, session, token).await?;
+        let saved = sql::session::save_with_intent(&mut tx, session, token, release).await?;
         tx.commit().await?;
         Ok(saved)
     }

@@ -255,10 +255,10 @@ impl Catalog for SqliteCatalog {
         sql::session::renew(&self.pool, tenant, id, token, query::lease_window(lease).1).await
     }
 
-    async fn save_session(&self, session: &UploadSession, token: &str) -> Result<bool, CatalogError> {
+    async fn save_session(&self, session: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError> {
         let _turn = self.turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let saved = sql::session::save_with_intent(&mut tx, session, token).await?;
+        let saved = sql::session::save_with_intent(&mut tx, session, token, release).await?;
         tx.commit().await?;
         Ok(saved)
     }

@@ -81,13 +81,33 @@ async fn discard(
     token: &str,
 ) -> Result<(), ServiceError> {
     let blob = &session.blob;
+    if finishing(session) {
+        // Its bytes may be a committed file already (the process that committed them died
+        // before recording it here): those stay.
+        if matches!(catalog.get(blob.blob.object_key()).await?, Some(row) if row.blob == blob.blob) {
+            catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
+            return Ok(());
+        }
+    }
     // Best effort: what an abort misses, reconcile's sweep (a partial file or staging object
     // no intent covers) or the bucket's lifecycle rule (an incomplete multipart upload) removes.
     if let Err(e) = blobs.partial_abort(&blob.bucket, &blob.blob, &session.engine_state).await {
         tracing::warn!(error = %e, upload = session.id, blob = %blob.blob, "could not remove an upload's partial bytes; reconcile will");
     }
+    if finishing(session)
+        && let Err(e) = blobs.delete(&blob.bucket, &blob.blob).await
+    {
+        tracing::warn!(error = %e, upload = session.id, blob = %blob.blob, "could not remove an upload's finished bytes; reconcile will");
+    }
     catalog.remove_session(session.tenant(), &session.id, Some(token)).await?;
     Ok(())
+}
+
+/// Whether every byte of an unfinished upload arrived: its completion was started (and may
+/// have gone any part of the way) by a request whose process died or whose commit's outcome
+/// was unknown.
+fn finishing(session: &UploadSession) -> bool {
+    session.completed_at.is_none() && session.length == Some(session.offset)
 }
 
 /// Removes an upload that expired (reconcile): a completed one's row, an unfinished one's
@@ -190,10 +210,30 @@ impl StorageService {
         if !well_formed(id) {
             return Err(ServiceError::UploadNotFound);
         }
-        match self.inner.catalog.session(who.tenant(), id).await? {
-            Some(s) if s.expires_at > Utc::now() => Ok(s),
-            _ => Err(ServiceError::UploadNotFound),
+        let session = match self.inner.catalog.session(who.tenant(), id).await? {
+            Some(s) if s.expires_at > Utc::now() => s,
+            _ => return Err(ServiceError::UploadNotFound),
+        };
+        if !finishing(&session) {
+            return Ok(session);
         }
+        // Every byte is in but the upload is not complete: whoever completes it answers.
+        let token = new_id();
+        let mut session = match self.lock(who.tenant(), id, session.offset, &token).await {
+            Ok(locked) => locked,
+            // Completed meanwhile.
+            Err(ServiceError::UploadCompleted) => return Box::pin(self.resumable(who, id)).await,
+            Err(e) => return Err(e),
+        };
+        if !finishing(&session) {
+            self.release(&session, &token).await;
+            return Ok(session);
+        }
+        let settled = self.settle(&mut session, &token).await;
+        if settled.is_err() && session.completed_at.is_none() {
+            self.release(&session, &token).await;
+        }
+        settled.map(|done| done.session)
     }
 
     /// Appends bytes at `req.offset` (tus `PATCH`); completes the upload into its file when
@@ -203,12 +243,21 @@ impl StorageService {
         who.require_write()?;
         let token = new_id();
         let mut session = self.lock(who.tenant(), id, req.offset, &token).await?;
-        let result = self.locked_append(&mut session, &token, req).await;
+        let result = if finishing(&session) {
+            // Nothing more to append: complete what arrived before.
+            self.settle(&mut session, &token).await
+        } else {
+            self.locked_append(&mut session, &token, req).await
+        };
         if result.is_err() && session.completed_at.is_none() {
             // Free the upload for the client's retry (nothing changed: the offset stays).
-            let _ = self.inner.catalog.renew_session_lock(who.tenant(), id, &token, Duration::ZERO).await;
+            self.release(&session, &token).await;
         }
         result
+    }
+
+    async fn release(&self, session: &UploadSession, token: &str) {
+        let _ = self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, Duration::ZERO).await;
     }
 
     /// Terminates an unfinished upload (tus `DELETE`): its bytes go, its id is forgotten. A
@@ -319,7 +368,7 @@ impl StorageService {
             session.offset,
             Box::pin(intake),
         );
-        let (state, appended) = self.keeping_lock(session, token, append).await??;
+        let (state, appended) = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
         let taken = std::mem::replace(
             &mut *taken.lock().expect("intake lock"),
             intake::Taken { hasher: Default::default(), checksum: None, bytes: 0, interrupted: None },
@@ -343,7 +392,7 @@ impl StorageService {
             }
             return done;
         }
-        if !self.inner.catalog.save_session(session, token).await? {
+        if !self.inner.catalog.save_session(session, token, true).await? {
             return Err(ServiceError::UploadBusy);
         }
         self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
@@ -388,7 +437,8 @@ impl StorageService {
     /// stops before another writer could take the upload over.
     async fn keeping_lock<T>(
         &self,
-        session: &UploadSession,
+        tenant: &TenantId,
+        id: &str,
         token: &str,
         work: impl Future<Output = T>,
     ) -> Result<T, ServiceError> {
@@ -399,12 +449,12 @@ impl StorageService {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let attempt = self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, lease);
+                let attempt = self.inner.catalog.renew_session_lock(tenant, id, token, lease);
                 match tokio::time::timeout(lease / 3, attempt).await {
                     Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
                     Ok(Ok(false)) => return,
-                    Ok(Err(e)) => tracing::warn!(error = %e, upload = session.id, "could not renew an upload's lock"),
-                    Err(_) => tracing::warn!(upload = session.id, "renewing an upload's lock timed out"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, upload = id, "could not renew an upload's lock"),
+                    Err(_) => tracing::warn!(upload = id, "renewing an upload's lock timed out"),
                 }
                 if renewed.elapsed() >= lease * 2 / 3 {
                     return;
@@ -418,7 +468,9 @@ impl StorageService {
     }
 
     /// The last bytes are in: the partial object becomes the file's bytes, and the file row is
-    /// committed (claiming the upload's intent), as for a plain upload.
+    /// committed (claiming the upload's intent), as for a plain upload. The upload's state is
+    /// recorded first, lock kept: should this process die on the way, the next request to the
+    /// upload finishes the job (`settle`) instead of finding it half done.
     async fn complete(
         &self,
         session: &mut UploadSession,
@@ -429,9 +481,41 @@ impl StorageService {
             let head = std::mem::take(&mut session.head);
             self.decide_type(session, token, &head).await?;
         }
+        if !self.inner.catalog.save_session(session, token, false).await? {
+            return Err(ServiceError::UploadBusy);
+        }
+        let (tenant, id) = (session.tenant().clone(), session.id.clone());
+        // Finishing a large object on S3 can outlast the lease: it is renewed meanwhile.
+        self.keeping_lock(&tenant, &id, token, self.finish(session, token, hasher)).await?
+    }
+
+    /// Completes an upload whose bytes all arrived but whose completion was not recorded: its
+    /// file was committed (only the upload's own record missed it), or it is completed now.
+    async fn settle(&self, session: &mut UploadSession, token: &str) -> Result<Appended, ServiceError> {
+        if let Some(row) = self.committed(&session.blob).await? {
+            tracing::info!(upload = session.id, key = %row.key, "an upload's completion was recorded after its process died");
+            return self.mark_completed(session, token, row).await;
+        }
+        tracing::info!(upload = session.id, "completing an upload whose process died while completing it");
+        let hasher = ResumableSha256::decode(&session.hasher).ok_or_else(|| {
+            ServiceError::Catalog(CatalogError::Corrupt(format!("hash state of upload {}", session.id)))
+        })?;
+        self.complete(session, token, &hasher).await
+    }
+
+    /// The file row pointing at `blob`, if one was committed.
+    async fn committed(&self, blob: &BlobRef) -> Result<Option<FileRecord>, ServiceError> {
+        Ok(self.inner.catalog.get(blob.blob.object_key()).await?.filter(|row| row.blob == blob.blob))
+    }
+
+    async fn finish(
+        &self,
+        session: &mut UploadSession,
+        token: &str,
+        hasher: &ResumableSha256,
+    ) -> Result<Appended, ServiceError> {
         let blob = session.blob.clone();
         self.inner.blobs.partial_finish(&blob.bucket, &blob.blob, &session.engine_state, session.offset).await?;
-        let sha256 = hasher.finish();
         let record = FileRecord {
             key: blob.blob.object_key().clone(),
             original_filename: session.original_filename.clone(),
@@ -439,7 +523,7 @@ impl StorageService {
             blob: blob.blob.clone(),
             content_type: session.content_type.clone().unwrap_or_default(),
             size: session.offset,
-            sha256: sha256.clone(),
+            sha256: hasher.finish(),
             created_at: crate::util::now_micros(),
         };
         let quota = self.quota(session.tenant());
@@ -450,6 +534,13 @@ impl StorageService {
                 }
             }
             Err(e) if !matches!(e, CatalogError::Database(_) | CatalogError::Timeout(_)) => {
+                // Committed by another request that settled this upload while this one's lock
+                // had run out: the file is there.
+                if matches!(e, CatalogError::IntentLost)
+                    && let Some(row) = self.committed(&blob).await?
+                {
+                    return self.mark_completed(session, token, row).await;
+                }
                 // The row did not commit: these bytes belong to nobody, and the upload is over.
                 if let Err(del) = self.inner.blobs.delete(&blob.bucket, &blob.blob).await {
                     tracing::warn!(error = %del, blob = %blob.blob, "could not remove bytes of a failed upload; reconcile will");
@@ -458,17 +549,29 @@ impl StorageService {
                 session.completed_at = Some(Utc::now());
                 return Err(e.into());
             }
-            // Unknown outcome: the session stays locked until its lease runs out; reconcile
-            // settles the intent and the bytes as for a plain upload.
+            // Unknown outcome: the upload stays as recorded (every byte in, not completed)
+            // and its lock runs out; the next request to it settles it.
             Err(e) => return Err(e.into()),
         }
+        tracing::info!(key = %record.key, size = record.size, upload = session.id, "resumable upload completed");
+        self.mark_completed(session, token, record).await
+    }
+
+    /// Records that the upload ended as the file `row`, releasing its lock. Its file exists
+    /// whatever this records: a failure is logged, and the next request settles it again.
+    async fn mark_completed(
+        &self,
+        session: &mut UploadSession,
+        token: &str,
+        row: FileRecord,
+    ) -> Result<Appended, ServiceError> {
         session.completed_at = Some(Utc::now());
-        session.hasher = sha256;
+        session.offset = row.size;
+        session.hasher = row.sha256.clone();
         session.head.clear();
-        if let Err(e) = self.inner.catalog.save_session(session, token).await {
+        if let Err(e) = self.inner.catalog.save_session(session, token, true).await {
             tracing::warn!(error = %e, upload = session.id, "the file is stored, but its upload could not be marked complete");
         }
-        tracing::info!(key = %record.key, size = record.size, upload = session.id, "resumable upload completed");
-        Ok(Appended { session: session.clone(), file: Some(record) })
+        Ok(Appended { session: session.clone(), file: Some(row) })
     }
 }
