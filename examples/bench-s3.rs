@@ -14,6 +14,9 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
+/// Reads of the input file, as `coffer upload` makes them (tokio's default, 4 KiB, would make
+/// every read a trip to the blocking pool and measure the client instead of the upload).
+const READ: usize = 256 * 1024;
 
 #[tokio::main]
 async fn main() {
@@ -79,10 +82,33 @@ async fn main() {
     let direct_put = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let out = store.client().get_object().bucket("bench-documents").key("direct/big.bin").send().await.unwrap();
-    let mut reader = out.body.into_async_read();
-    let got = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await.unwrap();
+    // Chunk by chunk as the SDK yields them (an AsyncRead copied through an 8 KiB buffer
+    // would measure the copy).
+    let mut body = out.body;
+    let mut got = 0u64;
+    while let Some(chunk) = body.try_next().await.unwrap() {
+        got += chunk.len() as u64;
+    }
     let direct_get = t.elapsed().as_secs_f64();
     assert_eq!(got as usize, size_mib << 20);
+
+    // The AWS SDK for Python's managed upload, same part size and parts in flight (when a
+    // Python with boto3 is given: scripts/bench-s3 passes moto's).
+    let boto3 = match std::env::var("COFFER_TEST_PYTHON") {
+        Ok(python) => {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench/boto3_upload.py");
+            let out = tokio::process::Command::new(python)
+                .args([script, &endpoint, "bench-documents", "boto3/big.bin"])
+                .arg(&input)
+                .args([settings.part_size.to_string(), settings.parts_in_flight.to_string()])
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+            Some(String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap())
+        }
+        Err(_) => None,
+    };
 
     // coffer's multipart uploader alone (no HTTP, no catalog): separates the server's
     // multipart cost from coffer's own.
@@ -92,14 +118,16 @@ async fn main() {
         coffer::domain::BlobVersion::generate(),
     );
     let file_stream: coffer::blob::ByteStream =
-        Box::pin(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&input).await.unwrap()));
+        Box::pin(tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(&input).await.unwrap(), READ));
     store.put(&config.documents_bucket, &key, "application/octet-stream", file_stream).await.unwrap();
     let multipart_alone = t.elapsed().as_secs_f64();
 
     // Through coffer: streamed HTTP upload (multipart to S3), streamed download.
     let t = Instant::now();
-    let body =
-        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&input).await.unwrap()));
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::open(&input).await.unwrap(),
+        READ,
+    ));
     let res = http
         .post(format!("http://{addr}/v1/files?category=exports&filename=big.bin"))
         .bearer_auth(&token)
@@ -136,8 +164,17 @@ async fn main() {
     println!("| operation | seconds | MiB/s | vs direct |");
     println!("|---|---|---|---|");
     println!("| direct aws-sdk PutObject | {direct_put:.2} | {:.0} | 1.00 |", mib / direct_put);
+    if let Some(b) = boto3 {
+        println!(
+            "| boto3 upload_file ({part_size} parts, {} in flight) | {b:.2} | {:.0} | {:.2}x |",
+            settings.parts_in_flight,
+            mib / b,
+            b / direct_put
+        );
+    }
     println!(
-        "| coffer's S3 uploader alone ({part_size} parts, 4 in flight) | {multipart_alone:.2} | {:.0} | {:.2}x |",
+        "| coffer's S3 uploader alone ({part_size} parts, {} in flight) | {multipart_alone:.2} | {:.0} | {:.2}x |",
+        settings.parts_in_flight,
         mib / multipart_alone,
         multipart_alone / direct_put
     );
@@ -152,5 +189,12 @@ async fn main() {
         mib / coffer_get,
         coffer_get / direct_get
     );
+    if let Some(b) = boto3 {
+        println!(
+            "throughput against boto3's multipart upload: uploader alone {:.2}x, through coffer {:.2}x",
+            b / multipart_alone,
+            b / coffer_put
+        );
+    }
     println!("peak RSS of this process (client, coffer and SDK together): {:.1} MiB", peak / 1024.0);
 }
