@@ -35,6 +35,8 @@ async fn main() {
     let part_size = std::env::var("COFFER_S3_PART_SIZE").unwrap_or_else(|_| "8 MiB".into());
     let vars = [
         ("COFFER_S3_PART_SIZE", part_size.as_str()),
+        // Large enough for this file: an upload announcing its length is one streamed PUT.
+        ("COFFER_S3_SINGLE_PUT_MAX", "5 GiB"),
         ("COFFER_STORAGE", "s3"),
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", "coffer-test-access"),
@@ -119,7 +121,7 @@ async fn main() {
     );
     let file_stream: coffer::blob::ByteStream =
         Box::pin(tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::open(&input).await.unwrap(), READ));
-    store.put(&config.documents_bucket, &key, "application/octet-stream", file_stream).await.unwrap();
+    store.put(&config.documents_bucket, &key, "application/octet-stream", file_stream, None).await.unwrap();
     let multipart_alone = t.elapsed().as_secs_f64();
 
     // Through coffer: streamed HTTP upload (multipart to S3), streamed download.
@@ -137,6 +139,23 @@ async fn main() {
         .unwrap();
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let coffer_put = t.elapsed().as_secs_f64();
+
+    // The same with its length announced (Content-Length): one streamed PutObject.
+    let t = Instant::now();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::open(&input).await.unwrap(),
+        READ,
+    ));
+    let res = http
+        .post(format!("http://{addr}/v1/files?category=exports&filename=big.bin&overwrite=true"))
+        .bearer_auth(&token)
+        .header(reqwest::header::CONTENT_LENGTH, (size_mib << 20).to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let coffer_put_known = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let res = http
         .get(format!("http://{addr}/v1/files/tenant-bench/exports/big.bin"))
@@ -179,9 +198,14 @@ async fn main() {
         multipart_alone / direct_put
     );
     println!(
-        "| coffer upload (HTTP → multipart, sha256) | {coffer_put:.2} | {:.0} | {:.2}x |",
+        "| coffer upload, chunked (HTTP → multipart, sha256) | {coffer_put:.2} | {:.0} | {:.2}x |",
         mib / coffer_put,
         coffer_put / direct_put
+    );
+    println!(
+        "| coffer upload, length announced (HTTP → one streamed PutObject, sha256) | {coffer_put_known:.2} | {:.0} | {:.2}x |",
+        mib / coffer_put_known,
+        coffer_put_known / direct_put
     );
     println!("| direct aws-sdk GetObject | {direct_get:.2} | {:.0} | 1.00 |", mib / direct_get);
     println!(
@@ -191,9 +215,11 @@ async fn main() {
     );
     if let Some(b) = boto3 {
         println!(
-            "throughput against boto3's multipart upload: uploader alone {:.2}x, through coffer {:.2}x",
+            "throughput against boto3's multipart upload: uploader alone {:.2}x, through coffer {:.2}x, \
+             through coffer with the length announced {:.2}x",
             b / multipart_alone,
-            b / coffer_put
+            b / coffer_put,
+            b / coffer_put_known
         );
     }
     println!("peak RSS of this process (client, coffer and SDK together): {:.1} MiB", peak / 1024.0);

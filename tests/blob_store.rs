@@ -42,7 +42,7 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
 
     // put + get, whole and ranged
     let k = blob("tenant-a/reports/r.txt");
-    let put = store.put(&b, &k, "text/plain", body(vec![b"hello ", b"world"])).await.unwrap();
+    let put = store.put(&b, &k, "text/plain", body(vec![b"hello ", b"world"]), None).await.unwrap();
     assert_eq!(put.size, 11);
     assert_eq!(read_all(&*store, &b, &k, None).await, b"hello world");
     assert_eq!(read_all(&*store, &b, &k, Some(6..=10)).await, b"world");
@@ -54,18 +54,18 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
         Ok(Bytes::from_static(b"partial")),
         Err(std::io::Error::other("client went away")),
     ]));
-    assert!(matches!(store.put(&b, &broken, "text/plain", failing).await, Err(BlobError::Body(_))));
+    assert!(matches!(store.put(&b, &broken, "text/plain", failing, None).await, Err(BlobError::Body(_))));
     assert!(matches!(store.get(&b, &broken, None).await, Err(BlobError::NotFound)));
 
     // two versions of one key are independent objects
     let k2 = blob("tenant-a/reports/r.txt");
-    store.put(&b, &k2, "text/plain", body(vec![b"v2"])).await.unwrap();
+    store.put(&b, &k2, "text/plain", body(vec![b"v2"]), None).await.unwrap();
     assert_eq!(read_all(&*store, &b, &k, None).await, b"hello world");
     assert_eq!(read_all(&*store, &b, &k2, None).await, b"v2");
 
     // list, paged and ordered, sees exactly the stored objects
     let other = blob("tenant-b/logos/l.png");
-    store.put(&b, &other, "image/png", body(vec![b"png"])).await.unwrap();
+    store.put(&b, &other, "image/png", body(vec![b"png"]), None).await.unwrap();
     let mut listed = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -89,12 +89,12 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
 
     // empty objects
     let empty = blob("tenant-a/reports/empty.txt");
-    assert_eq!(store.put(&b, &empty, "text/plain", body(vec![])).await.unwrap().size, 0);
+    assert_eq!(store.put(&b, &empty, "text/plain", body(vec![]), None).await.unwrap().size, 0);
     assert_eq!(read_all(&*store, &b, &empty, None).await, b"");
 
     // delete_tenant removes one tenant's objects only (not those of a tenant whose id it prefixes)
     let near = blob("tenant-ab/reports/n.txt");
-    store.put(&b, &near, "text/plain", body(vec![b"near"])).await.unwrap();
+    store.put(&b, &near, "text/plain", body(vec![b"near"]), None).await.unwrap();
     let removed = store.delete_tenant(&b, &coffer::domain::TenantId::parse("a").unwrap()).await.unwrap();
     assert_eq!(removed, 2, "r.txt (v2) and empty.txt");
     assert!(matches!(store.get(&b, &k2, None).await, Err(BlobError::NotFound)));
@@ -102,11 +102,44 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
     assert_eq!(read_all(&*store, &b, &other, None).await, b"png");
     assert_eq!(store.delete_tenant(&b, &coffer::domain::TenantId::parse("a").unwrap()).await.unwrap(), 0);
 
+    known_lengths(&*store, &b).await;
     partial_objects(&*store, &b).await;
 
     // a missing bucket is reported as such
     let missing = BucketName::parse("no-such-bucket-here").unwrap();
     assert!(matches!(store.check(&missing).await, Err(BlobError::NoSuchBucket(_))));
+}
+
+/// Bodies whose exact length is announced (above one S3 part: one streamed PUT there): stored
+/// whole; a body shorter or longer than announced, or failing, is `Body` with nothing stored.
+async fn known_lengths(store: &dyn BlobStore, b: &BucketName) {
+    const MIB: usize = 1024 * 1024;
+    let all = data(9 * MIB + 3);
+    let pieces = || owned(all.chunks(300_000).map(<[u8]>::to_vec).collect());
+    let k = blob("tenant-k/exports/known.bin");
+    assert_eq!(
+        store.put(b, &k, "application/octet-stream", pieces(), Some(all.len() as u64)).await.unwrap().size,
+        all.len() as u64
+    );
+    assert!(read_all(store, b, &k, None).await == all, "stored bytes differ");
+    for (name, announced) in [("short.bin", all.len() as u64 + 1), ("long.bin", all.len() as u64 - 1)] {
+        let bad = blob(&format!("tenant-k/exports/{name}"));
+        let res = store.put(b, &bad, "application/octet-stream", pieces(), Some(announced)).await;
+        assert!(matches!(res, Err(BlobError::Body(_))), "{name}: {res:?}");
+        assert!(matches!(store.get(b, &bad, None).await, Err(BlobError::NotFound)), "{name}");
+    }
+    let broken = blob("tenant-k/exports/broken.bin");
+    let failing: ByteStream = Box::pin(futures::stream::iter(vec![
+        Ok(Bytes::from(all[..5 * MIB].to_vec())),
+        Err(std::io::Error::other("client went away")),
+    ]));
+    let res = store.put(b, &broken, "application/octet-stream", failing, Some(all.len() as u64)).await;
+    match res {
+        Err(BlobError::Body(e)) => assert!(e.to_string().contains("client went away"), "{e}"),
+        other => panic!("a failing body: {other:?}"),
+    }
+    assert!(matches!(store.get(b, &broken, None).await, Err(BlobError::NotFound)));
+    store.delete(b, &k).await.unwrap();
 }
 
 /// Deterministic bytes of any length.
@@ -241,7 +274,7 @@ async fn s3_multipart_upload_streams() {
     let k = blob("tenant-a/exports/big.bin");
     let chunk = Bytes::from(vec![7u8; 1 << 20]);
     let stream: ByteStream = Box::pin(futures::stream::iter((0..64).map(move |_| Ok(chunk.clone()))));
-    assert_eq!(store.put(&b, &k, "application/octet-stream", stream).await.unwrap().size, 64 << 20);
+    assert_eq!(store.put(&b, &k, "application/octet-stream", stream, None).await.unwrap().size, 64 << 20);
     let mut hasher = Sha256::new();
     let mut body = store.get(&b, &k, None).await.unwrap().body;
     while let Some(c) = body.next().await {
@@ -263,7 +296,7 @@ async fn s3_failed_multipart_upload_is_aborted() {
         futures::stream::iter((0..12).map(move |_| Ok(chunk.clone())))
             .chain(futures::stream::once(async { Err(std::io::Error::other("client went away")) })),
     );
-    assert!(matches!(store.put(&b, &broken, "application/octet-stream", failing).await, Err(BlobError::Body(_))));
+    assert!(matches!(store.put(&b, &broken, "application/octet-stream", failing, None).await, Err(BlobError::Body(_))));
     assert!(!store.exists(&b, &broken).await.unwrap());
     // The abort runs in the background; give it a moment.
     for _ in 0..50 {

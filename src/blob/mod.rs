@@ -68,13 +68,16 @@ pub trait BlobStore: Send + Sync + 'static {
     fn engine(&self) -> &'static str;
 
     /// Writes `body` under `key` atomically and durably. `content_type` is recorded where the
-    /// engine keeps metadata. Returns `Body` when the stream itself failed; nothing is left.
+    /// engine keeps metadata; `length`, when known, is the body's exact length (a body that
+    /// turns out longer or shorter fails with `Body`). Returns `Body` when the stream itself
+    /// failed; nothing is left.
     async fn put(
         &self,
         bucket: &BucketName,
         key: &BlobKey,
         content_type: &str,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<PutResult, BlobError>;
 
     /// Opens `key` for reading, optionally only the inclusive byte `range` (already validated

@@ -368,6 +368,7 @@ impl Config {
                 line("COFFER_SSE", format!("{:?}", s.sse));
                 line("COFFER_S3_PART_SIZE", bytesize::ByteSize(s.part_size as u64).to_string());
                 line("COFFER_S3_PARTS_IN_FLIGHT", s.parts_in_flight.to_string());
+                line("COFFER_S3_SINGLE_PUT_MAX", bytesize::ByteSize(s.single_put_max).to_string());
                 line("COFFER_PRESIGN", format!("{:?}", s.presign).to_lowercase());
                 line("COFFER_PRESIGN_DIRECT_MAX_TTL", humantime::format_duration(s.direct_max_ttl).to_string());
                 line(

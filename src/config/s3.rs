@@ -34,6 +34,9 @@ pub struct S3Settings {
     /// Multipart part size in bytes (also the single-PUT threshold).
     pub part_size: usize,
     pub parts_in_flight: usize,
+    /// Bodies of a known length from one part up to this go as one streamed `PutObject`
+    /// instead of a multipart upload (`COFFER_S3_SINGLE_PUT_MAX`; 0 turns it off).
+    pub single_put_max: u64,
     pub max_attempts: u32,
     pub presign: PresignMode,
     /// Longest lifetime of a direct S3 link (COFFER_PRESIGN_DIRECT_MAX_TTL, default 1 h). S3
@@ -88,6 +91,16 @@ impl S3Settings {
             return Err(ConfigError::new("COFFER_S3_PART_SIZE", "must be between 5 MiB and 5 GiB (S3's part limits)"));
         }
         let parts_in_flight = number("COFFER_S3_PARTS_IN_FLIGHT", 4)?;
+        let single_put_max = match get("COFFER_S3_SINGLE_PUT_MAX") {
+            None => 64 * MIB as u64,
+            Some(v) => v
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| ConfigError::new("COFFER_S3_SINGLE_PUT_MAX", e.to_string()))?,
+        };
+        if single_put_max > 5 * 1024 * MIB as u64 {
+            return Err(ConfigError::new("COFFER_S3_SINGLE_PUT_MAX", "must be at most 5 GiB (S3's limit for one PUT)"));
+        }
         if parts_in_flight == 0 {
             return Err(ConfigError::new("COFFER_S3_PARTS_IN_FLIGHT", "must be at least 1"));
         }
@@ -131,6 +144,7 @@ impl S3Settings {
             sse,
             part_size,
             parts_in_flight,
+            single_put_max,
             max_attempts: number("COFFER_S3_MAX_ATTEMPTS", 3)? as u32,
             presign,
             direct_max_ttl,

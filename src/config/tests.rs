@@ -47,6 +47,28 @@ fn bad_values_name_their_variable() {
 }
 
 #[test]
+fn bad_s3_values_name_their_variable() {
+    for (var, value) in [
+        ("COFFER_S3_PART_SIZE", "4 MiB"),
+        ("COFFER_S3_PART_SIZE", "lots"),
+        ("COFFER_S3_PARTS_IN_FLIGHT", "0"),
+        ("COFFER_S3_SINGLE_PUT_MAX", "6 GiB"),
+        ("COFFER_S3_SINGLE_PUT_MAX", "-1"),
+        ("COFFER_S3_CHECKSUM", "sometimes"),
+    ] {
+        let err = load(&[("COFFER_STORAGE", "s3"), (var, value)]).unwrap_err();
+        assert_eq!(err.var, var, "{value}");
+        assert!(!err.to_string().contains('\n'));
+    }
+    let c = load(&[("COFFER_STORAGE", "s3"), ("COFFER_S3_SINGLE_PUT_MAX", "0")]).unwrap();
+    let StorageEngine::S3(s) = &c.storage else { panic!("s3") };
+    assert_eq!(s.single_put_max, 0, "0 turns single streamed PUTs off");
+    let c = load(&[("COFFER_STORAGE", "s3")]).unwrap();
+    let StorageEngine::S3(s) = &c.storage else { panic!("s3") };
+    assert_eq!(s.single_put_max, 64 * 1024 * 1024);
+}
+
+#[test]
 fn cli_overrides_environment() {
     let map: HashMap<&str, &str> = HashMap::from([("COFFER_ADDR", "127.0.0.1:1")]);
     let o = Overrides { addr: Some("127.0.0.1:2".parse().unwrap()), ..Default::default() };

@@ -17,7 +17,8 @@ pub struct UploadRequest {
     /// The type the client declared, if any (checked against the bytes).
     pub content_type: Option<String>,
     pub overwrite: bool,
-    /// The announced length, if known: refused early when over the category's limit.
+    /// The body's exact length, if announced (`Content-Length`): refused early when over the
+    /// category's limit; a body of another length fails (`BodyIncomplete`), nothing stored.
     pub size_hint: Option<u64>,
     /// A limit below the category's (an upload link's), if any.
     pub max_size: Option<u64>,
@@ -87,7 +88,7 @@ impl StorageService {
         self.inner.catalog.record_intent(&self.intent_mark(&blob)).await?;
 
         let (metered, meter) = Metered::new(body, limit, over);
-        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered));
+        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered), req.size_hint);
         let put = self.keeping_intent_alive(&blob, put).await;
         if let Err(e) = put {
             self.forget_intent(&blob).await;

@@ -45,8 +45,15 @@ impl BlobStore for MeteredBlobStore {
     fn engine(&self) -> &'static str {
         self.0.engine()
     }
-    async fn put(&self, b: &BucketName, k: &BlobKey, ct: &str, body: ByteStream) -> Result<PutResult, BlobError> {
-        let r = timed!("blob", self, "put", self.0.put(b, k, ct, body));
+    async fn put(
+        &self,
+        b: &BucketName,
+        k: &BlobKey,
+        ct: &str,
+        body: ByteStream,
+        length: Option<u64>,
+    ) -> Result<PutResult, BlobError> {
+        let r = timed!("blob", self, "put", self.0.put(b, k, ct, body, length));
         if let Ok(p) = &r {
             metrics::counter!("coffer_stored_bytes_total").increment(p.size);
         }

@@ -237,3 +237,54 @@ async fn a_missing_bucket_at_start_names_coffer_provision() {
     assert!(line.contains("never-created-documents") && line.contains("coffer provision"), "{line}");
     assert!(!line.contains('\n'));
 }
+
+#[tokio::test]
+async fn an_upload_of_a_known_length_streams_as_one_put_and_a_cut_one_stores_nothing() {
+    let s3 = endpoint("COFFER_TEST_S3_ENDPOINT");
+    let app = s3_app(&s3, &[]).await;
+    let token = app.token("abc");
+    // Over one part (8 MiB), under COFFER_S3_SINGLE_PUT_MAX (64 MiB): one streamed PutObject.
+    let data: Vec<u8> = (0..10 * 1024 * 1024 + 5).map(|i: usize| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
+    let res = app
+        .request(reqwest::Method::POST, "/v1/files?category=exports&filename=known.bin", &token)
+        .header(reqwest::header::CONTENT_LENGTH, data.len())
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    let meta: Value = res.json().await.unwrap();
+    assert_eq!(meta["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
+    let got = app.download("abc", "tenant-abc/exports/known.bin").await.bytes().await.unwrap();
+    assert!(got[..] == data[..], "downloaded bytes differ");
+
+    // The client goes away half-way: nothing is stored, no row, no object.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let half = data[..5 * 1024 * 1024].to_vec();
+    tokio::spawn(async move {
+        tx.send(Ok(half)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = tx.send(Err(std::io::Error::other("the client went away"))).await;
+    });
+    let res = app
+        .request(reqwest::Method::POST, "/v1/files?category=exports&filename=cut.bin", &token)
+        .header(reqwest::header::CONTENT_LENGTH, data.len())
+        .body(body)
+        .send()
+        .await;
+    assert!(res.is_err() || res.unwrap().status().is_client_error());
+    // The server notices the cut body and cleans up.
+    let mut stored = Vec::new();
+    for _ in 0..50 {
+        stored = app.stored_objects().await;
+        if stored.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored.len(), 1, "only known.bin: {stored:?}");
+    assert_eq!(app.download("abc", "tenant-abc/exports/cut.bin").await.status(), StatusCode::NOT_FOUND);
+}

@@ -176,6 +176,7 @@ impl BlobStore for FsBlobStore {
         key: &BlobKey,
         _content_type: &str,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<PutResult, BlobError> {
         let base = self.bucket_exists(bucket).await?;
         let path = self.path(bucket, key);
@@ -194,6 +195,12 @@ impl BlobStore for FsBlobStore {
                 Err(e) => Err(e),
             },
         };
+        let written = written.and_then(|size| match length {
+            Some(announced) if announced != size => Err(BlobError::Body(std::io::Error::other(format!(
+                "the body held {size} bytes, not the {announced} announced"
+            )))),
+            _ => Ok(size),
+        });
         let result = match written {
             Ok(size) => match tokio::fs::rename(&temp, &path).await {
                 Ok(()) => sync_dir(&dir).await.map(|()| size).map_err(BlobError::from),

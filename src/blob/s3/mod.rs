@@ -9,6 +9,7 @@ mod errors;
 pub mod iam;
 mod partial;
 pub mod provision;
+mod streamed;
 mod upload;
 
 use std::ops::RangeInclusive;
@@ -87,8 +88,9 @@ impl BlobStore for S3BlobStore {
         key: &BlobKey,
         content_type: &str,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<PutResult, BlobError> {
-        upload::put(self, bucket.as_str(), &key.to_string(), content_type, body).await
+        upload::put(self, bucket.as_str(), &key.to_string(), content_type, body, length).await
     }
 
     async fn get(

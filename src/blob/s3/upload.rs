@@ -1,5 +1,6 @@
-//! Streaming `put`: one `PutObject` for bodies under a part, else a multipart upload with a
-//! bounded number of parts in flight. A failed or cancelled upload aborts its multipart upload.
+//! Streaming `put`: one `PutObject` for bodies under a part, one streamed `PutObject` for
+//! bodies of a known length up to `single_put_max`, else a multipart upload with a bounded
+//! number of parts in flight. A failed or cancelled upload aborts its multipart upload.
 
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -32,7 +33,14 @@ pub async fn put(
     key: &str,
     content_type: &str,
     body: ByteStream,
+    length: Option<u64>,
 ) -> Result<PutResult, BlobError> {
+    if let Some(length) = length
+        && length >= store.settings.part_size as u64
+        && length <= store.settings.single_put_max
+    {
+        return put_streamed(store, bucket, key, content_type, body, length).await;
+    }
     // Parts are read until the body ends; it must not be polled past that.
     let mut body: ByteStream = Box::pin(body.fuse());
     let part_size = store.settings.part_size;
@@ -101,6 +109,42 @@ async fn put_single(
     let bucket_name = BucketName::parse(bucket).map_err(|e| BlobError::Unavailable(e.to_string()))?;
     req.send().await.map_err(|e| classify(e, &bucket_name))?;
     Ok(PutResult { size })
+}
+
+/// One `PutObject` streaming `body` as it arrives: no buffer, one request (a multipart upload
+/// costs three requests more and, on many S3 servers, a copy of every byte to assemble the
+/// parts). The price: the SDK cannot retry it (the body is read once), so a transient error
+/// fails the upload, where a multipart upload retries just the part.
+async fn put_streamed(
+    store: &S3BlobStore,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    body: ByteStream,
+    length: u64,
+) -> Result<PutResult, BlobError> {
+    let (body, failure) = super::streamed::ExactBody::new(body, length);
+    let mut req = store
+        .client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .content_length(length as i64)
+        .body(SdkBody::from_body_1_x(body));
+    if let Some((sse, kms)) = store.sse() {
+        req = req.server_side_encryption(sse).set_ssekms_key_id(kms);
+    }
+    let bucket_name = BucketName::parse(bucket).map_err(|e| BlobError::Unavailable(e.to_string()))?;
+    match req.send().await {
+        Ok(_) => Ok(PutResult { size: length }),
+        // The body's own failure, not the storage's: nothing was stored (S3 keeps no part of
+        // a PutObject that did not complete).
+        Err(e) => match failure.lock().expect("body failure lock").take() {
+            Some(body_error) => Err(BlobError::Body(body_error)),
+            None => Err(classify(e, &bucket_name)),
+        },
+    }
 }
 
 /// Uploads every part `parts` yields as parts `first_number`, `first_number + 1`, …, keeping
