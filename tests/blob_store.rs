@@ -155,29 +155,45 @@ fn owned(parts: Vec<Vec<u8>>) -> ByteStream {
 /// append discarded by the next one at the same offset, finishing, aborting, an empty one.
 async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     const MIB: usize = 1024 * 1024;
-    let all = data(13 * MIB + 12_345);
+    let all = data(20 * MIB + 12_345);
     let k = blob("tenant-p/exports/big.bin");
     let mut state = store.partial_begin(b, &k, "application/octet-stream").await.unwrap();
     assert!(matches!(store.get(b, &k, None).await, Err(BlobError::NotFound)), "nothing visible before finish");
     let mut offset = 0usize;
-    for piece in [1, 65_535, 65_537, 6 * MIB, 100, 3 * MIB, 2 * MIB] {
+    for piece in [1, 65_535, 65_537, 6 * MIB, 100, 9 * MIB, 2 * MIB] {
+        // Most with their length announced (S3 streams whole parts by it), one without.
+        let length = (piece != 100).then_some(piece as u64);
         let chunk = all[offset..offset + piece].to_vec();
         // Split across stream chunks too.
         let (a, c) = chunk.split_at(piece / 2);
-        let (new, appended) =
-            store.partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()])).await.unwrap();
+        let (new, appended) = store
+            .partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()]), length)
+            .await
+            .unwrap();
         assert_eq!(appended, piece as u64);
         store.partial_release(b, &k, &state, &new).await;
         state = new;
         offset += piece;
     }
+    // A body longer than announced fails; a shorter one (its client went away) keeps what
+    // arrived, as any append does. Neither is acknowledged here.
+    let longer = store
+        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xAB; 8 * MIB]]), Some(7 * MIB as u64))
+        .await;
+    assert!(matches!(longer, Err(BlobError::Body(_))), "{longer:?}");
+    let (shorter, appended) = store
+        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xCD; 8 * MIB + 7]]), Some(9 * MIB as u64))
+        .await
+        .unwrap();
+    assert_eq!(appended, 8 * MIB as u64 + 7);
+    store.partial_release(b, &k, &shorter, &state).await;
     // An append that is never acknowledged (its state is dropped): the next one from the same
     // offset replaces what it wrote.
     let (unacked, _) =
-        store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]])).await.unwrap();
+        store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]]), None).await.unwrap();
     store.partial_release(b, &k, &unacked, &state).await;
     let (new, appended) =
-        store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()])).await.unwrap();
+        store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()]), None).await.unwrap();
     assert_eq!(appended as usize, all.len() - offset);
     store.partial_release(b, &k, &state, &new).await;
     store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();
@@ -196,7 +212,7 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     // Aborted: nothing remains, and aborting again succeeds.
     let gone = blob("tenant-p/exports/gone.bin");
     let state = store.partial_begin(b, &gone, "application/octet-stream").await.unwrap();
-    let (state, _) = store.partial_append(b, &gone, &state, 0, owned(vec![data(70_000)])).await.unwrap();
+    let (state, _) = store.partial_append(b, &gone, &state, 0, owned(vec![data(70_000)]), Some(70_000)).await.unwrap();
     store.partial_abort(b, &gone, &state).await.unwrap();
     assert!(matches!(store.get(b, &gone, None).await, Err(BlobError::NotFound)));
     let mut left = Vec::new();

@@ -152,7 +152,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `body` to the partial object of `key`, which holds `offset` acknowledged bytes
     /// (anything an earlier, unacknowledged append left past them is discarded). Durable when
-    /// it returns. Returns the new state and the bytes appended.
+    /// it returns. Returns the new state and the bytes appended. `length`, when known, is the
+    /// body's announced length (an engine may stream by it): a longer body fails with `Body`;
+    /// a shorter one (its client went away) keeps what arrived, as any append does.
     async fn partial_append(
         &self,
         bucket: &BucketName,
@@ -160,6 +162,7 @@ pub trait BlobStore: Send + Sync + 'static {
         state: &str,
         offset: u64,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<(String, u64), BlobError>;
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:

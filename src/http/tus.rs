@@ -105,6 +105,11 @@ pub async fn options(State(state): State<AppState>) -> Response {
     (StatusCode::NO_CONTENT, headers).into_response()
 }
 
+/// The body's announced length (`Content-Length`; hyper holds the body to it).
+fn body_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// A header as a non-negative integer; `None` when absent.
 fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(name) else { return Ok(None) };
@@ -307,7 +312,13 @@ pub async fn create(
     out.insert(header::LOCATION, HeaderValue::from_str(&location).expect("hex id"));
     // An empty upload is complete at once; otherwise the first bytes, if sent.
     let session = if with_bytes || session.length == Some(0) {
-        let append = Append { offset: 0, length: None, checksum: checksum(&headers)?, body: guarded(&state, body) };
+        let append = Append {
+            offset: 0,
+            length: None,
+            checksum: checksum(&headers)?,
+            body: guarded(&state, body),
+            body_length: body_length(&headers),
+        };
         match detached(&state, who.clone(), session.id.clone(), append, slot).await {
             Ok(Appended { session, .. }) => session,
             // Bytes of a type the category refuses end the upload: the refusal is the answer.
@@ -395,7 +406,7 @@ pub async fn patch(
     let length = number(&headers, "upload-length")?;
     let checksum = checksum(&headers)?;
     let slot = state.uploads.acquire(who.tenant())?;
-    let append = Append { offset, length, checksum, body: guarded(&state, body) };
+    let append = Append { offset, length, checksum, body: guarded(&state, body), body_length: body_length(&headers) };
     let appended = match detached(&state, who, id, append, slot).await {
         Ok(appended) => appended,
         // The upload's offset goes with the refusal, so a client needs no HEAD to resume.

@@ -120,8 +120,9 @@ impl BlobStore for MeteredBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
-        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body))
+        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, length))
     }
     async fn partial_finish(&self, b: &BucketName, k: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
         timed!("blob", self, "partial_finish", self.0.partial_finish(b, k, state, offset))

@@ -697,8 +697,11 @@ async fn die_while_completing(app: &TestApp, tenant: &str, path: &str, data: &[u
     let mut s = catalog.lock_session(&t, id, at as u64, "dead", Duration::ZERO).await.unwrap().expect("lockable");
     let last: coffer::blob::ByteStream =
         Box::pin(futures::stream::iter([Ok(bytes::Bytes::copy_from_slice(&data[at..]))]));
-    let (state, n) =
-        app.blobs.partial_append(&s.blob.bucket, &s.blob.blob, &s.engine_state, s.offset, last).await.unwrap();
+    let (state, n) = app
+        .blobs
+        .partial_append(&s.blob.bucket, &s.blob.blob, &s.engine_state, s.offset, last, Some(1000))
+        .await
+        .unwrap();
     assert_eq!(n, 1000);
     let mut hasher = ResumableSha256::decode(&s.hasher).unwrap();
     hasher.update(&data[at..]);

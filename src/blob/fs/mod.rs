@@ -323,8 +323,16 @@ impl BlobStore for FsBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
-        self.append_partial(bucket, key, state, offset, body).await
+        let (state, appended) = self.append_partial(bucket, key, state, offset, body).await?;
+        match length {
+            // Not acknowledged: the next append from `offset` replaces what this one wrote.
+            Some(announced) if appended > announced => Err(BlobError::Body(std::io::Error::other(format!(
+                "the body held {appended} bytes, more than the {announced} announced"
+            )))),
+            _ => Ok((state, appended)),
+        }
     }
 
     async fn partial_finish(

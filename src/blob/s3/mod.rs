@@ -222,8 +222,9 @@ impl BlobStore for S3BlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
-        self.append_partial(bucket, key, state, offset, body).await
+        self.append_partial(bucket, key, state, offset, body, length).await
     }
 
     async fn partial_finish(

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::streamed::ExactBody;
 use super::upload::upload_parts;
 use super::{S3BlobStore, classify};
 use crate::blob::{BlobError, BlobStore, ByteStream};
@@ -84,6 +85,7 @@ impl S3BlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
+        length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
         let mut state = State::parse(state, key)?;
         let recorded: u64 = state.parts.iter().map(|p| p.2).sum::<u64>() + state.staged;
@@ -103,26 +105,37 @@ impl S3BlobStore {
                 counter.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }));
-        // Whole parts while the body lasts; what is left stays in `carry`.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let whole = futures::stream::try_unfold((body, carry, Some(tx)), move |(mut body, mut carry, tx)| async move {
-            while carry.len() < part_size {
-                match body.next().await {
-                    Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
-                    None => {
-                        if let Some(tx) = tx {
-                            let _ = tx.send(carry);
-                        }
-                        return Ok(None);
-                    }
-                }
-            }
-            let part = carry.split_to(part_size).freeze();
-            Ok(Some((part, (body, carry, tx))))
-        });
         let first = state.parts.len() as i32 + 1;
-        let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, first, whole).await?;
-        let rest = rx.await.map_err(|_| BlobError::Unavailable("the body ended without its remainder".into()))?;
+        let (sent, rest) = match length {
+            Some(length) => {
+                let whole = Whole { upload_id: &state.upload_id, first, part_size };
+                self.stream_whole_parts(bucket, &object, whole, carry, body, length).await?
+            }
+            None => {
+                // Whole parts while the body lasts; what is left stays in `carry`.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let whole =
+                    futures::stream::try_unfold((body, carry, Some(tx)), move |(mut body, mut carry, tx)| async move {
+                        while carry.len() < part_size {
+                            match body.next().await {
+                                Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
+                                None => {
+                                    if let Some(tx) = tx {
+                                        let _ = tx.send(carry);
+                                    }
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                        let part = carry.split_to(part_size).freeze();
+                        Ok(Some((part, (body, carry, tx))))
+                    });
+                let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, first, whole).await?;
+                let rest =
+                    rx.await.map_err(|_| BlobError::Unavailable("the body ended without its remainder".into()))?;
+                (sent, rest)
+            }
+        };
         record(&mut state, sent, part_size as u64);
         let appended = appended.load(std::sync::atomic::Ordering::Relaxed);
         let end = offset + appended;
@@ -181,6 +194,101 @@ impl S3BlobStore {
             let _ = self.client.delete_object().bucket(bucket.as_str()).key(stage_key(key, at)).send().await;
         }
         Ok(())
+    }
+
+    /// With the body's length known, each whole part goes to S3 as its bytes arrive (the
+    /// part's length is known before its first byte), instead of being received whole first:
+    /// the upload to S3 overlaps the client's. Returns the parts sent and what is left after
+    /// the last whole part. A part streamed once cannot be retried by the SDK: a transient
+    /// error fails the append (unacknowledged; the client's retry resends it). A body that
+    /// ends early (the client went away: the service's intake ends it quietly) keeps what
+    /// arrived: the part being streamed is abandoned and its bytes become the rest.
+    async fn stream_whole_parts(
+        &self,
+        bucket: &BucketName,
+        object: &str,
+        whole: Whole<'_>,
+        carry: BytesMut,
+        mut body: ByteStream,
+        length: u64,
+    ) -> Result<(Vec<CompletedPart>, BytesMut), BlobError> {
+        let part_size = whole.part_size;
+        let mut pending: Option<Bytes> = (!carry.is_empty()).then(|| carry.freeze());
+        let mut left = pending.as_ref().map_or(0, |c| c.len() as u64) + length;
+        let mut requests = Vec::new();
+        let mut number = whole.first;
+        let mut rest = BytesMut::new();
+        'parts: while left >= part_size as u64 {
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+            let feed: ByteStream =
+                Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+            let (part, _) = ExactBody::new(feed, part_size as u64);
+            let request = self
+                .client
+                .upload_part()
+                .bucket(bucket.as_str())
+                .key(object)
+                .upload_id(whole.upload_id)
+                .part_number(number)
+                .content_length(part_size as i64)
+                .body(SdkBody::from_body_1_x(part))
+                .send();
+            let n = number;
+            let request = tokio::spawn(async move { request.await.map(|out| (n, out.e_tag().map(str::to_owned))) });
+            let mut need = part_size;
+            // The part's bytes so far (shared, not copied), should the body end early.
+            let mut sent = Vec::new();
+            while need > 0 {
+                let mut chunk = match pending.take() {
+                    Some(chunk) => chunk,
+                    None => match body.next().await {
+                        Some(Ok(chunk)) => chunk,
+                        Some(Err(e)) => return Err(BlobError::Body(e)),
+                        None => {
+                            drop(tx);
+                            let _ = request.await;
+                            sent.iter().for_each(|c: &Bytes| rest.extend_from_slice(c));
+                            break 'parts;
+                        }
+                    },
+                };
+                if chunk.len() > need {
+                    pending = Some(chunk.split_off(need));
+                }
+                need -= chunk.len();
+                sent.push(chunk.clone());
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The request ended before its body: its error says why.
+                    drop(tx);
+                    return Err(match request.await {
+                        Ok(Err(e)) => classify(e, bucket),
+                        _ => BlobError::Unavailable(format!("part {n} ended before its body")),
+                    });
+                }
+            }
+            requests.push(request);
+            left -= part_size as u64;
+            number += 1;
+        }
+        if let Some(p) = pending.take() {
+            rest.extend_from_slice(&p);
+        }
+        loop {
+            if rest.len() as u64 > left {
+                return Err(BlobError::Body(std::io::Error::other("the body is longer than announced")));
+            }
+            match body.next().await {
+                Some(chunk) => rest.extend_from_slice(&chunk.map_err(BlobError::Body)?),
+                None => break,
+            }
+        }
+        let mut done = Vec::new();
+        for request in requests {
+            let (n, etag) =
+                request.await.map_err(|e| BlobError::Unavailable(e.to_string()))?.map_err(|e| classify(e, bucket))?;
+            done.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
+        }
+        Ok((done, rest))
     }
 
     async fn read_stage(&self, bucket: &BucketName, key: &BlobKey, at: u64) -> Result<Bytes, BlobError> {
@@ -260,6 +368,14 @@ impl S3BlobStore {
         }
         Ok(())
     }
+}
+
+/// Where the whole parts of an append go: the multipart upload, the first part's number, the
+/// part size.
+struct Whole<'a> {
+    upload_id: &'a str,
+    first: i32,
+    part_size: usize,
 }
 
 /// Adds the parts just sent to the state, in part-number order; each but a final short one is

@@ -63,6 +63,8 @@ pub struct Append {
     pub length: Option<u64>,
     pub checksum: Option<Checksum>,
     pub body: ByteStream,
+    /// The body's announced length (`Content-Length`), if any.
+    pub body_length: Option<u64>,
 }
 
 /// An upload after an append, and the file when that append completed it.
@@ -361,12 +363,15 @@ impl StorageService {
         });
         let (intake, taken) = Intake::new(body, hasher, checksum, limit, over);
         let blob = session.blob.clone();
+        // An announced length the intake will cut short is no length to stream by.
+        let body_length = req.body_length.filter(|&n| n <= limit);
         let append = self.inner.blobs.partial_append(
             &blob.bucket,
             &blob.blob,
             &session.engine_state,
             session.offset,
             Box::pin(intake),
+            body_length,
         );
         let (state, appended) = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
         let taken = std::mem::replace(
