@@ -27,7 +27,7 @@ use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, 
 use crate::config::{PresignMode, S3Settings, Sse};
 use crate::domain::{BlobKey, BucketName, TenantId};
 
-pub use errors::classify;
+pub use errors::{classify, classify_streamed};
 
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {

@@ -261,7 +261,7 @@ impl S3BlobStore {
                     // The request ended before its body: its error says why.
                     drop(tx);
                     return Err(match request.await {
-                        Ok(Err(e)) => classify(e, bucket),
+                        Ok(Err(e)) => super::classify_streamed(e, bucket),
                         _ => BlobError::Unavailable(format!("part {n} ended before its body")),
                     });
                 }
@@ -284,8 +284,10 @@ impl S3BlobStore {
         }
         let mut done = Vec::new();
         for request in requests {
-            let (n, etag) =
-                request.await.map_err(|e| BlobError::Unavailable(e.to_string()))?.map_err(|e| classify(e, bucket))?;
+            let (n, etag) = request
+                .await
+                .map_err(|e| BlobError::Unavailable(e.to_string()))?
+                .map_err(|e| super::classify_streamed(e, bucket))?;
             done.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
         }
         Ok((done, rest))

@@ -142,7 +142,7 @@ async fn put_streamed(
         // a PutObject that did not complete).
         Err(e) => match failure.lock().expect("body failure lock").take() {
             Some(body_error) => Err(BlobError::Body(body_error)),
-            None => Err(classify(e, &bucket_name)),
+            None => Err(super::classify_streamed(e, &bucket_name)),
         },
     }
 }
