@@ -94,7 +94,7 @@ impl StorageService {
             self.forget_intent(&blob).await;
             return Err(e.into());
         }
-        let (sha256, size) = meter.finish();
+        let (sha256, size) = meter.finish().await;
         let record = FileRecord {
             key,
             original_filename: req.original_filename.unwrap_or_else(|| req.filename.to_string()),
