@@ -62,6 +62,14 @@ pub struct BlobPage {
     pub next: Option<String>,
 }
 
+/// A write the store holds apart from its objects (an S3 multipart upload): the key it would
+/// complete to and the engine's id for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedWrite {
+    pub key: String,
+    pub id: String,
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// A short name of the engine, for logs and `/readyz`.
@@ -105,6 +113,22 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a leftover that `stray_age` recognised.
     async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError>;
+
+    /// Writes the engine keeps apart from objects until they complete (S3 multipart uploads)
+    /// that were started more than `older_than` ago. Engines without such writes have none.
+    async fn unfinished_writes(
+        &self,
+        _bucket: &BucketName,
+        _older_than: std::time::Duration,
+    ) -> Result<Vec<UnfinishedWrite>, BlobError> {
+        Ok(Vec::new())
+    }
+
+    /// Abandons one of [`Self::unfinished_writes`], releasing what it holds; succeeds when it
+    /// is already gone.
+    async fn abandon_write(&self, _bucket: &BucketName, _write: &UnfinishedWrite) -> Result<(), BlobError> {
+        Ok(())
+    }
 
     /// Succeeds when the store can serve `bucket` (exists and is reachable).
     async fn check(&self, bucket: &BucketName) -> Result<(), BlobError>;

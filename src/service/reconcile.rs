@@ -4,7 +4,8 @@
 //! 0. resumable uploads past their expiry are removed (partial bytes, row, intent);
 //! 1. pending upload intents older than the grace period are rolled back (their bytes
 //!    removed, the intent dropped) — the client never received a 201 for them;
-//! 2. the deletion queue is drained;
+//! 2. the deletion queue is drained; multipart uploads older than the grace period that no
+//!    row or live intent owns (a writer died mid-upload) are aborted;
 //! 3. every bucket is listed: bytes that no row or live intent points to, older than the
 //!    grace period, are removed; leftovers of interrupted writes likewise; anything else
 //!    unrecognised is reported and left alone;
@@ -30,6 +31,8 @@ pub struct Report {
     pub queued_deletions_done: u64,
     pub orphans_removed: u64,
     pub leftovers_removed: u64,
+    /// Multipart uploads (S3) nobody would complete, aborted.
+    pub multipart_aborted: u64,
     pub objects_checked: u64,
     pub rows_checked: u64,
     /// Rows whose bytes are missing (their keys).
@@ -48,7 +51,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let verb = if self.dry_run { "would remove" } else { "removed" };
         format!(
-            "reconcile{}: {} expired resumable uploads removed, {} stale uploads rolled back, {} queued deletions, {verb} {} orphaned objects and {} leftovers; \
+            "reconcile{}: {} expired resumable uploads removed, {} stale uploads rolled back, {} queued deletions, {verb} {} orphaned objects and {} leftovers, aborted {} multipart uploads; \
              checked {} objects and {} rows; {} rows missing bytes, {} unrecognised objects, {} errors",
             if self.dry_run { " (dry run)" } else { "" },
             self.expired_uploads,
@@ -56,6 +59,7 @@ impl Report {
             self.queued_deletions_done,
             self.orphans_removed,
             self.leftovers_removed,
+            self.multipart_aborted,
             self.objects_checked,
             self.rows_checked,
             self.missing_bytes.len(),
@@ -78,6 +82,7 @@ impl Reconciler {
         let mut report = Report { dry_run: self.dry_run, ..Report::default() };
         self.expire_uploads(&mut report).await;
         self.roll_back_stale_intents(&mut report).await;
+        self.abort_unfinished_writes(&mut report).await;
         self.drain_deletions(&mut report).await;
         for bucket in &self.buckets {
             self.sweep_bucket(bucket, &mut report).await;
@@ -117,6 +122,38 @@ impl Reconciler {
             }
             if page.len() < PAGE || !progressed {
                 return;
+            }
+        }
+    }
+
+    /// Aborts the multipart uploads older than the grace period that no file row or pending
+    /// intent points to. An upload in progress (plain or resumable) keeps its intent alive, and
+    /// stale intents were rolled back just before, so what is left has no writer.
+    async fn abort_unfinished_writes(&self, report: &mut Report) {
+        for bucket in &self.buckets {
+            let writes = match self.blobs.unfinished_writes(bucket, self.grace).await {
+                Ok(w) => w,
+                Err(e) => {
+                    report.errors.push(format!("listing unfinished writes in {bucket}: {e}"));
+                    continue;
+                }
+            };
+            for page in writes.chunks(PAGE) {
+                let keys: Vec<String> = page.iter().map(|w| w.key.clone()).collect();
+                let owned = match self.catalog.referenced(bucket, &keys).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        report.errors.push(format!("checking unfinished writes in {bucket}: {e}"));
+                        continue;
+                    }
+                };
+                for write in page.iter().filter(|w| !owned.contains(&w.key)) {
+                    let aborted = if self.dry_run { Ok(()) } else { self.blobs.abandon_write(bucket, write).await };
+                    match aborted {
+                        Ok(()) => report.multipart_aborted += 1,
+                        Err(e) => report.errors.push(format!("aborting the multipart upload of {}: {e}", write.key)),
+                    }
+                }
             }
         }
     }

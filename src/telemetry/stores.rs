@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
+use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult, UnfinishedWrite};
 use crate::catalog::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
     PurgedRows, Quota, TenantInfo, TenantStatus, UploadSession,
@@ -81,6 +81,12 @@ impl BlobStore for MeteredBlobStore {
     }
     async fn remove_stray(&self, b: &BucketName, key: &str) -> Result<(), BlobError> {
         timed!("blob", self, "remove_stray", self.0.remove_stray(b, key))
+    }
+    async fn unfinished_writes(&self, b: &BucketName, older_than: Duration) -> Result<Vec<UnfinishedWrite>, BlobError> {
+        timed!("blob", self, "unfinished_writes", self.0.unfinished_writes(b, older_than))
+    }
+    async fn abandon_write(&self, b: &BucketName, w: &UnfinishedWrite) -> Result<(), BlobError> {
+        timed!("blob", self, "abandon_write", self.0.abandon_write(b, w))
     }
     async fn check(&self, b: &BucketName) -> Result<(), BlobError> {
         timed!("blob", self, "check", self.0.check(b))

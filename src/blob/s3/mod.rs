@@ -6,6 +6,7 @@
 //! configured server-side encryption.
 
 mod errors;
+pub(crate) mod multipart;
 pub mod iam;
 mod partial;
 pub mod provision;
@@ -23,7 +24,7 @@ use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, ServerSideEncrypti
 use futures::TryStreamExt;
 use tokio_util::io::ReaderStream;
 
-use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
+use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult, UnfinishedWrite};
 use crate::config::{PresignMode, S3Settings, Sse};
 use crate::domain::{BlobKey, BucketName, TenantId};
 
@@ -209,6 +210,14 @@ impl BlobStore for S3BlobStore {
 
     async fn remove_stray(&self, bucket: &BucketName, key: &str) -> Result<(), BlobError> {
         Err(BlobError::Unavailable(format!("{bucket}/{key} is not coffer's to remove")))
+    }
+
+    async fn unfinished_writes(&self, bucket: &BucketName, older_than: Duration) -> Result<Vec<UnfinishedWrite>, BlobError> {
+        multipart::unfinished(&self.client, bucket, older_than).await
+    }
+
+    async fn abandon_write(&self, bucket: &BucketName, write: &UnfinishedWrite) -> Result<(), BlobError> {
+        multipart::abort(&self.client, bucket, write).await
     }
 
     async fn partial_begin(&self, bucket: &BucketName, key: &BlobKey, content_type: &str) -> Result<String, BlobError> {

@@ -282,8 +282,39 @@ impl Provisioner<'_> {
 
     async fn lifecycle(&self, kind: BucketKind) -> Result<Outcome, Outcome> {
         let wanted = self.wanted_rules(kind);
+        if self.current_rules().await == wanted {
+            return Ok(Outcome::Unchanged);
+        }
+        if self.dry_run {
+            return Ok(Outcome::Planned);
+        }
+        let refused = match self.put_rules(&wanted).await {
+            Ok(()) => None,
+            Err(Outcome::Failed(why)) if wanted.iter().any(|(_, t, _)| !t.is_empty()) => Some(why),
+            Err(other) => return Err(other),
+        };
+        // Some servers (Garage) take the rules but drop what they cannot do, or refuse storage
+        // classes outright: read back, and keep at least the abort rule, saying what is missing.
+        if refused.is_none() && self.current_rules().await == wanted {
+            return Ok(Outcome::Changed);
+        }
+        let without: Vec<Rule> = wanted.iter().map(|(id, _, abort)| (id.clone(), Vec::new(), *abort)).collect();
+        if refused.is_some() {
+            self.put_rules(&without).await?;
+        }
+        if self.current_rules().await == without {
+            let why = refused.map(|w| format!(": {w}")).unwrap_or_default();
+            return Err(Outcome::Unsupported(format!(
+                "storage-class transitions{why}; kept the abort of incomplete multipart uploads"
+            )));
+        }
+        Err(Outcome::Failed("the server did not keep the lifecycle rules it accepted".into()))
+    }
+
+    /// The enabled rules on the bucket, as (id, transitions, abort days).
+    async fn current_rules(&self) -> Vec<Rule> {
         let current = self.client.get_bucket_lifecycle_configuration().bucket(self.bucket).send().await;
-        let have: Vec<Rule> = current
+        current
             .map(|o| {
                 o.rules()
                     .iter()
@@ -305,40 +336,31 @@ impl Provisioner<'_> {
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        if have == wanted {
-            return Ok(Outcome::Unchanged);
-        }
-        if !self.dry_run {
-            let mut config = BucketLifecycleConfiguration::builder();
-            for (id, transitions, abort) in wanted {
-                let mut rule = LifecycleRule::builder()
-                    .id(id)
-                    .filter(LifecycleRuleFilter::builder().prefix("").build())
-                    .status(ExpirationStatus::Enabled)
-                    .abort_incomplete_multipart_upload(
-                        AbortIncompleteMultipartUpload::builder().days_after_initiation(abort).build(),
-                    );
-                for (days, class) in transitions {
-                    rule = rule.transitions(
-                        Transition::builder()
-                            .days(days)
-                            .storage_class(TransitionStorageClass::from(class.as_str()))
-                            .build(),
-                    );
-                }
-                config = config.rules(rule.build().map_err(|e| Outcome::Failed(e.to_string()))?);
+            .unwrap_or_default()
+    }
+
+    async fn put_rules(&self, rules: &[Rule]) -> Result<(), Outcome> {
+        let mut config = BucketLifecycleConfiguration::builder();
+        for (id, transitions, abort) in rules {
+            let mut rule = LifecycleRule::builder()
+                .id(id)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .status(ExpirationStatus::Enabled)
+                .abort_incomplete_multipart_upload(
+                    AbortIncompleteMultipartUpload::builder().days_after_initiation(*abort).build(),
+                );
+            for (days, class) in transitions {
+                rule = rule.transitions(
+                    Transition::builder().days(*days).storage_class(TransitionStorageClass::from(class.as_str())).build(),
+                );
             }
-            let config = config.build().map_err(|e| Outcome::Failed(e.to_string()))?;
-            call!(
-                self.client
-                    .put_bucket_lifecycle_configuration()
-                    .bucket(self.bucket)
-                    .lifecycle_configuration(config)
-                    .send()
-            )?;
+            config = config.rules(rule.build().map_err(|e| Outcome::Failed(e.to_string()))?);
         }
-        Ok(self.apply())
+        let config = config.build().map_err(|e| Outcome::Failed(e.to_string()))?;
+        call!(
+            self.client.put_bucket_lifecycle_configuration().bucket(self.bucket).lifecycle_configuration(config).send()
+        )?;
+        Ok(())
     }
 
     async fn versioning(&self) -> Result<Outcome, Outcome> {
