@@ -61,7 +61,8 @@ async fn instance(catalog: Arc<PostgresCatalog>, id: usize, secs: u64) -> Vec<Du
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::args().nth(1).map(|s| s.parse().expect("seconds")).unwrap_or(10);
-    let admin = std::env::var("COFFER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin =
+        std::env::var("COFFER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("coffer_bench_catalog_{}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.expect("create database");
@@ -74,13 +75,15 @@ async fn main() {
         for _ in 0..n {
             catalogs.push(Arc::new(PostgresCatalog::connect(&url, None).await.expect("catalog")));
         }
-        let runs: Vec<_> = catalogs.iter().enumerate().map(|(i, c)| tokio::spawn(instance(c.clone(), i, secs))).collect();
+        let runs: Vec<_> =
+            catalogs.iter().enumerate().map(|(i, c)| tokio::spawn(instance(c.clone(), i, secs))).collect();
         let mut latencies = Vec::new();
         for r in runs {
             latencies.extend(r.await.expect("instance"));
         }
         latencies.sort();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
         println!(
             "| {n} | {} | {:.0} | {:.1} | {:.1} |",
             n * WRITERS,

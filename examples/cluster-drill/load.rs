@@ -272,7 +272,8 @@ impl Worker {
         }
         let prefix = format!("tenant-{}/{category}/", self.tenant);
         for key in self.ledger.keys().filter(|k| k.starts_with(&prefix)) {
-            if matches!(self.ledger.certain(key), Some(Version::Present { .. })) && !listed.iter().any(|(k, _)| k == key)
+            if matches!(self.ledger.certain(key), Some(Version::Present { .. }))
+                && !listed.iter().any(|(k, _)| k == key)
             {
                 return Class::Violation(format!("list lacks {key}, whose upload was acknowledged"));
             }
@@ -363,7 +364,12 @@ impl Worker {
         let content = self.content(size, false);
         let version = Version::Present { content, sha256: content.sha256() };
         let new = self.ledger.begin(&key, &version);
-        let metadata = format!("filename {},category {},overwrite {}", B64.encode(&name), B64.encode("reports"), B64.encode("true"));
+        let metadata = format!(
+            "filename {},category {},overwrite {}",
+            B64.encode(&name),
+            B64.encode("reports"),
+            B64.encode("true")
+        );
         let sent = self
             .http
             .post(self.url("/v1/uploads"))
@@ -454,7 +460,8 @@ impl Worker {
     /// DELETE of a resumable upload, retried while another writer's lock holds it.
     async fn terminate(&mut self, location: &str) {
         for _ in 0..30 {
-            let sent = self.http.delete(location).bearer_auth(&self.token).header("Tus-Resumable", "1.0.0").send().await;
+            let sent =
+                self.http.delete(location).bearer_auth(&self.token).header("Tus-Resumable", "1.0.0").send().await;
             match sent {
                 Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => return,
                 Ok(r) if r.status() == StatusCode::LOCKED || r.status() == StatusCode::SERVICE_UNAVAILABLE => {}

@@ -47,9 +47,11 @@ async fn main() -> ExitCode {
     let url = var("COFFER_CLUSTER_URL");
     let script = var("COFFER_CLUSTER_SCRIPT");
     let direct_db = var("DIRECT_DATABASE_URL");
-    let config = Config::from_lookup(|k| std::env::var(k).ok(), &Overrides::default()).expect("the cluster's configuration");
+    let config =
+        Config::from_lookup(|k| std::env::var(k).ok(), &Overrides::default()).expect("the cluster's configuration");
     let issuer = TokenIssuer::new(&Secret::new(var("COFFER_JWT_SECRET")));
-    let token = |tenant: &str| issuer.issue(&TenantId::parse(tenant).expect("tenant"), Duration::from_secs(3600), false);
+    let token =
+        |tenant: &str| issuer.issue(&TenantId::parse(tenant).expect("tenant"), Duration::from_secs(3600), false);
     let shared = Arc::new(Shared {
         url: url.clone(),
         clock: Clock::start(),
@@ -87,8 +89,11 @@ async fn main() -> ExitCode {
     }
     let drill_secs = shared.clock.now() - drill_start;
 
-    // A killed instance's uploads are rolled back once their lease has run out.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // A killed instance's uploads are rolled back once their lease has run out: wait until no
+    // upload is alive (none should be, the clients have stopped), then past the grace period.
+    if let Err(e) = checks::settle(&direct_db, Duration::from_secs(9)).await {
+        eprintln!("drill: waiting for uploads to settle: {e:#}");
+    }
     println!("drill: coffer reconcile --grace 8s");
     hook(&script, &["reconcile", "--grace", "8s"], &shared).await;
     let ledger = checks::ledger(&url, &tokens, &all).await;
@@ -226,9 +231,12 @@ fn report(
     let mut ops: Vec<&str> = events.iter().map(|e| e.op).collect();
     ops.sort();
     ops.dedup();
-    let per_op: Vec<String> = ops.iter().map(|op| format!("{op} {}", events.iter().filter(|e| e.op == *op).count())).collect();
+    let per_op: Vec<String> =
+        ops.iter().map(|op| format!("{op} {}", events.iter().filter(|e| e.op == *op).count())).collect();
     println!("  by operation: {}", per_op.join(", "));
-    println!("\n| fault | answers in its window | errors (503 or connection) | error share | errors until, after repair |");
+    println!(
+        "\n| fault | answers in its window | errors (503 or connection) | error share | errors until, after repair |"
+    );
     println!("|---|---|---|---|---|");
     for p in phases {
         let (errors, total, recovery) = p.tally(events);
@@ -245,7 +253,11 @@ fn report(
             .map(|e| format!("{:.1}s {} {:?}", e.at - p.start, e.op, e.class))
             .collect();
         if !seen.is_empty() {
-            println!("  {} (seconds after the fault): {}", p.name, seen.iter().take(12).cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "  {} (seconds after the fault): {}",
+                p.name,
+                seen.iter().take(12).cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let violations: Vec<&Event> = events.iter().filter(|e| matches!(e.class, Class::Violation(_))).collect();
@@ -266,6 +278,13 @@ fn report(
         store.orphans.len(),
         store.open_multipart.len()
     );
+    if !store.phantom_multipart.is_empty() {
+        println!(
+            "  and {} multipart uploads Garage lists but answers NoSuchUpload for (no parts; a creation cut off mid-request, see BENCHMARKS.md): {}",
+            store.phantom_multipart.len(),
+            store.phantom_multipart.join(", ")
+        );
+    }
     let problems: Vec<String> = violations
         .iter()
         .map(|e| format!("{:.1}s {}: {:?}", e.at, e.op, e.class))

@@ -124,10 +124,10 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// Abandons one of [`Self::unfinished_writes`], releasing what it holds; succeeds when it
-    /// is already gone.
-    async fn abandon_write(&self, _bucket: &BucketName, _write: &UnfinishedWrite) -> Result<(), BlobError> {
-        Ok(())
+    /// Abandons one of [`Self::unfinished_writes`], releasing what it holds: `true` when this
+    /// call abandoned it, `false` when the store says it is already gone.
+    async fn abandon_write(&self, _bucket: &BucketName, _write: &UnfinishedWrite) -> Result<bool, BlobError> {
+        Ok(false)
     }
 
     /// Succeeds when the store can serve `bucket` (exists and is reachable).

@@ -5,7 +5,7 @@
 //! 1. pending upload intents older than the grace period are rolled back (their bytes
 //!    removed, the intent dropped) — the client never received a 201 for them;
 //! 2. the deletion queue is drained; multipart uploads older than the grace period that no
-//!    row or live intent owns (a writer died mid-upload) are aborted;
+//!    live intent owns (a writer died mid-upload, an abort failed) are aborted;
 //! 3. every bucket is listed: bytes that no row or live intent points to, older than the
 //!    grace period, are removed; leftovers of interrupted writes likewise; anything else
 //!    unrecognised is reported and left alone;
@@ -126,9 +126,9 @@ impl Reconciler {
         }
     }
 
-    /// Aborts the multipart uploads older than the grace period that no file row or pending
-    /// intent points to. An upload in progress (plain or resumable) keeps its intent alive, and
-    /// stale intents were rolled back just before, so what is left has no writer.
+    /// Aborts the multipart uploads older than the grace period that no pending intent owns.
+    /// An upload in progress (plain or resumable) keeps its intent alive, and stale intents were
+    /// rolled back just before, so what is left has no writer.
     async fn abort_unfinished_writes(&self, report: &mut Report) {
         for bucket in &self.buckets {
             let writes = match self.blobs.unfinished_writes(bucket, self.grace).await {
@@ -138,21 +138,23 @@ impl Reconciler {
                     continue;
                 }
             };
-            for page in writes.chunks(PAGE) {
-                let keys: Vec<String> = page.iter().map(|w| w.key.clone()).collect();
-                let owned = match self.catalog.referenced(bucket, &keys).await {
-                    Ok(r) => r,
+            for write in &writes {
+                // Only an upload in progress owns a multipart upload. A file row does not: its
+                // bytes are complete, so one on its key is a leftover (the SDK retrying a
+                // CreateMultipartUpload whose first answer was lost leaves exactly that).
+                match self.catalog.intent_under(bucket, &write.key).await {
+                    Ok(false) => {}
+                    Ok(true) => continue,
                     Err(e) => {
-                        report.errors.push(format!("checking unfinished writes in {bucket}: {e}"));
+                        report.errors.push(format!("checking the upload of {}: {e}", write.key));
                         continue;
                     }
-                };
-                for write in page.iter().filter(|w| !owned.contains(&w.key)) {
-                    let aborted = if self.dry_run { Ok(()) } else { self.blobs.abandon_write(bucket, write).await };
-                    match aborted {
-                        Ok(()) => report.multipart_aborted += 1,
-                        Err(e) => report.errors.push(format!("aborting the multipart upload of {}: {e}", write.key)),
-                    }
+                }
+                let aborted = if self.dry_run { Ok(true) } else { self.blobs.abandon_write(bucket, write).await };
+                match aborted {
+                    Ok(true) => report.multipart_aborted += 1,
+                    Ok(false) => {}
+                    Err(e) => report.errors.push(format!("aborting the multipart upload of {}: {e}", write.key)),
                 }
             }
         }

@@ -85,7 +85,7 @@ impl BlobStore for MeteredBlobStore {
     async fn unfinished_writes(&self, b: &BucketName, older_than: Duration) -> Result<Vec<UnfinishedWrite>, BlobError> {
         timed!("blob", self, "unfinished_writes", self.0.unfinished_writes(b, older_than))
     }
-    async fn abandon_write(&self, b: &BucketName, w: &UnfinishedWrite) -> Result<(), BlobError> {
+    async fn abandon_write(&self, b: &BucketName, w: &UnfinishedWrite) -> Result<bool, BlobError> {
         timed!("blob", self, "abandon_write", self.0.abandon_write(b, w))
     }
     async fn check(&self, b: &BucketName) -> Result<(), BlobError> {

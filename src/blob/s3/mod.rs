@@ -6,8 +6,8 @@
 //! configured server-side encryption.
 
 mod errors;
-pub(crate) mod multipart;
 pub mod iam;
+pub(crate) mod multipart;
 mod partial;
 pub mod provision;
 mod streamed;
@@ -212,11 +212,15 @@ impl BlobStore for S3BlobStore {
         Err(BlobError::Unavailable(format!("{bucket}/{key} is not coffer's to remove")))
     }
 
-    async fn unfinished_writes(&self, bucket: &BucketName, older_than: Duration) -> Result<Vec<UnfinishedWrite>, BlobError> {
+    async fn unfinished_writes(
+        &self,
+        bucket: &BucketName,
+        older_than: Duration,
+    ) -> Result<Vec<UnfinishedWrite>, BlobError> {
         multipart::unfinished(&self.client, bucket, older_than).await
     }
 
-    async fn abandon_write(&self, bucket: &BucketName, write: &UnfinishedWrite) -> Result<(), BlobError> {
+    async fn abandon_write(&self, bucket: &BucketName, write: &UnfinishedWrite) -> Result<bool, BlobError> {
         multipart::abort(&self.client, bucket, write).await
     }
 

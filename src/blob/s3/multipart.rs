@@ -5,13 +5,18 @@
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::errors::classify;
 use crate::blob::{BlobError, UnfinishedWrite};
 use crate::domain::BucketName;
 
 /// Multipart uploads in `bucket` initiated more than `older_than` ago.
-pub async fn unfinished(client: &Client, bucket: &BucketName, older_than: Duration) -> Result<Vec<UnfinishedWrite>, BlobError> {
+pub async fn unfinished(
+    client: &Client,
+    bucket: &BucketName,
+    older_than: Duration,
+) -> Result<Vec<UnfinishedWrite>, BlobError> {
     let cutoff = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
     let mut found = Vec::new();
     let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
@@ -22,8 +27,19 @@ pub async fn unfinished(client: &Client, bucket: &BucketName, older_than: Durati
             .set_key_marker(key_marker.clone())
             .set_upload_id_marker(id_marker.clone())
             .send()
-            .await
-            .map_err(|e| classify(e, bucket))?;
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            // A server without the API (s3s-fs) has no multipart uploads to list: nothing to do.
+            Err(e)
+                if e.code() == Some("NotImplemented")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 501) =>
+            {
+                tracing::debug!(%bucket, "the server does not list multipart uploads");
+                return Ok(found);
+            }
+            Err(e) => return Err(classify(e, bucket)),
+        };
         for upload in page.uploads() {
             let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
             if upload.initiated().is_some_and(|t| t.secs() <= cutoff) {
@@ -41,11 +57,15 @@ pub async fn unfinished(client: &Client, bucket: &BucketName, older_than: Durati
     }
 }
 
-/// Aborts one; an upload already gone (completed or aborted meanwhile) is not an error.
-pub async fn abort(client: &Client, bucket: &BucketName, write: &UnfinishedWrite) -> Result<(), BlobError> {
-    let sent = client.abort_multipart_upload().bucket(bucket.as_str()).key(&write.key).upload_id(&write.id).send().await;
+/// Aborts one: `false` when it is already gone (completed or aborted meanwhile). Garage 2.5
+/// also lists uploads whose creation was cut off by the client mid-request yet answers
+/// NoSuchUpload for them: they hold no parts, and only `false` is left to say.
+pub async fn abort(client: &Client, bucket: &BucketName, write: &UnfinishedWrite) -> Result<bool, BlobError> {
+    let sent =
+        client.abort_multipart_upload().bucket(bucket.as_str()).key(&write.key).upload_id(&write.id).send().await;
     match sent.map_err(|e| classify(e, bucket)) {
-        Ok(_) | Err(BlobError::NotFound) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(BlobError::NotFound) => Ok(false),
         Err(e) => Err(e),
     }
 }

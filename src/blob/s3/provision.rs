@@ -351,7 +351,10 @@ impl Provisioner<'_> {
                 );
             for (days, class) in transitions {
                 rule = rule.transitions(
-                    Transition::builder().days(*days).storage_class(TransitionStorageClass::from(class.as_str())).build(),
+                    Transition::builder()
+                        .days(*days)
+                        .storage_class(TransitionStorageClass::from(class.as_str()))
+                        .build(),
                 );
             }
             config = config.rules(rule.build().map_err(|e| Outcome::Failed(e.to_string()))?);
