@@ -16,8 +16,8 @@ use sqlx::Connection;
 const WRITERS: usize = 16;
 const TENANTS: usize = 64;
 
-fn record(tenant: usize, writer: usize, n: usize) -> FileRecord {
-    let key = ObjectKey::parse(&format!("tenant-t{tenant}/reports/w{writer}-{n}.bin")).expect("key");
+fn record(run: usize, tenant: usize, writer: usize, n: usize) -> FileRecord {
+    let key = ObjectKey::parse(&format!("tenant-t{tenant}/reports/r{run}-w{writer}-{n}.bin")).expect("key");
     FileRecord {
         original_filename: key.filename().to_string(),
         bucket: BucketName::parse("bench-documents").expect("bucket"),
@@ -31,7 +31,7 @@ fn record(tenant: usize, writer: usize, n: usize) -> FileRecord {
 }
 
 /// One instance's writers for `secs`; returns each commit's latency.
-async fn instance(catalog: Arc<PostgresCatalog>, id: usize, secs: u64) -> Vec<Duration> {
+async fn instance(catalog: Arc<PostgresCatalog>, run: usize, id: usize, secs: u64) -> Vec<Duration> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -40,7 +40,7 @@ async fn instance(catalog: Arc<PostgresCatalog>, id: usize, secs: u64) -> Vec<Du
             let mut latencies = Vec::new();
             let mut n = 0;
             while Instant::now() < deadline {
-                let r = record((id * WRITERS + w) % TENANTS, id * WRITERS + w, n);
+                let r = record(run, (id * WRITERS + w) % TENANTS, id * WRITERS + w, n);
                 let t = Instant::now();
                 let pending = PendingUpload { blob: r.blob_ref(), started_at: r.created_at, alive_until: r.created_at };
                 catalog.record_intent(&pending).await.expect("intent");
@@ -76,7 +76,7 @@ async fn main() {
             catalogs.push(Arc::new(PostgresCatalog::connect(&url, None).await.expect("catalog")));
         }
         let runs: Vec<_> =
-            catalogs.iter().enumerate().map(|(i, c)| tokio::spawn(instance(c.clone(), i, secs))).collect();
+            catalogs.iter().enumerate().map(|(i, c)| tokio::spawn(instance(c.clone(), n, i, secs))).collect();
         let mut latencies = Vec::new();
         for r in runs {
             latencies.extend(r.await.expect("instance"));

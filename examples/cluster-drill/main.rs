@@ -116,12 +116,16 @@ async fn hook(script: &str, args: &[&str], shared: &Shared) {
     }
 }
 
+/// A fault: its name, the hook that injects it, seconds down, the hook that repairs it, seconds
+/// watched afterwards.
+type Fault = (&'static str, &'static [&'static str], u64, &'static [&'static str], u64);
+
 /// The fault schedule; returns each fault's phase.
 async fn faults(script: &str, shared: &Shared) -> Vec<Phase> {
     let sleep = |s: u64| tokio::time::sleep(Duration::from_secs(s));
     let mut phases = Vec::new();
     sleep(5).await;
-    let steps: [(&'static str, &[&str], u64, &[&str], u64); 3] = [
+    let steps: [Fault; 3] = [
         ("coffer instance SIGKILL", &["kill", "instance", "1"], 6, &["start", "instance", "1"], 6),
         ("Garage node SIGKILL", &["kill", "garage", "2"], 8, &["start", "garage", "2"], 8),
         ("PostgreSQL unreachable", &["pg-cut"], 5, &["pg-restore"], 8),
