@@ -42,7 +42,10 @@ impl Content {
     }
 
     pub fn bytes(self) -> Vec<u8> {
-        self.blocks().flat_map(|b| b.to_vec()).collect()
+        self.blocks().fold(Vec::with_capacity(self.size as usize), |mut all, b| {
+            all.extend_from_slice(&b);
+            all
+        })
     }
 
     pub fn sha256(self) -> String {
