@@ -136,11 +136,56 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     let never = record("tenant-t1/reports/never.txt", 0);
     assert!(matches!(catalog.commit_upload(&never, false, &NO_QUOTA).await, Err(CatalogError::IntentLost)));
 
+    concurrent_commits(&*catalog).await;
     usage_and_quotas(&*catalog).await;
     tenants(&*catalog).await;
     maintenance(&*catalog).await;
     sessions(&*catalog).await;
     purge(&*catalog).await;
+}
+
+/// Many writers at once (the SQLite catalog runs them in shared transactions): each gets its
+/// own answer, a refused write changes nothing, and the others are not rolled back with it.
+async fn concurrent_commits(catalog: &dyn Catalog) {
+    let t = TenantId::parse("t9").unwrap();
+    let taken = record("tenant-t9/reports/taken.txt", 1);
+    commit(catalog, &taken, false, &NO_QUOTA).await.unwrap();
+    let fresh: Vec<FileRecord> =
+        (0..40).map(|i| record(&format!("tenant-t9/reports/f{i:02}.txt"), 10 + i as i64)).collect();
+    let clashing: Vec<FileRecord> = (0..8).map(|i| record("tenant-t9/reports/taken.txt", 100 + i)).collect();
+    let orphans: Vec<FileRecord> =
+        (0..8).map(|i| record(&format!("tenant-t9/reports/orphan{i}.txt"), 200 + i as i64)).collect();
+    let writes = fresh
+        .iter()
+        .map(|r| (r, true))
+        .chain(clashing.iter().map(|r| (r, true)))
+        .chain(orphans.iter().map(|r| (r, false)));
+    let answers = futures::future::join_all(writes.map(|(r, with_intent)| async move {
+        if with_intent {
+            catalog.record_intent(&intent(r.blob_ref(), r.created_at)).await.unwrap();
+        }
+        catalog.commit_upload(r, false, &NO_QUOTA).await
+    }))
+    .await;
+    let (ok, refused) = answers.split_at(fresh.len());
+    assert!(ok.iter().all(|a| matches!(a, Ok(None))), "{ok:?}");
+    assert!(refused[..8].iter().all(|a| matches!(a, Err(CatalogError::AlreadyExists))), "{refused:?}");
+    assert!(refused[8..].iter().all(|a| matches!(a, Err(CatalogError::IntentLost))), "{refused:?}");
+    for r in &fresh {
+        assert_eq!(catalog.get(&r.key).await.unwrap().as_ref(), Some(r));
+    }
+    assert_eq!(catalog.get(&taken.key).await.unwrap(), Some(taken.clone()));
+    // The refused commits left their intents in place (the service then abandons them).
+    for r in &clashing {
+        assert!(catalog.abandon_intent(&r.blob_ref()).await.unwrap(), "a refused commit keeps its intent");
+    }
+    for r in &orphans {
+        assert!(catalog.get(&r.key).await.unwrap().is_none());
+    }
+    let usage = catalog.usage(&t).await.unwrap();
+    assert_eq!(usage, vec![CategoryUsage { category: "reports".into(), files: 41, bytes: 41 * 3 }]);
+    let page = catalog.list(&t, &query(SortOrder::Name, 100)).await.unwrap();
+    assert_eq!(page.files.len(), 41);
 }
 
 fn session(key: &str, id: &str, length: Option<u64>) -> UploadSession {

@@ -1,8 +1,10 @@
--- wrk script for scripts/bench-load. Args: WORKLOAD TOKEN [PATH].
+-- wrk script for scripts/bench-load. Args: WORKLOAD TOKEN [PATH] [CURSORS].
 --   upload   POST a 4 KiB body under a new name each time
 --   presign  POST /v1/presign for one key
 --   fetch    GET PATH (a presigned URL's path and query: no token)
 --   list     GET /v1/files?category=exports&limit=100 (first page)
+--   list-deep  the same at a random depth: a cursor drawn from the file CURSORS (one per line,
+--            an empty line for the first page)
 local counter = 0
 function setup(thread)
   thread:set("id", tostring(math.random(1, 1000000000)))
@@ -11,6 +13,10 @@ function init(args)
   workload, token, target = args[1], args[2], args[3]
   auth = "Bearer " .. token
   body = string.rep("x", 4096)
+  cursors = {}
+  if workload == "list-deep" then
+    for line in io.lines(args[4]) do cursors[#cursors + 1] = line end
+  end
 end
 function request()
   if workload == "upload" then
@@ -22,6 +28,11 @@ function request()
       '{"key":"tenant-bench/exports/seed.txt"}')
   elseif workload == "fetch" then
     return wrk.format("GET", target)
+  elseif workload == "list-deep" then
+    local cursor = cursors[math.random(1, #cursors)]
+    local path = "/v1/files?category=exports&limit=100"
+    if cursor ~= "" then path = path .. "&cursor=" .. cursor end
+    return wrk.format("GET", path, { ["Authorization"] = auth })
   else
     return wrk.format("GET", "/v1/files?category=exports&limit=100", { ["Authorization"] = auth })
   end

@@ -178,7 +178,7 @@ macro_rules! session_statements {
             /// Records that upload link `link` of `tenant` is used; `false` when it was already.
             /// Forgets the tenant's used links that expired before `now` on the way.
             pub async fn claim_link(
-                tx: &mut sqlx::Transaction<'_, Db>,
+                tx: &mut <Db as sqlx::Database>::Connection,
                 tenant: &TenantId,
                 link: &str,
                 expires_at: i64,
@@ -187,7 +187,7 @@ macro_rules! session_statements {
                 sqlx::query("DELETE FROM used_upload_links WHERE tenant_id = $1 AND expires_at < $2")
                     .bind(tenant.as_str())
                     .bind(now)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
                 let done = sqlx::query(
                     "INSERT INTO used_upload_links (link, tenant_id, expires_at) VALUES ($1, $2, $3)
@@ -196,7 +196,7 @@ macro_rules! session_statements {
                 .bind(link)
                 .bind(tenant.as_str())
                 .bind(expires_at)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -217,39 +217,39 @@ macro_rules! session_statements {
 
             /// The row and its blob's intent, in the caller's transaction.
             pub async fn create_with_intent(
-                tx: &mut sqlx::Transaction<'_, Db>,
+                tx: &mut <Db as sqlx::Database>::Connection,
                 s: &UploadSession,
             ) -> Result<(), CatalogError> {
-                super::insert_intent(&mut **tx, &s.intent()).await?;
-                insert(&mut **tx, s).await
+                super::insert_intent(&mut *tx, &s.intent()).await?;
+                insert(&mut *tx, s).await
             }
 
             /// [`save`], moving the intent's lease to the new expiry while unfinished.
             pub async fn save_with_intent(
-                tx: &mut sqlx::Transaction<'_, Db>,
+                tx: &mut <Db as sqlx::Database>::Connection,
                 s: &UploadSession,
                 token: &str,
                 release: bool,
             ) -> Result<bool, CatalogError> {
-                if !save(&mut **tx, s, token, release).await? {
+                if !save(&mut *tx, s, token, release).await? {
                     return Ok(false);
                 }
                 if s.completed_at.is_none() {
-                    super::touch_intent(&mut **tx, &s.intent()).await?;
+                    super::touch_intent(&mut *tx, &s.intent()).await?;
                 }
                 Ok(true)
             }
 
             /// [`delete`], and the intent of an unfinished upload with it.
             pub async fn delete_with_intent(
-                tx: &mut sqlx::Transaction<'_, Db>,
+                tx: &mut <Db as sqlx::Database>::Connection,
                 tenant: &TenantId,
                 id: &str,
                 token: Option<&str>,
             ) -> Result<Option<UploadSession>, CatalogError> {
-                let removed = delete(&mut **tx, tenant, id, token).await?;
+                let removed = delete(&mut *tx, tenant, id, token).await?;
                 if let Some(s) = removed.as_ref().filter(|s| s.completed_at.is_none()) {
-                    super::delete_intent(&mut **tx, &s.blob).await?;
+                    super::delete_intent(&mut *tx, &s.blob).await?;
                 }
                 Ok(removed)
             }

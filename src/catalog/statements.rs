@@ -295,17 +295,17 @@ macro_rules! shared_statements {
 
         /// Removes every row of `t` but its registration (`coffer tenant purge`).
         pub async fn purge_tenant_rows(
-            tx: &mut sqlx::Transaction<'_, Db>,
+            tx: &mut <Db as sqlx::Database>::Connection,
             t: &TenantId,
         ) -> Result<crate::catalog::PurgedRows, CatalogError> {
             let prefix = format!("tenant-{t}/");
             let by_blob = |table: &str| format!("DELETE FROM {table} WHERE substr(blob_key, 1, length($1)) = $1");
-            let files = sqlx::query("DELETE FROM files WHERE tenant_id = $1").bind(t.as_str()).execute(&mut **tx).await?;
-            sqlx::query("DELETE FROM tenant_usage WHERE tenant_id = $1").bind(t.as_str()).execute(&mut **tx).await?;
-            let pending = sqlx::query(&by_blob("pending_uploads")).bind(&prefix).execute(&mut **tx).await?;
-            let queued = sqlx::query(&by_blob("blob_deletions")).bind(&prefix).execute(&mut **tx).await?;
-            let resumable = session::purge(&mut **tx, t).await?;
-            session::purge_links(&mut **tx, t).await?;
+            let files = sqlx::query("DELETE FROM files WHERE tenant_id = $1").bind(t.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM tenant_usage WHERE tenant_id = $1").bind(t.as_str()).execute(&mut *tx).await?;
+            let pending = sqlx::query(&by_blob("pending_uploads")).bind(&prefix).execute(&mut *tx).await?;
+            let queued = sqlx::query(&by_blob("blob_deletions")).bind(&prefix).execute(&mut *tx).await?;
+            let resumable = session::purge(&mut *tx, t).await?;
+            session::purge_links(&mut *tx, t).await?;
             Ok(crate::catalog::PurgedRows {
                 resumable_uploads: resumable,
                 files: files.rows_affected(),

@@ -70,6 +70,27 @@ pub fn seal(sealer: Sealer, mut body: Body) -> Body {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) }))
 }
 
+/// `plaintext` sealed whole, exactly as [`seal`] seals it as a stream: for a small body
+/// already in memory, without a task or a pipeline.
+pub fn seal_all(sealer: &Sealer, plaintext: &[u8]) -> Vec<u8> {
+    let segment = sealer.header().segment as usize;
+    let count = plaintext.len().div_ceil(segment).max(1);
+    let mut out = Vec::with_capacity(super::HEADER_LEN + plaintext.len() + count * super::TAG_LEN);
+    out.extend_from_slice(&sealer.header().encode());
+    // An empty body is one empty final segment, as in the stream.
+    let mut chunks: Vec<&[u8]> = plaintext.chunks(segment).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    for (index, chunk) in chunks.into_iter().enumerate() {
+        let start = out.len();
+        out.extend_from_slice(chunk);
+        let tag = sealer.seal_detached(index as u64, index + 1 == count, &mut out[start..]);
+        out.extend_from_slice(tag.as_ref());
+    }
+    out
+}
+
 /// Segments read (and opened) per read from disk.
 const BATCH: u64 = 8;
 

@@ -96,6 +96,30 @@ impl FsBlobStore {
         path
     }
 
+    /// `put` of a body already in memory: sealing, the bucket check and every file operation
+    /// in one blocking task.
+    async fn put_small(&self, bucket: &BucketName, key: &BlobKey, plain: bytes::Bytes) -> Result<PutResult, BlobError> {
+        let (base, path) = (self.bucket_dir(bucket), self.path(bucket, key));
+        let (keyring, key, bucket) = (self.keyring.clone(), key.clone(), bucket.clone());
+        let size = plain.len() as u64;
+        tokio::task::spawn_blocking(move || {
+            let stored = match &keyring {
+                Some(keyring) => std::borrow::Cow::Owned(sealed::seal_whole(keyring, &key, &plain)?),
+                None => std::borrow::Cow::Borrowed(&plain[..]),
+            };
+            match std::fs::metadata(&base) {
+                Ok(m) if m.is_dir() => {}
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
+                _ => return Err(BlobError::NoSuchBucket(bucket.to_string())),
+            }
+            let dir = path.parent().expect("blob path has a parent");
+            write_file_durably(&base, dir, &path, &stored)?;
+            Ok(PutResult { size })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
     async fn bucket_exists(&self, bucket: &BucketName) -> Result<PathBuf, BlobError> {
         let dir = self.bucket_dir(bucket);
         match tokio::fs::metadata(&dir).await {
@@ -116,18 +140,71 @@ async fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Creates every missing directory from `base` down to `dir`, syncing each parent whose
 /// entries changed so that the new directories survive a crash.
 async fn create_dirs_durably(base: &Path, dir: &Path) -> std::io::Result<()> {
+    let (base, dir) = (base.to_owned(), dir.to_owned());
+    tokio::task::spawn_blocking(move || create_dirs_durably_blocking(&base, &dir))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn create_dirs_durably_blocking(base: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     let rel = dir.strip_prefix(base).map_err(std::io::Error::other)?;
     let mut current = base.to_owned();
     for part in rel.components() {
         let parent = current.clone();
         current.push(part);
-        match tokio::fs::DirBuilder::new().mode(0o700).create(&current).await {
-            Ok(()) => sync_dir(&parent).await?,
+        match std::fs::DirBuilder::new().mode(0o700).create(&current) {
+            Ok(()) => std::fs::File::open(&parent)?.sync_all()?,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Bodies announced at this size or less are gathered in memory and written (sealed, synced,
+/// renamed into place) in one trip to the blocking pool instead of one per file operation.
+const SMALL_BODY: u64 = 256 * 1024;
+
+/// Reads all of `body`, which announced `announced` bytes (at most [`SMALL_BODY`]); a body of
+/// another length is refused, as a streamed one is.
+async fn gather(mut body: ByteStream, announced: u64) -> Result<bytes::Bytes, BlobError> {
+    let mut buf = bytes::BytesMut::with_capacity(announced as usize);
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(BlobError::Body)?;
+        size += chunk.len() as u64;
+        if size <= announced {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if size != announced {
+        return Err(BlobError::Body(std::io::Error::other(format!(
+            "the body held {size} bytes, not the {announced} announced"
+        ))));
+    }
+    Ok(buf.freeze())
+}
+
+/// Writes `bytes` as the new file `path` in `dir` (created under `base` as needed): a temporary
+/// file written and synced, renamed into place, its directory synced. On failure nothing of it
+/// is left.
+fn write_file_durably(base: &Path, dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    create_dirs_durably_blocking(base, dir)?;
+    let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+        let _ = std::fs::remove_dir(dir);
+    }
+    written
 }
 
 /// Each write to a `tokio::fs::File` is a trip to the blocking pool; bodies arrive in chunks of
@@ -178,6 +255,10 @@ impl BlobStore for FsBlobStore {
         body: ByteStream,
         length: Option<u64>,
     ) -> Result<PutResult, BlobError> {
+        if let Some(announced) = length.filter(|&n| n <= SMALL_BODY) {
+            let plain = gather(body, announced).await?;
+            return self.put_small(bucket, key, plain).await;
+        }
         let base = self.bucket_exists(bucket).await?;
         let path = self.path(bucket, key);
         let dir = path.parent().expect("blob path has a parent").to_owned();

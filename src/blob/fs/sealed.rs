@@ -49,6 +49,14 @@ pub async fn seal_body(
     Ok((crate::crypt::stream::seal(sealer, body), header))
 }
 
+/// `plaintext` sealed whole for `key` under the tenant's current data key, on the calling
+/// (blocking) thread: a small upload's body, already in memory.
+pub fn seal_whole(keyring: &Keyring, key: &BlobKey, plaintext: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let data_key = keyring.current(key.object_key().tenant()).map_err(BlobError::Key)?;
+    let sealer = Sealer::new(&data_key, Header::generate(data_key.id), &key.to_string());
+    Ok(crate::crypt::stream::seal_all(&sealer, plaintext))
+}
+
 fn corrupt(bucket: &str, key: &BlobKey, e: &dyn std::fmt::Display) -> BlobError {
     tracing::error!(bucket, key = %key, error = %e, "stored object failed verification; refusing to serve it");
     BlobError::Corrupt(format!("{key}: {e}"))

@@ -4,6 +4,8 @@
 //! abort incomplete multipart uploads after 7 days), optionally versioning. Each setting is read
 //! first and written only when it differs, so a second run changes nothing.
 
+use std::time::Duration;
+
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::types::{
@@ -124,6 +126,10 @@ pub async fn provision_s3(store: &S3BlobStore, config: &Config, dry_run: bool, v
     report
 }
 
+/// How many answers in a row, and within how long, show that a new bucket is served everywhere.
+const VISIBLE_IN_A_ROW: u32 = 6;
+const VISIBLE_WITHIN: Duration = Duration::from_secs(20);
+
 /// A lifecycle rule as compared: id, transitions (days, storage class), abort-incomplete days.
 type Rule = (String, Vec<(i32, String)>, i32);
 
@@ -163,7 +169,10 @@ impl Provisioner<'_> {
             Outcome::Planned
         } else {
             match create_bucket(self.client, self.bucket, &self.settings.region).await {
-                Ok(()) => Outcome::Changed,
+                Ok(()) => {
+                    self.until_visible().await;
+                    Outcome::Changed
+                }
                 Err(e) => Outcome::Failed(e),
             }
         };
@@ -183,6 +192,25 @@ impl Provisioner<'_> {
         report.steps.push(step("lifecycle", self.lifecycle(kind).await.unwrap_or_else(|o| o)));
         if versioning {
             report.steps.push(step("versioning", self.versioning().await.unwrap_or_else(|o| o)));
+        }
+    }
+
+    /// Waits until the bucket just created answers as existing [`VISIBLE_IN_A_ROW`] times in a
+    /// row (at most [`VISIBLE_WITHIN`]): on a distributed store (Garage behind a balancer; AWS
+    /// too, briefly) a node other than the one that created it may still answer NoSuchBucket,
+    /// and the settings below would fail or read back nothing. Past the limit the settings are
+    /// tried anyway and report what they meet.
+    async fn until_visible(&self) {
+        let deadline = tokio::time::Instant::now() + VISIBLE_WITHIN;
+        let (mut in_a_row, mut pause) = (0, Duration::from_millis(50));
+        while in_a_row < VISIBLE_IN_A_ROW && tokio::time::Instant::now() < deadline {
+            if self.client.head_bucket().bucket(self.bucket).send().await.is_ok() {
+                in_a_row += 1;
+                continue;
+            }
+            in_a_row = 0;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 

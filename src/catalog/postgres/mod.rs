@@ -165,11 +165,22 @@ impl Catalog for PostgresCatalog {
         let tenant = record.key.tenant();
         let key = record.key.to_string();
         let mut tx = self.tenant_tx(tenant).await?;
-        // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
-        if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
-            return Err(CatalogError::IntentLost);
-        }
-        if *quota != Quota::default() {
+        if *quota == Quota::default() {
+            // The common case in one statement; an existing key goes on below (overwrite).
+            match sql::claim_and_insert(&mut *tx, record).await? {
+                (false, _) => return Err(CatalogError::IntentLost),
+                (true, true) => {
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                (true, false) if !overwrite => return Err(CatalogError::AlreadyExists),
+                (true, false) => {}
+            }
+        } else {
+            // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
+            if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
+                return Err(CatalogError::IntentLost);
+            }
             // Serialises this tenant's commits while its totals are checked.
             sql::lock_tenant_quota(&mut tx, tenant).await?;
         }

@@ -31,6 +31,44 @@ pub async fn lock_tenant_quota(tx: &mut Transaction<'static, Postgres>, tenant: 
     Ok(())
 }
 
+/// An upload's commit in one statement, for the common case (no quota to check): claims the
+/// intent, inserts the row when the claim succeeded and the key is free, and counts the new
+/// file in the usage when the row went in. Returns (claimed, inserted). Claimed but not
+/// inserted means the key exists: the caller refuses, or overwrites on the general path.
+pub async fn claim_and_insert<'e>(db: impl PgExecutor<'e>, r: &FileRecord) -> Result<(bool, bool), CatalogError> {
+    let row: (bool, bool) = sqlx::query_as(
+        "WITH claimed AS (
+             DELETE FROM pending_uploads WHERE bucket = $1 AND blob_key = $2 RETURNING 1
+         ), inserted AS (
+             INSERT INTO files (key, tenant_id, category, filename, original_filename, bucket, blob_key,
+                                content_type, size, sha256, created_at)
+             SELECT $3, $4, $5, $6, $7, $1, $2, $8, $9, $10, $11 WHERE EXISTS (SELECT 1 FROM claimed)
+             ON CONFLICT (key) DO NOTHING
+             RETURNING 1
+         ), counted AS (
+             INSERT INTO tenant_usage (tenant_id, category, files, bytes)
+             SELECT $4, $5, 1, $9 WHERE EXISTS (SELECT 1 FROM inserted)
+             ON CONFLICT (tenant_id, category)
+             DO UPDATE SET files = tenant_usage.files + excluded.files, bytes = tenant_usage.bytes + excluded.bytes
+         )
+         SELECT EXISTS (SELECT 1 FROM claimed), EXISTS (SELECT 1 FROM inserted)",
+    )
+    .bind(r.bucket.as_str())
+    .bind(r.blob.to_string())
+    .bind(r.key.to_string())
+    .bind(r.key.tenant().as_str())
+    .bind(r.key.category().as_str())
+    .bind(r.key.filename().as_str())
+    .bind(&r.original_filename)
+    .bind(&r.content_type)
+    .bind(r.size as i64)
+    .bind(&r.sha256)
+    .bind(micros(&r.created_at))
+    .fetch_one(db)
+    .await?;
+    Ok(row)
+}
+
 pub async fn referenced<'e>(
     db: impl PgExecutor<'e>,
     bucket: &BucketName,

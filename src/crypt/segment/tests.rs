@@ -8,7 +8,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 
 use super::*;
-use crate::crypt::stream::{OpenError, Opener, read_header, seal};
+use crate::crypt::stream::{OpenError, Opener, read_header, seal, seal_all};
 
 const BLOB: &str = "tenant-acme/documents/0190f0c1a2b37c4d8e9f001122334455/report.pdf";
 
@@ -95,6 +95,33 @@ fn round_trips_at_every_boundary() {
                         assert_eq!(got, &data[a as usize..=b as usize], "len {len} range {a}..={b}");
                     }
                 }
+            }
+        }
+    });
+}
+
+/// The whole-buffer sealer (small uploads) writes byte for byte what the streaming one does,
+/// for any body cut into any pieces.
+#[test]
+fn sealing_whole_equals_sealing_a_stream() {
+    rt().block_on(async {
+        let k = key(3);
+        for segment in [1024u32, SEGMENT] {
+            let s = segment as usize;
+            for len in [0, 1, s - 1, s, s + 1, 2 * s, 3 * s + 5] {
+                let data = plaintext(len);
+                let h = header(segment, &k);
+                let pieces: Vec<std::io::Result<Bytes>> =
+                    data.chunks(700).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+                let mut streamed = Vec::new();
+                let mut stream = seal(Sealer::new(&k, h.clone(), BLOB), Box::pin(futures::stream::iter(pieces)));
+                while let Some(piece) = stream.next().await {
+                    streamed.extend_from_slice(&piece.unwrap());
+                }
+                let whole = seal_all(&Sealer::new(&k, h, BLOB), &data);
+                assert_eq!(whole, streamed, "segment {segment}, len {len}");
+                let (size, back) = opened(&whole, &k, BLOB, None).await.unwrap();
+                assert_eq!((size, back), (len as u64, data), "segment {segment}, len {len}");
             }
         }
     });
