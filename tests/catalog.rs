@@ -409,6 +409,47 @@ async fn sqlite_catalog_conforms() {
     conformance(Arc::new(SqliteCatalog::connect(&url).await.unwrap())).await;
 }
 
+/// SQLite runs concurrent writes in shared transactions: when one of them fails with a database
+/// error, its whole batch is rolled back, and every write answered Ok took effect while every
+/// write answered with an error did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_batches_take_effect_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let catalog = SqliteCatalog::connect(&url).await.unwrap();
+    let at = chrono::DateTime::from_timestamp_micros(1_000).unwrap();
+    let taken = record("tenant-b/reports/taken.txt", 1);
+    catalog.record_intent(&intent(taken.blob_ref(), at)).await.unwrap();
+    let mut shared_a_failed_batch = 0;
+    for round in 0..20 {
+        let fresh: Vec<FileRecord> =
+            (0..30).map(|i| record(&format!("tenant-b/reports/r{round}-{i}.txt"), 10)).collect();
+        // The same intent twice is a primary-key violation: a database error inside a batch.
+        let answers =
+            futures::future::join_all(fresh.iter().map(|r| r.blob_ref()).chain([taken.blob_ref()]).map(|b| {
+                let catalog = &catalog;
+                async move { (b.clone(), catalog.record_intent(&intent(b, at)).await) }
+            }))
+            .await;
+        let (dup, rest) = answers.split_last().unwrap();
+        assert!(matches!(dup.1, Err(CatalogError::Database(_))), "{:?}", dup.1);
+        let bucket = taken.bucket.clone();
+        for (blob, answer) in rest {
+            let dir = format!("{}/", blob.blob.to_string().rsplit_once('/').unwrap().0);
+            let recorded = catalog.intent_under(&bucket, &dir).await.unwrap();
+            match answer {
+                Ok(()) => assert!(recorded, "an acknowledged write took effect"),
+                Err(CatalogError::Database(_)) => {
+                    assert!(!recorded, "a failed write left nothing");
+                    shared_a_failed_batch += 1;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    }
+    println!("writes that shared a batch with the failing one: {shared_a_failed_batch} of 600");
+}
+
 #[tokio::test]
 async fn postgres_catalog_conforms() {
     let url = common::fresh_pg_database().await;

@@ -5,6 +5,7 @@
 --   list     GET /v1/files?category=exports&limit=100 (first page)
 --   list-deep  the same at a random depth: a cursor drawn from the file CURSORS (one per line,
 --            an empty line for the first page)
+math.randomseed(os.time())
 local counter = 0
 function setup(thread)
   thread:set("id", tostring(math.random(1, 1000000000)))

@@ -28,3 +28,15 @@ pub enum CatalogError {
     #[error("catalog migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
+
+impl CatalogError {
+    /// A refusal of the request itself (the key exists, is missing, the quota is reached, the
+    /// intent is gone), as opposed to a failure of the catalog. A write refuses only before it
+    /// has changed anything.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::NotFound | Self::AlreadyExists | Self::QuotaExceeded | Self::IntentLost | Self::InvalidCursor
+        )
+    }
+}

@@ -46,7 +46,9 @@ impl SqliteCatalog {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // A connection to a local file does not go stale: no ping (a round trip to the
+        // connection's worker thread) each time one is taken from the pool.
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let writer = writer::Writer::start(pool.clone());
         Ok(Self { pool, writer })
@@ -282,22 +284,19 @@ impl Catalog for SqliteCatalog {
     }
 }
 
-/// `commit_upload` in the writer's transaction: claims the intent, checks the key and the
-/// quota, inserts or replaces the row, queues replaced bytes, counts the usage. An error leaves
-/// nothing of it (the writer rolls back to the write's savepoint).
+/// `commit_upload` in the writer's transaction: checks the key and the quota, claims the
+/// intent, inserts or replaces the row, queues replaced bytes, counts the usage. Every refusal
+/// comes before the first change (the writer does not roll a refused write back).
 async fn commit_upload(
     db: &mut SqliteConnection,
     record: &FileRecord,
     overwrite: bool,
     quota: &Quota,
 ) -> Result<Option<FileRecord>, CatalogError> {
-    if !sql::delete_intent(&mut *db, &record.blob_ref()).await? {
-        return Err(CatalogError::IntentLost);
-    }
     let key = record.key.to_string();
     let previous = sql::select_file(&mut *db, &key).await?;
     let (files_delta, bytes_delta) = match &previous {
-        Some(_) if !overwrite => return Err(CatalogError::AlreadyExists),
+        Some(_) if !overwrite => return refuse(db, record, CatalogError::AlreadyExists).await,
         Some(prev) => (0, record.size as i64 - prev.size as i64),
         None => (1, record.size as i64),
     };
@@ -305,8 +304,12 @@ async fn commit_upload(
         let (files, bytes) = sql::tenant_totals(&mut *db, record.key.tenant()).await?;
         let after = ((files + files_delta).max(0) as u64, (bytes + bytes_delta).max(0) as u64);
         if (files_delta > 0 || bytes_delta > 0) && !quota.allows(after.0, after.1) {
-            return Err(CatalogError::QuotaExceeded);
+            return refuse(db, record, CatalogError::QuotaExceeded).await;
         }
+    }
+    // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
+    if !sql::delete_intent(&mut *db, &record.blob_ref()).await? {
+        return Err(CatalogError::IntentLost);
     }
     match &previous {
         Some(prev) => {
@@ -320,4 +323,17 @@ async fn commit_upload(
     }
     sql::add_usage(&mut *db, &record.key, files_delta, bytes_delta).await?;
     Ok(previous)
+}
+
+/// `refusal`, unless the upload's intent is gone: a rolled-back upload is told so first, as
+/// PostgreSQL's commit (which claims the intent first) tells it.
+async fn refuse(
+    db: &mut SqliteConnection,
+    record: &FileRecord,
+    refusal: CatalogError,
+) -> Result<Option<FileRecord>, CatalogError> {
+    match sql::intent_exists(db, &record.blob_ref()).await? {
+        true => Err(refusal),
+        false => Err(CatalogError::IntentLost),
+    }
 }

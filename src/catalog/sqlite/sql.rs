@@ -26,3 +26,13 @@ pub async fn referenced<'e>(
     .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// Whether an upload's intent is still recorded.
+pub async fn intent_exists<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -> Result<bool, CatalogError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM pending_uploads WHERE bucket = $1 AND blob_key = $2")
+        .bind(blob.bucket.as_str())
+        .bind(blob.blob.to_string())
+        .fetch_optional(db)
+        .await?;
+    Ok(found.is_some())
+}

@@ -2,14 +2,18 @@
 //! `synchronous = FULL` every commit is a WAL fsync; concurrent uploads each committing alone
 //! queue on that lock and pay one fsync each (twice: intent, then row). Here one task per
 //! catalog runs every write: it takes whatever writes are waiting (up to [`MAX_BATCH`]), runs
-//! each in a savepoint of one `BEGIN IMMEDIATE` transaction, commits once, and only then
-//! answers each writer — so an answer still means "durable". A write that fails is rolled back
-//! to its savepoint alone and answered with its error; when the batch itself fails (BEGIN,
-//! a savepoint, COMMIT), nothing of it took effect and every writer in it gets that error.
-//! Under no contention a batch is one write, run without a savepoint.
+//! them one after another in one `BEGIN IMMEDIATE` transaction, commits once, and only then
+//! answers each writer — so an answer still means "durable".
+//!
+//! A write may refuse (`NotFound`, `AlreadyExists`, `QuotaExceeded`, `IntentLost`: see
+//! [`CatalogError::is_refusal`]) only before it has changed anything, so a refusal needs no
+//! rollback and the batch goes on. Any other failure (a database error) abandons the batch:
+//! it is rolled back whole, the failed write gets its own error and every other write in it a
+//! database error (none of it took effect). No savepoints, then: each would cost two more
+//! statements per write, and every statement is a round trip to SQLite's worker thread.
 
 use futures::future::BoxFuture;
-use sqlx::{Acquire, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::CatalogError;
@@ -21,7 +25,8 @@ const QUEUE: usize = 1024;
 
 /// A write as the writer task runs it: its work, then its answer once the batch's fate is known.
 trait Job: Send {
-    /// Runs the work on the batch's connection; whether it succeeded, and its pending answer.
+    /// Runs the work on the batch's connection; whether the batch may go on (it succeeded or
+    /// refused without changing anything), and its pending answer.
     fn run<'c>(self: Box<Self>, db: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Box<dyn Answer>)>;
     /// Answers without running: the batch failed before this write's turn.
     fn fail(self: Box<Self>, why: &str);
@@ -51,8 +56,8 @@ where
         let Write { work, reply } = *self;
         Box::pin(async move {
             let out = work(db).await;
-            let ok = out.is_ok();
-            (ok, Box::new(Held { out, reply }) as Box<dyn Answer>)
+            let go_on = out.as_ref().map_or_else(CatalogError::is_refusal, |_| true);
+            (go_on, Box::new(Held { out, reply }) as Box<dyn Answer>)
         })
     }
 
@@ -64,8 +69,10 @@ where
 impl<T: Send> Answer for Held<T> {
     fn send(self: Box<Self>, batch_failed: Option<&str>) {
         let out = match batch_failed {
-            None => self.out,
-            Some(why) => Err(batch_error(why)),
+            Some(why) if self.out.is_ok() || self.out.as_ref().is_err_and(CatalogError::is_refusal) => {
+                Err(batch_error(why))
+            }
+            _ => self.out,
         };
         // The caller may have stopped waiting (its request was cancelled): nothing to tell.
         let _ = self.reply.send(out);
@@ -123,31 +130,26 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 async fn run_batch(pool: &SqlitePool, jobs: Vec<Box<dyn Job>>) {
-    let alone = jobs.len() == 1;
-    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(jobs.len());
+    let count = jobs.len();
+    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(count);
     let mut jobs = jobs.into_iter();
-    let outcome: Result<(), sqlx::Error> = async {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        if alone {
-            let job = jobs.next().expect("one job");
-            let (ok, answer) = job.run(&mut tx).await;
-            answers.push(answer);
-            return if ok { tx.commit().await } else { tx.rollback().await };
-        }
+    let outcome: Result<(), String> = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| e.to_string())?;
         for job in jobs.by_ref() {
-            let mut savepoint = Acquire::begin(&mut tx).await?;
-            let (ok, answer) = job.run(&mut savepoint).await;
+            let (go_on, answer) = job.run(&mut tx).await;
             answers.push(answer);
-            if ok { savepoint.commit().await? } else { savepoint.rollback().await? }
+            if !go_on {
+                let _ = tx.rollback().await;
+                return Err("another write in the same transaction failed".to_owned());
+            }
         }
-        tx.commit().await
+        tx.commit().await.map_err(|e| e.to_string())
     }
     .await;
     match outcome {
         Ok(()) => answers.into_iter().for_each(|a| a.send(None)),
-        Err(e) => {
-            let why = e.to_string();
-            tracing::warn!(error = %why, writes = answers.len() + jobs.len(), "a catalog write batch failed; none of it took effect");
+        Err(why) => {
+            tracing::warn!(error = %why, writes = count, "a catalog write batch failed; none of it took effect");
             answers.into_iter().for_each(|a| a.send(Some(&why)));
             jobs.for_each(|j| j.fail(&why));
         }
