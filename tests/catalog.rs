@@ -61,6 +61,17 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     assert!(!catalog.abandon_intent(&r.blob_ref()).await.unwrap(), "a committed upload has no intent left");
     assert_eq!(catalog.get(&r.key).await.unwrap(), Some(r.clone()));
 
+    // an upload's start: the row, and the intent only when the upload may go on
+    let next = record("tenant-t1/reports/a.txt", 1_500_000);
+    let started = intent(next.blob_ref(), next.created_at);
+    assert!(matches!(catalog.begin_upload(&started, false).await, Err(CatalogError::AlreadyExists)));
+    assert!(!catalog.abandon_intent(&next.blob_ref()).await.unwrap(), "a refused start records nothing");
+    assert_eq!(catalog.begin_upload(&started, true).await.unwrap(), Some(r.clone()));
+    assert!(catalog.abandon_intent(&next.blob_ref()).await.unwrap(), "an overwrite's start records its intent");
+    let new_key = record("tenant-t1/reports/new.txt", 1_500_000);
+    assert_eq!(catalog.begin_upload(&intent(new_key.blob_ref(), new_key.created_at), false).await.unwrap(), None);
+    assert!(catalog.abandon_intent(&new_key.blob_ref()).await.unwrap());
+
     // no overwrite → AlreadyExists, nothing changes
     let r2 = record("tenant-t1/reports/a.txt", 2_000_000);
     assert!(matches!(commit(&*catalog, &r2, false, &NO_QUOTA).await, Err(CatalogError::AlreadyExists)));

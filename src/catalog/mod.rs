@@ -81,6 +81,18 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records that bytes are about to be written to `pending.blob`, before they are.
     async fn record_intent(&self, pending: &PendingUpload) -> Result<(), CatalogError>;
 
+    /// An upload's start: the current row of its key, and its intent recorded — unless the key
+    /// exists and `overwrite` is off: `AlreadyExists`, nothing recorded. An engine may do it in
+    /// one round trip (PostgreSQL does).
+    async fn begin_upload(&self, pending: &PendingUpload, overwrite: bool) -> Result<Option<FileRecord>, CatalogError> {
+        let existing = self.get(pending.blob.blob.object_key()).await?;
+        if existing.is_some() && !overwrite {
+            return Err(CatalogError::AlreadyExists);
+        }
+        self.record_intent(pending).await?;
+        Ok(existing)
+    }
+
     /// Marks a pending intent as still in progress: its new mark (`started_at`) and the time
     /// its writer vouches for (`alive_until`); `false` when the intent is gone.
     async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError>;

@@ -60,44 +60,49 @@ impl StorageService {
         who.require_write()?;
         let tenant = who.tenant();
         let policy = self.policy(&req.category)?.clone();
-        let key = ObjectKey::new(tenant.clone(), req.category.clone(), req.filename.clone());
-        let max_size = req.max_size.map_or(policy.max_size, |m| m.min(policy.max_size));
-        if req.size_hint.is_some_and(|n| n > max_size) {
+        let UploadRequest { category, filename, original_filename, content_type, overwrite, size_hint, max_size, body } =
+            req;
+        let key = ObjectKey::new(tenant.clone(), category.clone(), filename.clone());
+        let max_size = max_size.map_or(policy.max_size, |m| m.min(policy.max_size));
+        if size_hint.is_some_and(|n| n > max_size) {
             return Err(ServiceError::TooLarge { limit: max_size });
-        }
-        let existing = self.inner.catalog.get(&key).await?;
-        if !req.overwrite && existing.is_some() {
-            return Err(ServiceError::AlreadyExists);
-        }
-        let (limit, over) = self.stream_limit(tenant, max_size, existing.as_ref().map(|e| e.size)).await?;
-        if req.size_hint.is_some_and(|n| n > limit) {
-            return Err(match over {
-                BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
-                _ => ServiceError::QuotaExceeded,
-            });
-        }
-        let (head, body) = peek(req.body, SNIFF_LEN).await.map_err(ServiceError::from_body)?;
-        let content_type = decide(&req.filename, req.content_type.as_deref(), &head).to_string();
-        if !policy.allows(&content_type) {
-            return Err(ServiceError::UnsupportedMediaType { content_type, category: req.category.to_string() });
         }
         let blob = BlobRef {
             bucket: self.bucket(policy.bucket).clone(),
             blob: BlobKey::new(key.clone(), BlobVersion::generate()),
         };
-        self.inner.catalog.record_intent(&self.intent_mark(&blob)).await?;
-
-        let (metered, meter) = Metered::new(body, limit, over);
-        let put = self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered), req.size_hint);
-        let put = self.keeping_intent_alive(&blob, put).await;
-        if let Err(e) = put {
-            self.forget_intent(&blob).await;
-            return Err(e.into());
-        }
-        let (sha256, size) = meter.finish().await;
+        // The key's row, and the intent recorded (one round trip where the engine can); an
+        // existing key without `overwrite` is refused here, before any byte is read.
+        let existing = self.inner.catalog.begin_upload(&self.intent_mark(&blob), overwrite).await?;
+        let received = async {
+            let (limit, over) = self.stream_limit(tenant, max_size, existing.as_ref().map(|e| e.size)).await?;
+            if size_hint.is_some_and(|n| n > limit) {
+                return Err(match over {
+                    BodyError::TooLarge { limit } => ServiceError::TooLarge { limit },
+                    _ => ServiceError::QuotaExceeded,
+                });
+            }
+            let (head, body) = peek(body, SNIFF_LEN).await.map_err(ServiceError::from_body)?;
+            let content_type = decide(&filename, content_type.as_deref(), &head).to_string();
+            if !policy.allows(&content_type) {
+                return Err(ServiceError::UnsupportedMediaType { content_type, category: category.to_string() });
+            }
+            let (metered, meter) = Metered::new(body, limit, over);
+            self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered), size_hint).await?;
+            let (sha256, size) = meter.finish().await;
+            Ok((content_type, sha256, size))
+        };
+        let (content_type, sha256, size) = match self.keeping_intent_alive(&blob, received).await {
+            Ok(received) => received,
+            Err(e) => {
+                // Refused or cut: the store removed what it wrote; the intent goes too.
+                self.forget_intent(&blob).await;
+                return Err(e);
+            }
+        };
         let record = FileRecord {
             key,
-            original_filename: req.original_filename.unwrap_or_else(|| req.filename.to_string()),
+            original_filename: original_filename.unwrap_or_else(|| filename.to_string()),
             bucket: blob.bucket.clone(),
             blob: blob.blob.clone(),
             content_type,
@@ -106,7 +111,7 @@ impl StorageService {
             created_at: crate::util::now_micros(),
         };
         let quota = self.quota(tenant);
-        match self.inner.catalog.commit_upload(&record, req.overwrite, &quota).await {
+        match self.inner.catalog.commit_upload(&record, overwrite, &quota).await {
             Ok(replaced) => {
                 if let Some(old) = replaced {
                     let _ = self.purge(&old.blob_ref()).await;

@@ -176,6 +176,9 @@ impl Catalog for MeteredCatalog {
     async fn record_intent(&self, p: &PendingUpload) -> Result<(), CatalogError> {
         bounded!("catalog", self, "record_intent", self.0.record_intent(p))
     }
+    async fn begin_upload(&self, p: &PendingUpload, overwrite: bool) -> Result<Option<FileRecord>, CatalogError> {
+        bounded!("catalog", self, "begin_upload", self.0.begin_upload(p, overwrite))
+    }
     async fn touch_intent(&self, p: &PendingUpload) -> Result<bool, CatalogError> {
         bounded!("catalog", self, "touch_intent", self.0.touch_intent(p))
     }

@@ -142,6 +142,16 @@ impl Catalog for PostgresCatalog {
         Ok(tx.commit().await?)
     }
 
+    async fn begin_upload(&self, pending: &PendingUpload, overwrite: bool) -> Result<Option<FileRecord>, CatalogError> {
+        let mut tx = self.blob_tx(&pending.blob).await?;
+        let existing = sql::begin_upload(&mut *tx, pending, overwrite).await?;
+        if existing.is_some() && !overwrite {
+            return Err(CatalogError::AlreadyExists);
+        }
+        tx.commit().await?;
+        Ok(existing)
+    }
+
     async fn touch_intent(&self, pending: &PendingUpload) -> Result<bool, CatalogError> {
         let mut tx = self.blob_tx(&pending.blob).await?;
         let touched = sql::touch_intent(&mut *tx, pending).await?;

@@ -31,6 +31,34 @@ pub async fn lock_tenant_quota(tx: &mut Transaction<'static, Postgres>, tenant: 
     Ok(())
 }
 
+/// An upload's start in one statement: the key's row, and the intent recorded when the key is
+/// free or `overwrite` is on.
+pub async fn begin_upload<'e>(
+    db: impl PgExecutor<'e>,
+    p: &PendingUpload,
+    overwrite: bool,
+) -> Result<Option<FileRecord>, CatalogError> {
+    let sql = format!(
+        "WITH existing AS (
+             SELECT {FILE_COLUMNS} FROM files WHERE key = $1
+         ), recorded AS (
+             INSERT INTO pending_uploads (bucket, blob_key, started_at, alive_until)
+             SELECT $2, $3, $4, $5 WHERE $6 OR NOT EXISTS (SELECT 1 FROM existing)
+         )
+         SELECT {FILE_COLUMNS} FROM existing"
+    );
+    let row: Option<RawRecord> = sqlx::query_as(&sql)
+        .bind(p.blob.blob.object_key().to_string())
+        .bind(p.blob.bucket.as_str())
+        .bind(p.blob.blob.to_string())
+        .bind(micros(&p.started_at))
+        .bind(micros(&p.alive_until))
+        .bind(overwrite)
+        .fetch_optional(db)
+        .await?;
+    row.map(RawRecord::into_record).transpose()
+}
+
 /// An upload's commit in one statement, for the common case (no quota to check): claims the
 /// intent, inserts the row when the claim succeeded and the key is free, and counts the new
 /// file in the usage when the row went in. Returns (claimed, inserted). Claimed but not
