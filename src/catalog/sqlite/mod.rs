@@ -38,6 +38,7 @@ impl SqliteCatalog {
     /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`)
     /// and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        without_memory_statistics();
         let options = SqliteConnectOptions::from_str(url)?;
         create_private_file(options.get_filename());
         let options = options
@@ -53,6 +54,27 @@ impl SqliteCatalog {
         let writer = writer::Writer::start(pool.clone());
         Ok(Self { pool, writer })
     }
+}
+
+/// Turns off SQLite's memory statistics, once per process, before its first connection opens.
+/// They are on by default, and every allocation inside SQLite then takes one global mutex:
+/// with the pool's connections reading on their own threads (a list decodes hundreds of values,
+/// each an allocation), that mutex was the hottest lock of the process under concurrent
+/// lists. Coffer never reads those statistics.
+fn without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. `sqlite3_config` may only run while no
+        // other thread uses SQLite: this runs before the process's first connection (coffer
+        // opens SQLite nowhere else), and once SQLite is initialised it changes nothing and
+        // returns SQLITE_MISUSE, leaving the statistics on.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int)
+        };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was initialised already; its memory statistics stay on");
+        }
+    });
 }
 
 /// Creates the database file owner-only (0600) before SQLite does (it would use 0644); SQLite
