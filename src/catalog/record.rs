@@ -119,11 +119,12 @@ pub(super) fn corrupt(e: impl std::fmt::Display) -> CatalogError {
 
 impl RawRecord {
     pub fn into_record(self) -> Result<FileRecord, CatalogError> {
+        let key = ObjectKey::parse(&self.key).map_err(corrupt)?;
         Ok(FileRecord {
-            key: ObjectKey::parse(&self.key).map_err(corrupt)?,
+            blob: BlobKey::parse_of(&key, &self.blob_key).map_err(corrupt)?,
+            key,
             original_filename: self.original_filename,
             bucket: BucketName::parse(&self.bucket).map_err(corrupt)?,
-            blob: BlobKey::parse(&self.blob_key).map_err(corrupt)?,
             content_type: self.content_type,
             size: u64::try_from(self.size).map_err(corrupt)?,
             sha256: self.sha256,

@@ -62,6 +62,18 @@ impl BlobKey {
         Ok(Self { key, version: BlobVersion::parse(version)? })
     }
 
+    /// Parses `raw` as a version of `key` (already parsed): the same check as [`Self::parse`]
+    /// with the key's own parts compared instead of parsed a second time.
+    pub fn parse_of(key: &ObjectKey, raw: &str) -> Result<Self, DomainError> {
+        let bad = DomainError::InvalidKey("not a blob key of this key");
+        let rest = raw.strip_prefix(key.prefix().as_str()).and_then(|r| r.strip_prefix('/')).ok_or(bad.clone())?;
+        let (version, filename) = rest.split_once('/').ok_or(bad.clone())?;
+        if filename != key.filename().as_str() {
+            return Err(bad);
+        }
+        Ok(Self { key: key.clone(), version: BlobVersion::parse(version)? })
+    }
+
     pub fn object_key(&self) -> &ObjectKey {
         &self.key
     }
@@ -100,10 +112,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn parse_of_takes_only_versions_of_its_key() {
+        let key = ObjectKey::parse("tenant-abc/reports/q1.pdf").unwrap();
+        let blob = BlobKey::new(key.clone(), BlobVersion::generate());
+        assert_eq!(BlobKey::parse_of(&key, &blob.to_string()).unwrap(), blob);
+        let other = ObjectKey::parse("tenant-abc/reports/q2.pdf").unwrap();
+        assert!(BlobKey::parse_of(&other, &blob.to_string()).is_err());
+        let other_tenant = ObjectKey::parse("tenant-ab/reports/q1.pdf").unwrap();
+        assert!(BlobKey::parse_of(&other_tenant, &blob.to_string()).is_err());
+        for bad in ["tenant-abc/reports/q1.pdf", "tenant-abc/reports/xyz/q1.pdf", "tenant-abc/reports//q1.pdf"] {
+            assert!(BlobKey::parse_of(&key, bad).is_err(), "{bad:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(s in "\\PC{0,120}") {
             let _ = BlobKey::parse(&s);
+        }
+
+        /// Whatever the text, `parse_of` accepts exactly what `parse` accepts for that key.
+        #[test]
+        fn parse_of_agrees_with_parse(s in "\\PC{0,120}", version in "[0-9a-f]{32}") {
+            let key = ObjectKey::parse("tenant-abc/reports/q1.pdf").unwrap();
+            for raw in [s.clone(), format!("tenant-abc/reports/{version}/q1.pdf"), format!("tenant-abc/reports/{s}/q1.pdf")] {
+                let whole = BlobKey::parse(&raw).ok().filter(|b| b.object_key() == &key);
+                prop_assert_eq!(BlobKey::parse_of(&key, &raw).ok(), whole);
+            }
         }
     }
 }

@@ -44,7 +44,12 @@ impl Filename {
     /// Parses and normalises a file name. Returns `InvalidFilename` with the reason when the
     /// name breaks any rule in the type's documentation.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let name: String = raw.nfc().collect();
+        // Most names are NFC already (all ASCII ones are): the quick check says so without
+        // composing anything.
+        let name: String = match unicode_normalization::is_nfc_quick(raw.chars()) {
+            unicode_normalization::IsNormalized::Yes => raw.to_owned(),
+            _ => raw.nfc().collect(),
+        };
         check(&name)?;
         // Percent-encoded tricks: the decoded forms (once and twice) must pass too.
         let once = percent_decode_str(&name).decode_utf8_lossy().into_owned();
