@@ -2,6 +2,7 @@
 //! histograms; bytes in and out; blob-store and catalog operation latency and errors (through
 //! the decorators in `telemetry::stores`); uploads in flight.
 
+mod retry;
 pub mod stores;
 
 use std::sync::OnceLock;

@@ -156,6 +156,12 @@ macro_rules! bounded {
     }};
 }
 
+/// Like `bounded!`, for a read on a request's path: a transient failure is retried (twice at
+/// most, after 25 and 50 ms: `retry.rs`) within the same bound.
+macro_rules! bounded_read {
+    ($kind:literal, $self:ident, $op:literal, $call:expr) => {{ bounded!($kind, $self, $op, super::retry::read($op, || $call)) }};
+}
+
 /// A catalog whose operations are measured, those on a request's path bounded in time.
 pub struct MeteredCatalog(pub Arc<dyn Catalog>, pub Duration);
 
@@ -194,10 +200,10 @@ impl Catalog for MeteredCatalog {
         bounded!("catalog", self, "commit_upload", self.0.commit_upload(r, overwrite, q))
     }
     async fn get(&self, k: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
-        bounded!("catalog", self, "get", self.0.get(k))
+        bounded_read!("catalog", self, "get", self.0.get(k))
     }
     async fn list(&self, t: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
-        bounded!("catalog", self, "list", self.0.list(t, q))
+        bounded_read!("catalog", self, "list", self.0.list(t, q))
     }
     async fn delete(&self, k: &ObjectKey) -> Result<FileRecord, CatalogError> {
         bounded!("catalog", self, "delete", self.0.delete(k))
@@ -209,10 +215,10 @@ impl Catalog for MeteredCatalog {
         timed!("catalog", self, "deletion_done", self.0.deletion_done(b))
     }
     async fn usage(&self, t: &TenantId) -> Result<Vec<CategoryUsage>, CatalogError> {
-        bounded!("catalog", self, "usage", self.0.usage(t))
+        bounded_read!("catalog", self, "usage", self.0.usage(t))
     }
     async fn tenant_status(&self, t: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
-        bounded!("catalog", self, "tenant_status", self.0.tenant_status(t))
+        bounded_read!("catalog", self, "tenant_status", self.0.tenant_status(t))
     }
     async fn add_tenant(&self, t: &TenantId) -> Result<bool, CatalogError> {
         bounded!("catalog", self, "add_tenant", self.0.add_tenant(t))
@@ -250,7 +256,7 @@ impl Catalog for MeteredCatalog {
         bounded!("catalog", self, "create_session", self.0.create_session(s))
     }
     async fn session(&self, t: &TenantId, id: &str) -> Result<Option<UploadSession>, CatalogError> {
-        bounded!("catalog", self, "session", self.0.session(t, id))
+        bounded_read!("catalog", self, "session", self.0.session(t, id))
     }
     async fn lock_session(
         &self,
@@ -286,7 +292,7 @@ impl Catalog for MeteredCatalog {
         timed!("catalog", self, "expired_sessions", self.0.expired_sessions(before, limit))
     }
     async fn reserved_bytes(&self, t: &TenantId) -> Result<u64, CatalogError> {
-        bounded!("catalog", self, "reserved_bytes", self.0.reserved_bytes(t))
+        bounded_read!("catalog", self, "reserved_bytes", self.0.reserved_bytes(t))
     }
     async fn claim_upload_link(
         &self,
