@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example bench-list -- [sizes]` (default 10000,100000,1000000).
 //! PostgreSQL comes from COFFER_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres);
-//! a fresh database is created and dropped.
+//! a fresh database is created and dropped. `COFFER_BENCH_CATALOGS` (default `sqlite,postgres`)
+//! picks the engines (10 M rows on PostgreSQL alone: `COFFER_BENCH_CATALOGS=postgres … 10000000`).
 
 use std::time::{Duration, Instant};
 
@@ -87,27 +88,39 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|");
     let admin =
         std::env::var("COFFER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let engines = std::env::var("COFFER_BENCH_CATALOGS").unwrap_or_else(|_| "sqlite,postgres".into());
     for &n in &sizes {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let sqlite = SqliteCatalog::connect(&url).await.unwrap();
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql(&seed_sql(n, false)).execute(&mut conn).await.unwrap();
-        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
-        measure("sqlite", &sqlite, n).await;
-
-        let name = format!("coffer_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin_conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_conn).await.unwrap();
-        let mut db_url = url::Url::parse(&admin).unwrap();
-        db_url.set_path(&format!("/{name}"));
-        let pg = PostgresCatalog::connect(db_url.as_str(), None).await.unwrap();
-        let mut conn = sqlx::PgConnection::connect(db_url.as_str()).await.unwrap();
-        sqlx::raw_sql(&seed_sql(n, true)).execute(&mut conn).await.unwrap();
-        sqlx::query("ANALYZE files").execute(&mut conn).await.unwrap();
-        measure("postgres", &pg, n).await;
-        drop(pg);
-        drop(conn);
-        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin_conn).await.unwrap();
+        if engines.split(',').any(|e| e == "sqlite") {
+            bench_sqlite(n).await;
+        }
+        if engines.split(',').any(|e| e == "postgres") {
+            bench_postgres(&admin, n).await;
+        }
     }
+}
+
+async fn bench_sqlite(n: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let sqlite = SqliteCatalog::connect(&url).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&seed_sql(n, false)).execute(&mut conn).await.unwrap();
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    measure("sqlite", &sqlite, n).await;
+}
+
+async fn bench_postgres(admin: &str, n: u64) {
+    let name = format!("coffer_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin_conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin_conn).await.unwrap();
+    let mut db_url = url::Url::parse(admin).unwrap();
+    db_url.set_path(&format!("/{name}"));
+    let pg = PostgresCatalog::connect(db_url.as_str(), None).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(db_url.as_str()).await.unwrap();
+    sqlx::raw_sql(&seed_sql(n, true)).execute(&mut conn).await.unwrap();
+    sqlx::query("ANALYZE files").execute(&mut conn).await.unwrap();
+    measure("postgres", &pg, n).await;
+    drop(pg);
+    drop(conn);
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin_conn).await.unwrap();
 }
