@@ -107,11 +107,7 @@ impl FsBlobStore {
                 Some(keyring) => std::borrow::Cow::Owned(sealed::seal_whole(keyring, &key, &plain)?),
                 None => std::borrow::Cow::Borrowed(&plain[..]),
             };
-            match std::fs::metadata(&base) {
-                Ok(m) if m.is_dir() => {}
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
-                _ => return Err(BlobError::NoSuchBucket(bucket.to_string())),
-            }
+            bucket_dir_found(std::fs::metadata(&base), &bucket)?;
             let dir = path.parent().expect("blob path has a parent");
             write_file_durably(&base, dir, &path, &stored)?;
             Ok(PutResult { size })
@@ -122,13 +118,24 @@ impl FsBlobStore {
 
     async fn bucket_exists(&self, bucket: &BucketName) -> Result<PathBuf, BlobError> {
         let dir = self.bucket_dir(bucket);
-        match tokio::fs::metadata(&dir).await {
-            Ok(m) if m.is_dir() => Ok(dir),
-            Ok(_) => Err(BlobError::NoSuchBucket(bucket.to_string())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(BlobError::NoSuchBucket(bucket.to_string())),
-            Err(e) => Err(e.into()),
-        }
+        bucket_dir_found(tokio::fs::metadata(&dir).await, bucket).map(|()| dir)
     }
+}
+
+/// A bucket's directory as its metadata lookup found it: `NoSuchBucket` when it is missing or
+/// not a directory.
+fn bucket_dir_found(found: std::io::Result<std::fs::Metadata>, bucket: &BucketName) -> Result<(), BlobError> {
+    match found {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(BlobError::NoSuchBucket(bucket.to_string())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(BlobError::NoSuchBucket(bucket.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A body whose length is not the one it announced (`Content-Length`): refused, nothing kept.
+fn wrong_length(size: u64, announced: u64) -> BlobError {
+    BlobError::Body(std::io::Error::other(format!("the body held {size} bytes, not the {announced} announced")))
 }
 
 /// fsync a directory so that a rename or a newly created entry in it is durable.
@@ -179,9 +186,7 @@ async fn gather(mut body: ByteStream, announced: u64) -> Result<bytes::Bytes, Bl
         }
     }
     if size != announced {
-        return Err(BlobError::Body(std::io::Error::other(format!(
-            "the body held {size} bytes, not the {announced} announced"
-        ))));
+        return Err(wrong_length(size, announced));
     }
     Ok(buf.freeze())
 }
@@ -277,9 +282,7 @@ impl BlobStore for FsBlobStore {
             },
         };
         let written = written.and_then(|size| match length {
-            Some(announced) if announced != size => Err(BlobError::Body(std::io::Error::other(format!(
-                "the body held {size} bytes, not the {announced} announced"
-            )))),
+            Some(announced) if announced != size => Err(wrong_length(size, announced)),
             _ => Ok(size),
         });
         let result = match written {
