@@ -122,6 +122,32 @@ async fn conformance(catalog: Arc<dyn Catalog>) {
     q.prefix = Some("b".into());
     assert_eq!(keys(&catalog.list(&t, &q).await.unwrap()), ["tenant-t1/reports/b.txt"]);
 
+    // every shape of query: a prefix in either order with or without a category, page by page
+    let mut q = query(SortOrder::Name, 1);
+    q.prefix = Some("b".into());
+    let first = catalog.list(&t, &q).await.unwrap();
+    assert_eq!(keys(&first), ["tenant-t1/applications/b.txt"]);
+    q.cursor = first.next;
+    let second = catalog.list(&t, &q).await.unwrap();
+    assert_eq!(keys(&second), ["tenant-t1/reports/b.txt"]);
+    assert!(second.next.is_none());
+    let mut q = query(SortOrder::Newest, 10);
+    q.prefix = Some("b".into());
+    assert_eq!(keys(&catalog.list(&t, &q).await.unwrap()), ["tenant-t1/applications/b.txt", "tenant-t1/reports/b.txt"]);
+    q.category = Some(Category::parse("reports").unwrap());
+    assert_eq!(keys(&catalog.list(&t, &q).await.unwrap()), ["tenant-t1/reports/b.txt"]);
+    q.prefix = Some("zzz".into());
+    assert!(catalog.list(&t, &q).await.unwrap().files.is_empty(), "another tenant's names stay hidden");
+    let mut q = query(SortOrder::Newest, 3);
+    q.category = Some(Category::parse("reports").unwrap());
+    let first = catalog.list(&t, &q).await.unwrap();
+    assert_eq!(keys(&first), ["tenant-t1/reports/d.txt", "tenant-t1/reports/b.txt", "tenant-t1/reports/c.txt"]);
+    q.cursor = first.next;
+    assert_eq!(keys(&catalog.list(&t, &q).await.unwrap()), ["tenant-t1/reports/a.txt"]);
+    let mut q = query(SortOrder::Name, 10);
+    q.category = Some(Category::parse("applications").unwrap());
+    assert_eq!(keys(&catalog.list(&t, &q).await.unwrap()), ["tenant-t1/applications/b.txt"]);
+
     // a cursor of the other order is refused
     let mut q = query(SortOrder::Name, 1);
     q.cursor = p1.next;

@@ -19,12 +19,6 @@ macro_rules! shared_statements {
         };
         use crate::domain::{BucketName, ObjectKey, TenantId};
 
-        pub async fn select_file<'e>(db: impl $executor<'e>, key: &str) -> Result<Option<FileRecord>, CatalogError> {
-            let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE key = $1");
-            let row: Option<RawRecord> = sqlx::query_as(&sql).bind(key).fetch_optional(db).await?;
-            row.map(RawRecord::into_record).transpose()
-        }
-
         /// Inserts the row; `false` when the key exists (possibly committed meanwhile by another
         /// instance).
         pub async fn insert_file<'e>(db: impl $executor<'e>, r: &FileRecord) -> Result<bool, CatalogError> {
@@ -247,17 +241,6 @@ macro_rules! shared_statements {
             let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE key > $1 ORDER BY key LIMIT $2");
             let rows: Vec<RawRecord> = sqlx::query_as(&sql).bind(after).bind(i64::from(limit)).fetch_all(db).await?;
             rows.into_iter().map(RawRecord::into_record).collect()
-        }
-
-        pub async fn tenant_status<'e>(
-            db: impl $executor<'e>,
-            t: &TenantId,
-        ) -> Result<Option<TenantStatus>, CatalogError> {
-            let s: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE tenant_id = $1")
-                .bind(t.as_str())
-                .fetch_optional(db)
-                .await?;
-            s.as_deref().map(TenantStatus::parse).transpose()
         }
 
         /// Registers `t` as active; `false` when it was known already.

@@ -1,16 +1,15 @@
 //! The upload body as the service sees it: size-limited and hashed while it streams.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::hashing::Hashing;
 use crate::blob::ByteStream;
 
 /// A limit tripped while streaming; travels inside an `io::Error` through the blob store.
@@ -35,67 +34,26 @@ impl BodyError {
     }
 }
 
-/// A body longer than this is hashed on a thread of its own from here on, so that hashing
-/// overlaps with receiving and writing instead of adding to them on the request's task.
-const OFFLOAD_AFTER: u64 = 4 << 20;
-/// At most this much of the body waits for the hashing thread; then the body waits for it.
-const MAX_QUEUED: usize = 2 << 20;
-
 /// The SHA-256 and size of everything that passed through a [`Metered`] stream.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Meter(Arc<Mutex<MeterState>>);
 
-#[derive(Default)]
 struct MeterState {
-    /// `None` once the hash moved to its thread.
-    sha: Option<Sha256>,
+    /// `None` once finished.
+    sha: Option<Hashing<Sha256>>,
     size: u64,
-    offload: Option<Offload>,
-}
-
-/// The hashing thread of a long body: the bytes sent to it, how many wait, whom to wake when
-/// they drain, and the hash once the sender is gone.
-struct Offload {
-    tx: std::sync::mpsc::Sender<Bytes>,
-    queued: Arc<AtomicUsize>,
-    waker: Arc<AtomicWaker>,
-    done: tokio::sync::oneshot::Receiver<Sha256>,
-}
-
-impl Offload {
-    fn start(sha: Sha256) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
-        let (done_tx, done) = tokio::sync::oneshot::channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let waker = Arc::new(AtomicWaker::new());
-        let (q, w) = (queued.clone(), waker.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut sha = sha;
-            while let Ok(chunk) = rx.recv() {
-                sha.update(&chunk);
-                q.fetch_sub(chunk.len(), Ordering::AcqRel);
-                w.wake();
-            }
-            let _ = done_tx.send(sha);
-        });
-        Self { tx, queued, waker, done }
-    }
 }
 
 impl Meter {
     /// The hex SHA-256 and the size, once the body has ended.
     pub async fn finish(&self) -> (String, u64) {
-        let (sha, size, offload) = {
-            let mut guard = self.0.lock().expect("meter lock");
-            let state = &mut *guard;
-            (state.sha.clone(), state.size, state.offload.take())
+        let (sha, size) = {
+            let mut state = self.0.lock().expect("meter lock");
+            (state.sha.take(), state.size)
         };
-        let sha = match offload {
-            Some(Offload { tx, done, .. }) => {
-                drop(tx);
-                done.await.expect("the hashing thread ends with its hash")
-            }
-            None => sha.unwrap_or_default(),
+        let sha = match sha {
+            Some(hashing) => hashing.finish().await,
+            None => Sha256::new(),
         };
         (hex::encode(sha.finalize()), size)
     }
@@ -112,7 +70,7 @@ pub struct Metered {
 
 impl Metered {
     pub fn new(inner: ByteStream, limit: u64, over: BodyError) -> (Self, Meter) {
-        let meter = Meter(Arc::new(Mutex::new(MeterState { sha: Some(Sha256::new()), ..MeterState::default() })));
+        let meter = Meter(Arc::new(Mutex::new(MeterState { sha: Some(Hashing::new(Sha256::new())), size: 0 })));
         (Self { inner, limit, over, meter: meter.clone() }, meter)
     }
 }
@@ -121,35 +79,18 @@ impl Stream for Metered {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // The hashing thread is behind: wait for it (memory stays bounded).
-        if let Some(off) = &self.meter.0.lock().expect("meter lock").offload
-            && off.queued.load(Ordering::Acquire) > MAX_QUEUED
-        {
-            off.waker.register(cx.waker());
-            if off.queued.load(Ordering::Acquire) > MAX_QUEUED {
-                return Poll::Pending;
-            }
+        if let Some(sha) = &self.meter.0.lock().expect("meter lock").sha {
+            futures::ready!(sha.poll_ready(cx));
         }
         let item = futures::ready!(self.inner.poll_next_unpin(cx));
         if let Some(Ok(chunk)) = &item {
-            let mut guard = self.meter.0.lock().expect("meter lock");
-            let state = &mut *guard;
+            let mut state = self.meter.0.lock().expect("meter lock");
             state.size += chunk.len() as u64;
             if state.size > self.limit {
                 return Poll::Ready(Some(Err(std::io::Error::other(self.over))));
             }
-            match (&state.offload, state.sha.as_mut()) {
-                (Some(off), _) => {
-                    off.queued.fetch_add(chunk.len(), Ordering::AcqRel);
-                    let _ = off.tx.send(chunk.clone());
-                }
-                (None, Some(sha)) => {
-                    sha.update(chunk);
-                    if state.size > OFFLOAD_AFTER {
-                        state.offload = state.sha.take().map(Offload::start);
-                    }
-                }
-                (None, None) => unreachable!("the hash is here or on its thread"),
+            if let Some(sha) = state.sha.as_mut() {
+                sha.feed(chunk);
             }
         }
         Poll::Ready(item)
@@ -193,6 +134,7 @@ pub fn from_bytes(content: impl Into<Bytes>) -> ByteStream {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hashing::OFFLOAD_AFTER;
     use super::*;
 
     fn chunks(parts: &[&'static [u8]]) -> ByteStream {

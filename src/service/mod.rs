@@ -13,6 +13,7 @@ mod body;
 mod content_type;
 mod error;
 pub mod export;
+mod hashing;
 mod manage;
 mod presign;
 pub mod purge;

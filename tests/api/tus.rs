@@ -456,7 +456,8 @@ async fn the_first_bytes_decide_the_type() {
 async fn checksums_are_verified_per_append() {
     let app = spawn_app().await;
     let tus = Tus::new(&app, "abc123");
-    let data = bytes(100_000, 9);
+    // The second append is long enough to be hashed off the request's task.
+    let data = bytes(40_000 + 5 * MIB, 9);
     let path = tus.create("reports", "summed.bin", data.len()).await;
     let patch = |offset: usize, body: Vec<u8>, checksum: String| {
         tus.req(Method::PATCH, &path)

@@ -8,6 +8,7 @@
 //! separately, so the tenant pool's login need not be able to reach it at all. Migrations run
 //! on a separate connection as the connecting (owner) role.
 
+mod one_trip;
 mod sql;
 
 use std::collections::HashSet;
@@ -18,10 +19,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
+use self::one_trip::CommitNew;
 use super::query::{self, micros};
 use super::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
-    PurgedRows, Quota, RawRecord, TenantInfo, TenantStatus, UploadSession,
+    PurgedRows, Quota, TenantInfo, TenantStatus, UploadSession,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -143,12 +145,11 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn begin_upload(&self, pending: &PendingUpload, overwrite: bool) -> Result<Option<FileRecord>, CatalogError> {
-        let mut tx = self.blob_tx(&pending.blob).await?;
-        let existing = sql::begin_upload(&mut *tx, pending, overwrite).await?;
+        // The intent is recorded only when the key is free or `overwrite` is on.
+        let existing = one_trip::begin_upload(&self.pool, pending, overwrite).await?;
         if existing.is_some() && !overwrite {
             return Err(CatalogError::AlreadyExists);
         }
-        tx.commit().await?;
         Ok(existing)
     }
 
@@ -174,23 +175,22 @@ impl Catalog for PostgresCatalog {
     ) -> Result<Option<FileRecord>, CatalogError> {
         let tenant = record.key.tenant();
         let key = record.key.to_string();
-        let mut tx = self.tenant_tx(tenant).await?;
         if *quota == Quota::default() {
-            // The common case in one statement; an existing key goes on below (overwrite).
-            match sql::claim_and_insert(&mut *tx, record).await? {
-                (false, _) => return Err(CatalogError::IntentLost),
-                (true, true) => {
-                    tx.commit().await?;
-                    return Ok(None);
-                }
-                (true, false) if !overwrite => return Err(CatalogError::AlreadyExists),
-                (true, false) => {}
+            // The common case in one round trip; an existing key changes nothing there and goes
+            // on below (overwrite).
+            match one_trip::commit_new(&self.pool, record).await? {
+                CommitNew::Lost => return Err(CatalogError::IntentLost),
+                CommitNew::Committed => return Ok(None),
+                CommitNew::Exists if !overwrite => return Err(CatalogError::AlreadyExists),
+                CommitNew::Exists => {}
             }
-        } else {
-            // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
-            if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
-                return Err(CatalogError::IntentLost);
-            }
+        }
+        let mut tx = self.tenant_tx(tenant).await?;
+        // Claims the intent: once reconcile has rolled it back, the bytes may be gone.
+        if !sql::delete_intent(&mut *tx, &record.blob_ref()).await? {
+            return Err(CatalogError::IntentLost);
+        }
+        if *quota != Quota::default() {
             // Serialises this tenant's commits while its totals are checked.
             sql::lock_tenant_quota(&mut tx, tenant).await?;
         }
@@ -225,19 +225,12 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<FileRecord>, CatalogError> {
-        let mut tx = self.tenant_tx(key.tenant()).await?;
-        let found = sql::select_file(&mut *tx, &key.to_string()).await?;
-        tx.commit().await?;
-        Ok(found)
+        one_trip::file(&self.pool, key).await
     }
 
     async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
         query::check_cursor(q)?;
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows: Vec<RawRecord> =
-            query::list_files::<Postgres>(tenant, q).build_query_as().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        query::page(rows, q)
+        query::page(one_trip::list(&self.pool, tenant, q).await?, q)
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
@@ -265,10 +258,7 @@ impl Catalog for PostgresCatalog {
     }
 
     async fn tenant_status(&self, tenant: &TenantId) -> Result<Option<TenantStatus>, CatalogError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let status = sql::tenant_status(&mut *tx, tenant).await?;
-        tx.commit().await?;
-        Ok(status)
+        one_trip::tenant_status(&self.pool, tenant).await
     }
 
     async fn add_tenant(&self, tenant: &TenantId) -> Result<bool, CatalogError> {

@@ -7,6 +7,23 @@ use sqlx::SqliteExecutor;
 crate::catalog::session_statements::session_statements!(SqliteExecutor, sqlx::Sqlite);
 crate::catalog::statements::shared_statements!(SqliteExecutor, sqlx::Sqlite);
 
+pub async fn select_file<'e>(db: impl SqliteExecutor<'e>, key: &str) -> Result<Option<FileRecord>, CatalogError> {
+    let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE key = $1");
+    let row: Option<RawRecord> = sqlx::query_as(&sql).bind(key).fetch_optional(db).await?;
+    row.map(RawRecord::into_record).transpose()
+}
+
+pub async fn tenant_status<'e>(
+    db: impl SqliteExecutor<'e>,
+    t: &TenantId,
+) -> Result<Option<TenantStatus>, CatalogError> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE tenant_id = $1")
+        .bind(t.as_str())
+        .fetch_optional(db)
+        .await?;
+    s.as_deref().map(TenantStatus::parse).transpose()
+}
+
 /// Which of `keys` a file row or a pending intent of `bucket` points to, in one query (the keys
 /// travel as a JSON array).
 pub async fn referenced<'e>(

@@ -1,7 +1,8 @@
 //! The body of one resumable append as the service sees it: counted, hashed into the upload's
 //! running SHA-256 and the request's checksum, cut at the upload's length, and — unless the
 //! client asked for a checksum — ended cleanly when the client goes away, so the bytes that did
-//! arrive are kept (tus: a client resumes from the offset the server reports).
+//! arrive are kept (tus: a client resumes from the offset the server reports). Past the first
+//! few megabytes the digests are fed on a thread of their own, as for a plain upload.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,14 +14,47 @@ use futures::{Stream, StreamExt};
 use super::hash::ResumableSha256;
 use crate::blob::ByteStream;
 use crate::service::BodyError;
+use crate::service::hashing::{Feed, Hashing};
 
-/// What passed through an [`Intake`].
-pub struct Taken {
+/// The upload's running SHA-256 and the request's own checksum, fed together.
+pub struct Digests {
     pub hasher: ResumableSha256,
     pub checksum: Option<ring::digest::Context>,
+}
+
+impl Feed for Digests {
+    fn feed(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        if let Some(c) = self.checksum.as_mut() {
+            c.update(data);
+        }
+    }
+}
+
+/// What passed through an [`Intake`] so far.
+pub struct Taken {
+    /// `None` once finished.
+    digests: Option<Hashing<Digests>>,
+    bytes: u64,
+    interrupted: Option<std::io::Error>,
+}
+
+/// What passed through an [`Intake`], once its body has ended.
+pub struct Finished {
+    pub digests: Digests,
     pub bytes: u64,
     /// The client's stream failed (it went away); what arrived before is kept.
     pub interrupted: Option<std::io::Error>,
+}
+
+/// The digests and count of what passed through the intake `taken` belongs to (call once, after
+/// its body has ended).
+pub async fn finish(taken: &Mutex<Taken>) -> Finished {
+    let (digests, bytes, interrupted) = {
+        let mut t = taken.lock().expect("intake lock");
+        (t.digests.take().expect("an intake finishes once"), t.bytes, t.interrupted.take())
+    };
+    Finished { digests: digests.finish().await, bytes, interrupted }
 }
 
 pub struct Intake {
@@ -41,7 +75,8 @@ impl Intake {
         over: BodyError,
     ) -> (Self, Arc<Mutex<Taken>>) {
         let keep_partial = checksum.is_none();
-        let taken = Arc::new(Mutex::new(Taken { hasher, checksum, bytes: 0, interrupted: None }));
+        let digests = Hashing::new(Digests { hasher, checksum });
+        let taken = Arc::new(Mutex::new(Taken { digests: Some(digests), bytes: 0, interrupted: None }));
         (Self { inner, limit, over, keep_partial, done: false, taken: taken.clone() }, taken)
     }
 }
@@ -53,6 +88,9 @@ impl Stream for Intake {
         if self.done {
             return Poll::Ready(None);
         }
+        if let Some(digests) = &self.taken.lock().expect("intake lock").digests {
+            futures::ready!(digests.poll_ready(cx));
+        }
         let item = futures::ready!(self.inner.poll_next_unpin(cx));
         let mut taken = self.taken.lock().expect("intake lock");
         match item {
@@ -63,9 +101,8 @@ impl Stream for Intake {
                     return Poll::Ready(Some(Err(std::io::Error::other(self.over))));
                 }
                 taken.bytes += chunk.len() as u64;
-                taken.hasher.update(&chunk);
-                if let Some(c) = taken.checksum.as_mut() {
-                    c.update(&chunk);
+                if let Some(digests) = taken.digests.as_mut() {
+                    digests.feed(&chunk);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -374,11 +374,9 @@ impl StorageService {
             body_length,
         );
         let (state, appended) = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
-        let taken = std::mem::replace(
-            &mut *taken.lock().expect("intake lock"),
-            intake::Taken { hasher: Default::default(), checksum: None, bytes: 0, interrupted: None },
-        );
-        if let (Some(expected), Some(ctx)) = (&req.checksum, taken.checksum)
+        let taken = intake::finish(&taken).await;
+        let hasher = taken.digests.hasher;
+        if let (Some(expected), Some(ctx)) = (&req.checksum, taken.digests.checksum)
             && ctx.finish().as_ref() != expected.digest.as_slice()
         {
             self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &state, &session.engine_state).await;
@@ -387,11 +385,11 @@ impl StorageService {
         debug_assert_eq!(appended, taken.bytes);
         let old_state = std::mem::replace(&mut session.engine_state, state);
         session.offset += appended;
-        session.hasher = taken.hasher.encode();
+        session.hasher = hasher.encode();
         session.head = head;
         session.expires_at = Utc::now() + self.upload_expiry();
         if session.length == Some(session.offset) && taken.interrupted.is_none() {
-            let done = self.complete(session, token, &taken.hasher).await;
+            let done = self.complete(session, token, &hasher).await;
             if done.is_ok() {
                 self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
             }
