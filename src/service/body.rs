@@ -69,8 +69,10 @@ pub struct Metered {
 }
 
 impl Metered {
-    pub fn new(inner: ByteStream, limit: u64, over: BodyError) -> (Self, Meter) {
-        let meter = Meter(Arc::new(Mutex::new(MeterState { sha: Some(Hashing::new(Sha256::new())), size: 0 })));
+    /// `announced`: the body's length when known in advance (Content-Length).
+    pub fn new(inner: ByteStream, limit: u64, over: BodyError, announced: Option<u64>) -> (Self, Meter) {
+        let sha = Hashing::new(Sha256::new(), announced);
+        let meter = Meter(Arc::new(Mutex::new(MeterState { sha: Some(sha), size: 0 })));
         (Self { inner, limit, over, meter: meter.clone() }, meter)
     }
 }
@@ -143,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_and_counts() {
-        let (mut m, meter) = Metered::new(chunks(&[b"ab", b"c"]), 3, BodyError::TooLarge { limit: 3 });
+        let (mut m, meter) = Metered::new(chunks(&[b"ab", b"c"]), 3, BodyError::TooLarge { limit: 3 }, None);
         while m.next().await.is_some() {}
         let (sha, size) = meter.finish().await;
         assert_eq!(size, 3);
@@ -153,22 +155,31 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_bodies_are_hashed_on_their_own_thread_exactly() {
         let data: Vec<u8> = (0..(OFFLOAD_AFTER as usize) * 3 + 12_345).map(|i| (i * 7 % 251) as u8).collect();
-        let pieces: Vec<std::io::Result<Bytes>> = data.chunks(65_536).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let (mut m, meter) =
-            Metered::new(Box::pin(futures::stream::iter(pieces)), u64::MAX, BodyError::TooLarge { limit: 0 });
-        let mut seen = 0;
-        while let Some(chunk) = m.next().await {
-            seen += chunk.unwrap().len();
+        // Handed over past OFFLOAD_AFTER, or on the thread from the start when announced.
+        for announced in [None, Some(data.len() as u64)] {
+            let pieces: Vec<std::io::Result<Bytes>> =
+                data.chunks(65_536).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            let (mut m, meter) = Metered::new(
+                Box::pin(futures::stream::iter(pieces)),
+                u64::MAX,
+                BodyError::TooLarge { limit: 0 },
+                announced,
+            );
+            let mut seen = 0;
+            while let Some(chunk) = m.next().await {
+                seen += chunk.unwrap().len();
+            }
+            assert_eq!(seen, data.len());
+            let (sha, size) = meter.finish().await;
+            assert_eq!(size, data.len() as u64);
+            assert_eq!(sha, hex::encode(Sha256::digest(&data)));
         }
-        assert_eq!(seen, data.len());
-        let (sha, size) = meter.finish().await;
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(sha, hex::encode(Sha256::digest(&data)));
 
         // The limit still trips past the hand-over.
         let limit = OFFLOAD_AFTER * 2;
         let pieces: Vec<std::io::Result<Bytes>> = data.chunks(65_536).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let (mut m, _) = Metered::new(Box::pin(futures::stream::iter(pieces)), limit, BodyError::TooLarge { limit });
+        let (mut m, _) =
+            Metered::new(Box::pin(futures::stream::iter(pieces)), limit, BodyError::TooLarge { limit }, None);
         let mut passed = 0u64;
         let err = loop {
             match m.next().await.expect("trips before the end") {
@@ -182,7 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn trips_over_the_limit() {
-        let (mut m, _) = Metered::new(chunks(&[b"ab", b"cd"]), 3, BodyError::TooLarge { limit: 3 });
+        let (mut m, _) = Metered::new(chunks(&[b"ab", b"cd"]), 3, BodyError::TooLarge { limit: 3 }, None);
         assert!(m.next().await.unwrap().is_ok());
         let err = m.next().await.unwrap().unwrap_err();
         assert_eq!(BodyError::from_io(&err), Some(BodyError::TooLarge { limit: 3 }));

@@ -61,7 +61,12 @@ impl<H: Feed> Offload<H> {
 }
 
 impl<H: Feed> Hashing<H> {
-    pub fn new(digest: H) -> Self {
+    /// A digest fed here until the body passes a few megabytes; on its thread from the start
+    /// when the body `announced` it will be longer than that.
+    pub fn new(digest: H, announced: Option<u64>) -> Self {
+        if announced.is_some_and(|n| n > OFFLOAD_AFTER) {
+            return Self { here: None, thread: Some(Offload::start(digest)), fed: 0 };
+        }
         Self { here: Some(digest), thread: None, fed: 0 }
     }
 

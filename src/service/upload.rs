@@ -87,7 +87,7 @@ impl StorageService {
             if !policy.allows(&content_type) {
                 return Err(ServiceError::UnsupportedMediaType { content_type, category: category.to_string() });
             }
-            let (metered, meter) = Metered::new(body, limit, over);
+            let (metered, meter) = Metered::new(body, limit, over, size_hint);
             self.inner.blobs.put(&blob.bucket, &blob.blob, &content_type, Box::pin(metered), size_hint).await?;
             let (sha256, size) = meter.finish().await;
             Ok((content_type, sha256, size))

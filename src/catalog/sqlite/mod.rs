@@ -46,12 +46,7 @@ impl SqliteCatalog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true)
-            // Rows travel from a connection's worker thread one message each; a channel as
-            // long as the longest page (1,000 rows and the one past it) lets the worker produce
-            // a whole page without stopping for the reader, which `fetch_all` collects whole
-            // anyway (with the default of 50, a page of 100 made the worker wait at least once).
-            .row_buffer_size(1024);
+            .foreign_keys(true);
         // A connection to a local file does not go stale: no ping (a round trip to the
         // connection's worker thread) each time one is taken from the pool. Four connections:
         // each keeps its own page cache (up to 2 MiB) and worker thread, and more readers than

@@ -73,9 +73,10 @@ impl Intake {
         checksum: Option<ring::digest::Context>,
         limit: u64,
         over: BodyError,
+        announced: Option<u64>,
     ) -> (Self, Arc<Mutex<Taken>>) {
         let keep_partial = checksum.is_none();
-        let digests = Hashing::new(Digests { hasher, checksum });
+        let digests = Hashing::new(Digests { hasher, checksum }, announced);
         let taken = Arc::new(Mutex::new(Taken { digests: Some(digests), bytes: 0, interrupted: None }));
         (Self { inner, limit, over, keep_partial, done: false, taken: taken.clone() }, taken)
     }

@@ -361,7 +361,7 @@ impl StorageService {
                 ChecksumAlgorithm::Sha256 => &ring::digest::SHA256,
             })
         });
-        let (intake, taken) = Intake::new(body, hasher, checksum, limit, over);
+        let (intake, taken) = Intake::new(body, hasher, checksum, limit, over, req.body_length);
         let blob = session.blob.clone();
         // An announced length the intake will cut short is no length to stream by.
         let body_length = req.body_length.filter(|&n| n <= limit);
