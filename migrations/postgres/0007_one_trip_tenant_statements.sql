@@ -97,7 +97,7 @@ $$;
 -- (nothing changed); 'exists' when the key has a row (nothing changed: the intent is put back as
 -- it was, and the caller refuses or overwrites in a transaction of its own).
 CREATE FUNCTION coffer_commit_new(
-    p_tenant TEXT, p_key TEXT, p_category TEXT, p_filename TEXT, p_original TEXT, p_bucket TEXT,
+    p_key TEXT, p_tenant TEXT, p_category TEXT, p_filename TEXT, p_original TEXT, p_bucket TEXT,
     p_blob_key TEXT, p_content_type TEXT, p_size BIGINT, p_sha256 TEXT, p_created BIGINT
 ) RETURNS TEXT
 LANGUAGE plpgsql AS $$

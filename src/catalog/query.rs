@@ -10,6 +10,27 @@ use crate::domain::TenantId;
 /// Columns of [`super::RawRecord`].
 pub const FILE_COLUMNS: &str = "key, original_filename, bucket, blob_key, content_type, size, sha256, created_at";
 
+/// Binds a file row's eleven columns to `$query`, in the order every statement that writes a
+/// whole row names them: key, tenant_id, category, filename, original_filename, bucket,
+/// blob_key, content_type, size, sha256, created_at.
+macro_rules! bind_file_row {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind($r.key.to_string())
+            .bind($r.key.tenant().as_str())
+            .bind($r.key.category().as_str())
+            .bind($r.key.filename().as_str())
+            .bind(&$r.original_filename)
+            .bind($r.bucket.as_str())
+            .bind($r.blob.to_string())
+            .bind(&$r.content_type)
+            .bind($r.size as i64)
+            .bind(&$r.sha256)
+            .bind($crate::catalog::query::micros(&$r.created_at))
+    };
+}
+pub(crate) use bind_file_row;
+
 pub fn micros(t: &DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }

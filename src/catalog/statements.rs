@@ -22,25 +22,13 @@ macro_rules! shared_statements {
         /// Inserts the row; `false` when the key exists (possibly committed meanwhile by another
         /// instance).
         pub async fn insert_file<'e>(db: impl $executor<'e>, r: &FileRecord) -> Result<bool, CatalogError> {
-            let done = sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO files (key, tenant_id, category, filename, original_filename, bucket, blob_key,
                                     content_type, size, sha256, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(r.key.to_string())
-            .bind(r.key.tenant().as_str())
-            .bind(r.key.category().as_str())
-            .bind(r.key.filename().as_str())
-            .bind(&r.original_filename)
-            .bind(r.bucket.as_str())
-            .bind(r.blob.to_string())
-            .bind(&r.content_type)
-            .bind(r.size as i64)
-            .bind(&r.sha256)
-            .bind(micros(&r.created_at))
-            .execute(db)
-            .await?;
+            );
+            let done = crate::catalog::query::bind_file_row!(insert, r).execute(db).await?;
             Ok(done.rows_affected() == 1)
         }
 

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use sqlx::PgPool;
 
 use crate::catalog::cursor::Cursor;
-use crate::catalog::query::{FILE_COLUMNS, micros};
+use crate::catalog::query::{FILE_COLUMNS, bind_file_row, micros};
 use crate::catalog::record::RawRecord;
 use crate::catalog::{CatalogError, FileRecord, ListQuery, PendingUpload, SortOrder, TenantStatus};
 use crate::domain::{ObjectKey, TenantId};
@@ -82,20 +82,8 @@ pub enum CommitNew {
 
 /// Commits a new key's row without a quota check: claims the intent, inserts the row, counts it.
 pub async fn commit_new(pool: &PgPool, r: &FileRecord) -> Result<CommitNew, CatalogError> {
-    let outcome: String = sqlx::query_scalar("SELECT coffer_commit_new($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-        .bind(r.key.tenant().as_str())
-        .bind(r.key.to_string())
-        .bind(r.key.category().as_str())
-        .bind(r.key.filename().as_str())
-        .bind(&r.original_filename)
-        .bind(r.bucket.as_str())
-        .bind(r.blob.to_string())
-        .bind(&r.content_type)
-        .bind(r.size as i64)
-        .bind(&r.sha256)
-        .bind(micros(&r.created_at))
-        .fetch_one(pool)
-        .await?;
+    let call = sqlx::query_scalar("SELECT coffer_commit_new($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+    let outcome: String = bind_file_row!(call, r).fetch_one(pool).await?;
     match outcome.as_str() {
         "committed" => Ok(CommitNew::Committed),
         "lost" => Ok(CommitNew::Lost),
