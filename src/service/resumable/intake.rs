@@ -1,8 +1,9 @@
 //! The body of one resumable append as the service sees it: counted, hashed into the upload's
 //! running SHA-256 and the request's checksum, cut at the upload's length, and — unless the
 //! client asked for a checksum — ended cleanly when the client goes away, so the bytes that did
-//! arrive are kept (tus: a client resumes from the offset the server reports). Past the first
-//! few megabytes the digests are fed on a thread of their own, as for a plain upload.
+//! arrive are kept (tus: a client resumes from the offset the server reports). The digests are
+//! fed on a thread of their own past the first few megabytes (from the start when the append
+//! announces more), as for a plain upload.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
