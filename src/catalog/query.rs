@@ -31,6 +31,12 @@ macro_rules! bind_file_row {
 }
 pub(crate) use bind_file_row;
 
+/// The bound every name starting with `prefix` sorts below (bytewise), for an index range
+/// `prefix <= filename < prefix_end(prefix)` instead of LIKE.
+pub fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
 pub fn micros(t: &DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -78,7 +84,7 @@ where
     if let Some(p) = &q.prefix {
         // An index range instead of LIKE: every name that starts with `p`.
         b.push(" AND filename >= ").push_bind(p.clone());
-        b.push(" AND filename < ").push_bind(format!("{p}\u{10FFFF}"));
+        b.push(" AND filename < ").push_bind(prefix_end(p));
     }
     match &q.cursor {
         Some(Cursor::Newest { t, k }) => {

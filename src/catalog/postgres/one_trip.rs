@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use sqlx::PgPool;
 
 use crate::catalog::cursor::Cursor;
-use crate::catalog::query::{FILE_COLUMNS, bind_file_row, micros};
+use crate::catalog::query::{FILE_COLUMNS, bind_file_row, micros, prefix_end};
 use crate::catalog::record::RawRecord;
 use crate::catalog::{CatalogError, FileRecord, ListQuery, PendingUpload, SortOrder, TenantStatus};
 use crate::domain::{ObjectKey, TenantId};
@@ -41,7 +41,7 @@ pub async fn list(pool: &PgPool, tenant: &TenantId, q: &ListQuery) -> Result<Vec
         .bind(q.category.as_ref().map(|c| c.as_str()))
         .bind(q.sort == SortOrder::Name)
         .bind(q.prefix.as_deref())
-        .bind(q.prefix.as_ref().map(|p| format!("{p}\u{10FFFF}")))
+        .bind(q.prefix.as_deref().map(prefix_end))
         .bind(t)
         .bind(f)
         .bind(k)
