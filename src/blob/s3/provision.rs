@@ -130,6 +130,10 @@ pub async fn provision_s3(store: &S3BlobStore, config: &Config, dry_run: bool, v
 const VISIBLE_IN_A_ROW: u32 = 6;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(20);
 
+/// Reads of a bucket's rules, and the pause between them, before they count as not kept.
+const RULES_READS: u32 = 15;
+const RULES_PAUSE: Duration = Duration::from_millis(200);
+
 /// A lifecycle rule as compared: id, transitions (days, storage class), abort-incomplete days.
 type Rule = (String, Vec<(i32, String)>, i32);
 
@@ -323,20 +327,32 @@ impl Provisioner<'_> {
         };
         // Some servers (Garage) take the rules but drop what they cannot do, or refuse storage
         // classes outright: read back, and keep at least the abort rule, saying what is missing.
-        if refused.is_none() && self.current_rules().await == wanted {
+        if refused.is_none() && self.rules_become(&wanted).await {
             return Ok(Outcome::Changed);
         }
         let without: Vec<Rule> = wanted.iter().map(|(id, _, abort)| (id.clone(), Vec::new(), *abort)).collect();
         if refused.is_some() {
             self.put_rules(&without).await?;
         }
-        if self.current_rules().await == without {
+        if self.rules_become(&without).await {
             let why = refused.map(|w| format!(": {w}")).unwrap_or_default();
             return Err(Outcome::Unsupported(format!(
                 "storage-class transitions{why}; kept the abort of incomplete multipart uploads"
             )));
         }
         Err(Outcome::Failed("the server did not keep the lifecycle rules it accepted".into()))
+    }
+
+    /// Whether the bucket's rules read back as `want` within a few seconds: a cluster (Garage)
+    /// may answer a read from a node the new rules (or the new bucket) have not reached yet.
+    async fn rules_become(&self, want: &[Rule]) -> bool {
+        for _ in 0..RULES_READS {
+            if self.current_rules().await == want {
+                return true;
+            }
+            tokio::time::sleep(RULES_PAUSE).await;
+        }
+        false
     }
 
     /// The enabled rules on the bucket, as (id, transitions, abort days).
