@@ -7,7 +7,7 @@ use super::ConfigError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Request line plus headers, in bytes (HTTP/1 read buffer; larger → 431).
+    /// Header fields, in bytes (larger → 431).
     pub max_header_bytes: usize,
     /// Request target (path and query), in bytes (larger → 414).
     pub max_url_bytes: usize,

@@ -103,6 +103,7 @@ error_codes! {
     MultipartPreambleTooLarge = "multipart-preamble-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
     FormFieldTooLarge = "form-field-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
     UrlTooLong = "url-too-long" => StatusCode::URI_TOO_LONG,
+    HeadersTooLarge = "headers-too-large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     UnsupportedMediaType = "unsupported-media-type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
     RangeNotSatisfiable = "range-not-satisfiable" => StatusCode::RANGE_NOT_SATISFIABLE,
     TooManyRequests = "too-many-requests" => StatusCode::TOO_MANY_REQUESTS,

@@ -73,14 +73,25 @@ pub fn retry_after(mut res: Response) -> Response {
     res
 }
 
-/// Refuses request targets longer than the configured maximum with 414.
-pub async fn url_length(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Refuses request targets longer than the configured maximum (414) and header fields that add
+/// up to more than theirs (431; HTTP/1's read buffer is larger than that limit so that bodies
+/// arrive in large reads: see `server::READ_BUFFER`).
+pub async fn request_head(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if len > state.limits.max_url_bytes {
         let message = format!("the URL is longer than {} bytes", state.limits.max_url_bytes);
         return ApiError::new(ErrorCode::UrlTooLong, message).into_response();
     }
+    if header_bytes(req.headers()) > state.limits.max_header_bytes {
+        let message = format!("the header fields are larger than {} bytes", state.limits.max_header_bytes);
+        return ApiError::new(ErrorCode::HeadersTooLarge, message).into_response();
+    }
     retry_after(next.run(req).await)
+}
+
+/// The header fields' size as sent on HTTP/1: `name: value` and a line break each.
+fn header_bytes(headers: &axum::http::HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
 }
 
 /// Bounds the whole request on routes whose answers are small.

@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .route_layer(middleware::from_fn(crate::telemetry::track))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::url_length))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::request_head))
         .with_state(state.clone());
     if let Some(cors) = cors(&state.limits.cors_origins) {
         app = app.layer(cors);

@@ -216,13 +216,39 @@ fn write_file_durably(base: &Path, dir: &Path, path: &Path, bytes: &[u8]) -> std
 /// a few KiB, so they are gathered into writes of this size.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
+/// How much a body writes before it asks the kernel to start writing it back.
+pub(super) const WRITEBACK_EVERY: usize = 4 * WRITE_BUFFER;
+
+/// Starts writing back what the file holds so far, without waiting (Linux's `sync_file_range`
+/// with `SYNC_FILE_RANGE_WRITE`): the disk works while the rest of the body arrives, and the
+/// fsync that acknowledges the upload or append has little left to wait for. The kernel's own
+/// writeback would not start before a tenth of memory is dirty (gigabytes), so without this a
+/// 1 GiB upload's whole flush waited behind its last byte. A hint only: its failure changes
+/// nothing (the fsync decides).
+pub(super) fn start_writeback(fd: std::os::fd::RawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `fd` is the open file of the writer calling this; the call only reads its flags.
+    unsafe {
+        libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
+}
+
 async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut size = 0u64;
+    let mut since_writeback = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(BlobError::Body)?;
         out.write_all(&chunk).await?;
         size += chunk.len() as u64;
+        since_writeback += chunk.len();
+        if since_writeback >= WRITEBACK_EVERY {
+            since_writeback = 0;
+            start_writeback(fd);
+        }
     }
     out.flush().await?;
     out.into_inner().sync_all().await?;

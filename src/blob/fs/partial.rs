@@ -23,7 +23,9 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
-use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
+use super::{
+    FsBlobStore, WRITE_BUFFER, WRITEBACK_EVERY, create_dirs_durably, sealed, start_writeback, sync_dir, write_body,
+};
 use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -211,24 +213,6 @@ async fn append_sealed(
         return Ok((state.to_owned(), 0));
     }
     Ok((seal_tail(keyring, key, &tail).await?, appended))
-}
-
-/// How much an append writes before it asks the kernel to start writing it back.
-const WRITEBACK_EVERY: usize = 4 * WRITE_BUFFER;
-
-/// Starts writing back what the file holds so far, without waiting (Linux's `sync_file_range`
-/// with `SYNC_FILE_RANGE_WRITE`): the disk works while the rest of the body arrives, and the
-/// fsync that acknowledges the append has little left to wait for — what a long plain upload
-/// gets from the kernel's own writeback, an append of a few megabytes would otherwise pay for
-/// on its answer's path. A hint only: its failure changes nothing (the fsync decides).
-fn start_writeback(fd: std::os::fd::RawFd) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: `fd` is the open file of the writer calling this; the call only reads its flags.
-    unsafe {
-        libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = fd;
 }
 
 /// Seals every segment of `buf` + `body` that more bytes follow, from segment `index` on, and
