@@ -128,38 +128,6 @@ pub async fn peek(mut body: ByteStream, want: usize) -> std::io::Result<(Bytes, 
     Ok((head, rest))
 }
 
-/// Runs `work` while reading up to `max` bytes of `body` ahead, so that the client goes on
-/// sending while, say, a lock is being taken; stops reading the moment `work` is done. Returns
-/// `work`'s output and a stream that yields what was read (an error included), then the rest.
-pub async fn read_ahead<T>(work: impl Future<Output = T>, mut body: ByteStream, max: usize) -> (T, ByteStream) {
-    tokio::pin!(work);
-    let mut held: Vec<std::io::Result<Bytes>> = Vec::new();
-    let mut len = 0;
-    // Whether the body may have more to read (not ended, not failed).
-    let mut more = true;
-    let out = loop {
-        tokio::select! {
-            biased;
-            out = &mut work => break out,
-            next = body.next(), if more && len < max => match next {
-                Some(Ok(chunk)) => {
-                    len += chunk.len();
-                    held.push(Ok(chunk));
-                }
-                Some(Err(e)) => {
-                    held.push(Err(e));
-                    more = false;
-                }
-                None => more = false,
-            },
-        }
-    };
-    let replay = futures::stream::iter(held);
-    // An ended or failed stream must not be polled again.
-    let rest: ByteStream = if more { Box::pin(replay.chain(body)) } else { Box::pin(replay) };
-    (out, rest)
-}
-
 /// A body stream from bytes already in memory.
 pub fn from_bytes(content: impl Into<Bytes>) -> ByteStream {
     let content = content.into();
@@ -173,40 +141,6 @@ mod tests {
 
     fn chunks(parts: &[&'static [u8]]) -> ByteStream {
         Box::pin(futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
-    }
-
-    async fn drain(mut body: ByteStream) -> (Vec<u8>, Option<std::io::ErrorKind>) {
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(c) => out.extend_from_slice(&c),
-                Err(e) => return (out, Some(e.kind())),
-            }
-        }
-        (out, None)
-    }
-
-    #[tokio::test]
-    async fn reading_ahead_keeps_every_byte_in_order() {
-        // The work ends at once: nothing or little is read ahead, all of it comes back.
-        let (out, rest) = read_ahead(async { 7 }, chunks(&[b"ab", b"cd", b"ef"]), 1 << 20).await;
-        assert_eq!(out, 7);
-        assert_eq!(drain(rest).await, (b"abcdef".to_vec(), None));
-        // Slow work: reading stops at `max` (whole chunks), the rest follows.
-        let slow = tokio::time::sleep(std::time::Duration::from_millis(50));
-        let (_, rest) = read_ahead(slow, chunks(&[b"ab", b"cd", b"ef", b"gh"]), 3).await;
-        assert_eq!(drain(rest).await, (b"abcdefgh".to_vec(), None));
-        // A body that ends, or fails, while the work runs is not polled again.
-        let slow = tokio::time::sleep(std::time::Duration::from_millis(50));
-        let (_, rest) = read_ahead(slow, chunks(&[b"ab"]), 1 << 20).await;
-        assert_eq!(drain(rest).await, (b"ab".to_vec(), None));
-        let failing: ByteStream = Box::pin(futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"ab")),
-            Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        ]));
-        let slow = tokio::time::sleep(std::time::Duration::from_millis(50));
-        let (_, rest) = read_ahead(slow, failing, 1 << 20).await;
-        assert_eq!(drain(rest).await, (b"ab".to_vec(), Some(std::io::ErrorKind::TimedOut)));
     }
 
     #[tokio::test]

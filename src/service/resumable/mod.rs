@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ring::rand::SecureRandom;
 
-use super::body::{BodyError, peek, read_ahead};
+use super::body::{BodyError, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{Admitted, ServiceError, StorageService};
 use crate::blob::{BlobStore, ByteStream};
@@ -27,9 +27,6 @@ use intake::Intake;
 
 /// The lease reconcile takes an expired upload's lock for (it only removes it).
 const REMOVAL_LEASE: Duration = Duration::from_secs(30);
-
-/// How much of an append's body is read while its lock is being taken.
-const READ_AHEAD: usize = 1 << 20;
 
 /// A resumable upload to create.
 pub struct NewUpload {
@@ -244,15 +241,10 @@ impl StorageService {
     /// Appends bytes at `req.offset` (tus `PATCH`); completes the upload into its file when
     /// they reach its length.
     #[tracing::instrument(skip_all, fields(tenant = %who.tenant(), upload = id))]
-    pub async fn append_resumable(&self, who: &Admitted, id: &str, mut req: Append) -> Result<Appended, ServiceError> {
+    pub async fn append_resumable(&self, who: &Admitted, id: &str, req: Append) -> Result<Appended, ServiceError> {
         who.require_write()?;
         let token = new_id();
-        // The body's first bytes are read while the lock's commit runs, so that the client is
-        // not kept waiting for it; none of them is written before the lock is held.
-        let lock = self.lock(who.tenant(), id, req.offset, &token);
-        let (locked, body) = read_ahead(lock, req.body, READ_AHEAD).await;
-        req.body = body;
-        let mut session = locked?;
+        let mut session = self.lock(who.tenant(), id, req.offset, &token).await?;
         let result = if finishing(&session) {
             // Nothing more to append: complete what arrived before.
             self.settle(&mut session, &token).await
