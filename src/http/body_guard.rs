@@ -135,13 +135,15 @@ pub struct Preamble {
     pending: Bytes,
     started: Arc<AtomicBool>,
     tripped: Tripped,
+    /// Whether the last poll handed over a piece (the next one pauses).
+    handed: bool,
 }
 
 impl Preamble {
     /// The wrapped stream and the switch that lifts the cap once the file part's data begins.
     pub fn new(inner: ByteStream, tripped: Tripped) -> (Self, Arc<AtomicBool>) {
         let started = Arc::new(AtomicBool::new(false));
-        (Self { inner, seen: 0, pending: Bytes::new(), started: started.clone(), tripped }, started)
+        (Self { inner, seen: 0, pending: Bytes::new(), started: started.clone(), tripped, handed: false }, started)
     }
 }
 
@@ -156,6 +158,13 @@ impl Stream for Preamble {
             }
             return this.inner.poll_next_unpin(cx);
         }
+        // One piece per turn: a parser that drains whatever is ready (multer does) would
+        // otherwise take a whole read of the body (up to 256 KiB) before it could see that the
+        // file part has begun, and trip the cap on an ordinary form.
+        if std::mem::take(&mut this.handed) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.pending.is_empty() {
             match futures::ready!(this.inner.poll_next_unpin(cx)) {
                 Some(Ok(chunk)) => this.pending = chunk,
@@ -167,6 +176,7 @@ impl Stream for Preamble {
         }
         let n = this.pending.len().min(PREAMBLE_PIECE);
         this.seen += n;
+        this.handed = true;
         Poll::Ready(Some(Ok(this.pending.split_to(n))))
     }
 }
@@ -199,6 +209,29 @@ mod tests {
         assert_eq!(&s.next().await.unwrap().unwrap()[..], b"head");
         started.store(true, Ordering::Relaxed);
         assert_eq!(s.next().await.unwrap().unwrap().len(), big.len());
+    }
+
+    #[tokio::test]
+    async fn a_form_arriving_in_one_read_is_not_taken_for_a_long_preamble() {
+        // multer takes every piece that is ready before it parses: the whole form, a field and
+        // 128 KiB of file, arrives as one chunk (one 256 KiB read of the connection).
+        let mut form = b"--B\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\nreports\r\n--B\r\n\
+            Content-Disposition: form-data; name=\"file\"; filename=\"m.bin\"\r\n\r\n"
+            .to_vec();
+        form.extend(vec![7u8; 128 * 1024]);
+        form.extend_from_slice(b"\r\n--B--\r\n");
+        let body: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from(form))]));
+        let tripped = Tripped::default();
+        let (preamble, started) = Preamble::new(body, tripped.clone());
+        let mut parts = multer::Multipart::new(preamble, "B");
+        let field = parts.next_field().await.unwrap().unwrap();
+        assert_eq!(field.name(), Some("category"));
+        assert_eq!(field.text().await.unwrap(), "reports");
+        let file = parts.next_field().await.unwrap().unwrap();
+        assert_eq!(file.file_name(), Some("m.bin"));
+        started.store(true, Ordering::Relaxed);
+        assert_eq!(file.bytes().await.unwrap().len(), 128 * 1024);
+        assert_eq!(tripped.get(), None);
     }
 
     #[tokio::test(start_paused = true)]
