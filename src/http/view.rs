@@ -26,8 +26,8 @@ impl From<&FileRecord> for FileView {
     fn from(r: &FileRecord) -> Self {
         Self {
             key: r.key.to_string(),
-            tenant_id: r.key.tenant().to_string(),
-            category: r.key.category().to_string(),
+            tenant_id: r.key.tenant().as_str().to_owned(),
+            category: r.key.category().as_str().to_owned(),
             filename: r.original_filename.clone(),
             content_type: r.content_type.clone(),
             inline: crate::service::serving(&r.content_type, false).inline,

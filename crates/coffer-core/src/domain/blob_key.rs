@@ -2,6 +2,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use super::object_key::TENANT_PREFIX;
 use super::{DomainError, ObjectKey};
 
 /// One physical version of an object's bytes: a time-ordered id, unique per upload. An
@@ -66,7 +67,7 @@ impl BlobKey {
     /// with the key's own parts compared instead of parsed a second time.
     pub fn parse_of(key: &ObjectKey, raw: &str) -> Result<Self, DomainError> {
         let bad = DomainError::InvalidKey("not a blob key of this key");
-        let rest = raw.strip_prefix(key.prefix().as_str()).and_then(|r| r.strip_prefix('/')).ok_or(bad.clone())?;
+        let rest = key.strip_prefix_of(raw).ok_or(bad.clone())?;
         let (version, filename) = rest.split_once('/').ok_or(bad.clone())?;
         if filename != key.filename().as_str() {
             return Err(bad);
@@ -85,7 +86,8 @@ impl BlobKey {
 
 impl fmt::Display for BlobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.key.prefix(), self.version, self.key.filename())
+        let key = &self.key;
+        write!(f, "{TENANT_PREFIX}{}/{}/{}/{}", key.tenant(), key.category(), self.version, key.filename())
     }
 }
 

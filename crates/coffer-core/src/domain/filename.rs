@@ -51,15 +51,19 @@ impl Filename {
             _ => raw.nfc().collect(),
         };
         check(&name)?;
-        // Percent-encoded tricks: the decoded forms (once and twice) must pass too.
-        let once = percent_decode_str(&name).decode_utf8_lossy().into_owned();
-        if once != name {
-            check(&once)
-                .map_err(|_| DomainError::InvalidFilename("contains an encoded separator or control character"))?;
-            let twice = percent_decode_str(&once).decode_utf8_lossy().into_owned();
-            if twice != once {
-                check(&twice)
+        // Percent-encoded tricks: the decoded forms (once and twice) must pass too. Without a
+        // '%' there is nothing to decode (and nothing to allocate).
+        if name.contains('%') {
+            let once = percent_decode_str(&name).decode_utf8_lossy().into_owned();
+            if once != name {
+                check(&once)
                     .map_err(|_| DomainError::InvalidFilename("contains an encoded separator or control character"))?;
+                let twice = percent_decode_str(&once).decode_utf8_lossy().into_owned();
+                if twice != once {
+                    check(&twice).map_err(|_| {
+                        DomainError::InvalidFilename("contains an encoded separator or control character")
+                    })?;
+                }
             }
         }
         Ok(Self(name))

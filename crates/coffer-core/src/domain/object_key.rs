@@ -56,11 +56,21 @@ impl ObjectKey {
     pub fn prefix(&self) -> String {
         format!("{TENANT_PREFIX}{}/{}", self.tenant, self.category)
     }
+
+    /// What follows `tenant-{id}/{category}/` in `raw`, if `raw` starts so (no allocation:
+    /// a listing checks every row's blob key this way).
+    pub(crate) fn strip_prefix_of<'r>(&self, raw: &'r str) -> Option<&'r str> {
+        raw.strip_prefix(TENANT_PREFIX)?
+            .strip_prefix(self.tenant.as_str())?
+            .strip_prefix('/')?
+            .strip_prefix(self.category.as_str())?
+            .strip_prefix('/')
+    }
 }
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.prefix(), self.filename)
+        write!(f, "{TENANT_PREFIX}{}/{}/{}", self.tenant, self.category, self.filename)
     }
 }
 
