@@ -86,9 +86,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The largest read of an HTTP/1 connection (hyper grows its buffer up to this while reads
-/// fill it). It also bounds a request head, but the configured header limit is checked
-/// separately (`http::limits::request_head`): with a buffer of that size (16 KiB) a 1 GiB upload
-/// took 65,536 reads and as many task wake-ups, a third of the server's CPU time.
+/// fill it; it also bounds the response bytes hyper queues before it writes). It bounds a
+/// request head too, but the configured header limit is checked separately
+/// (`http::limits::request_head`): with a buffer of that size (16 KiB) a 1 GiB upload took
+/// 65,536 reads and as many task wake-ups, and about a sixth more of the server's CPU time.
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Serves connections until `shutdown`, then stops accepting and gives in-flight requests up to
