@@ -149,9 +149,24 @@ fn unsupported(code: Option<&str>, status: Option<u16>) -> bool {
     matches!(code, Some("NotImplemented" | "NotSupported" | "MethodNotAllowed")) || matches!(status, Some(501 | 405))
 }
 
+/// Runs an S3 call on a bucket that exists (`head_bucket` saw it, or provisioning just created
+/// it) and maps its error to an [`Outcome`]. NoSuchBucket then means a node of a cluster that
+/// has not heard of the bucket yet (Garage: a fresh cluster's CI run met it on the lifecycle
+/// put), so the call is repeated for up to [`VISIBLE_WITHIN`]: `$e` is evaluated again each time.
 macro_rules! call {
-    ($e:expr) => {
-        $e.await.map_err(|err| {
+    ($e:expr) => {{
+        let deadline = tokio::time::Instant::now() + VISIBLE_WITHIN;
+        let mut pause = Duration::from_millis(100);
+        let result = loop {
+            match $e.await {
+                Err(err) if err.code() == Some("NoSuchBucket") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => break other,
+            }
+        };
+        result.map_err(|err| {
             let status = err.raw_response().map(|r| r.status().as_u16());
             let code = err.code().map(str::to_owned);
             if unsupported(code.as_deref(), status) {
@@ -160,7 +175,7 @@ macro_rules! call {
                 Outcome::Failed(DisplayErrorContext(&err).to_string())
             }
         })
-    };
+    }};
 }
 
 impl Provisioner<'_> {
@@ -244,7 +259,7 @@ impl Provisioner<'_> {
                 self.client
                     .put_public_access_block()
                     .bucket(self.bucket)
-                    .public_access_block_configuration(config)
+                    .public_access_block_configuration(config.clone())
                     .send()
             )?;
         }
@@ -290,7 +305,7 @@ impl Provisioner<'_> {
                 self.client
                     .put_bucket_encryption()
                     .bucket(self.bucket)
-                    .server_side_encryption_configuration(config)
+                    .server_side_encryption_configuration(config.clone())
                     .send()
             )?;
         }
@@ -405,7 +420,11 @@ impl Provisioner<'_> {
         }
         let config = config.build().map_err(|e| Outcome::Failed(e.to_string()))?;
         call!(
-            self.client.put_bucket_lifecycle_configuration().bucket(self.bucket).lifecycle_configuration(config).send()
+            self.client
+                .put_bucket_lifecycle_configuration()
+                .bucket(self.bucket)
+                .lifecycle_configuration(config.clone())
+                .send()
         )?;
         Ok(())
     }
@@ -419,7 +438,9 @@ impl Provisioner<'_> {
         }
         if !self.dry_run {
             let config = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-            call!(self.client.put_bucket_versioning().bucket(self.bucket).versioning_configuration(config).send())?;
+            call!(
+                self.client.put_bucket_versioning().bucket(self.bucket).versioning_configuration(config.clone()).send()
+            )?;
         }
         Ok(self.apply())
     }
