@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
@@ -39,11 +40,7 @@ struct ListParams {
         (status = 414, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
     ))]
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Admitted,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<ListView>, ApiError> {
+pub async fn list(State(state): State<AppState>, who: Admitted, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let p: ListParams = query::parse(raw.as_deref())?;
     let invalid = |m: &str| ApiError::new(ErrorCode::InvalidQuery, m);
     let limit = match p.limit.as_deref() {
@@ -67,8 +64,7 @@ pub async fn list(
     let query =
         ListQuery { category: p.category.as_deref().map(Category::parse).transpose()?, prefix, sort, limit, cursor };
     let page = state.service.list(&who, &query).await?;
-    Ok(Json(ListView {
-        files: page.files.iter().map(FileView::from).collect(),
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+    let view =
+        ListView { files: page.files.iter().map(FileView::from).collect(), next_cursor: page.next.map(|c| c.encode()) };
+    Ok(Json(view).into_response())
 }

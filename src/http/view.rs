@@ -4,36 +4,43 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::catalog::FileRecord;
+use crate::domain::ObjectKey;
 
-/// A file's metadata as the API shows it.
+/// A file's metadata as the API shows it, borrowed from its record: a page of the list
+/// serialises its rows without copying their strings first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FileView {
-    pub key: String,
-    pub tenant_id: String,
-    pub category: String,
-    pub filename: String,
-    pub content_type: String,
+pub struct FileView<'a> {
+    #[serde(serialize_with = "crate::util::display")]
+    #[schema(value_type = String)]
+    pub key: &'a ObjectKey,
+    pub tenant_id: &'a str,
+    pub category: &'a str,
+    pub filename: &'a str,
+    pub content_type: &'a str,
     /// Whether coffer serves this file inline (an allow-list of image, PDF, plain-text, audio
     /// and video types); everything else goes out as a sandboxed attachment.
     pub inline: bool,
     pub size: u64,
-    pub sha256: String,
-    pub etag: String,
+    pub sha256: &'a str,
+    /// The file's strong entity tag: its sha256 in double quotes.
+    #[serde(serialize_with = "crate::util::quoted")]
+    pub etag: &'a str,
+    #[serde(serialize_with = "crate::util::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&FileRecord> for FileView {
-    fn from(r: &FileRecord) -> Self {
+impl<'a> From<&'a FileRecord> for FileView<'a> {
+    fn from(r: &'a FileRecord) -> Self {
         Self {
-            key: r.key.to_string(),
-            tenant_id: r.key.tenant().as_str().to_owned(),
-            category: r.key.category().as_str().to_owned(),
-            filename: r.original_filename.clone(),
-            content_type: r.content_type.clone(),
+            key: &r.key,
+            tenant_id: r.key.tenant().as_str(),
+            category: r.key.category().as_str(),
+            filename: &r.original_filename,
+            content_type: &r.content_type,
             inline: crate::service::serving(&r.content_type, false).inline,
             size: r.size,
-            sha256: r.sha256.clone(),
-            etag: r.etag(),
+            sha256: &r.sha256,
+            etag: &r.sha256,
             created_at: r.created_at,
         }
     }
@@ -41,8 +48,8 @@ impl From<&FileRecord> for FileView {
 
 /// One page of the caller's files; `next_cursor` is null on the last page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ListView {
-    pub files: Vec<FileView>,
+pub struct ListView<'a> {
+    pub files: Vec<FileView<'a>>,
     pub next_cursor: Option<String>,
 }
 
