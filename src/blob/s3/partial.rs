@@ -310,7 +310,7 @@ impl S3BlobStore {
         if let Some((sse, kms)) = self.sse() {
             req = req.server_side_encryption(sse).set_ssekms_key_id(kms);
         }
-        req.send().await.map_err(|e| classify(e, bucket))?;
+        req.customize().disable_payload_signing().send().await.map_err(|e| classify(e, bucket))?;
         Ok(())
     }
 

@@ -107,7 +107,7 @@ async fn put_single(
         req = req.server_side_encryption(sse).set_ssekms_key_id(kms);
     }
     let bucket_name = BucketName::parse(bucket).map_err(|e| BlobError::Unavailable(e.to_string()))?;
-    req.send().await.map_err(|e| classify(e, &bucket_name))?;
+    req.customize().disable_payload_signing().send().await.map_err(|e| classify(e, &bucket_name))?;
     Ok(PutResult { size })
 }
 
@@ -149,6 +149,11 @@ async fn put_streamed(
 
 /// Uploads every part `parts` yields as parts `first_number`, `first_number + 1`, …, keeping
 /// at most `parts_in_flight` requests (and their buffers) alive.
+///
+/// Parts held in memory (like a whole small object, and staging objects) go with their payload
+/// unsigned (`UNSIGNED-PAYLOAD`), as streamed bodies already do: signing it, the SDK would
+/// hash every byte once more with SHA-256 — a second pass over the upload beside coffer's own
+/// digest. The SDK's CRC32 checksum (sent by default) still lets the server check each part.
 pub(super) async fn upload_parts(
     store: &S3BlobStore,
     bucket: &BucketName,
@@ -176,6 +181,8 @@ pub(super) async fn upload_parts(
                 .upload_id(upload_id)
                 .part_number(number)
                 .body(SdkBody::from(part))
+                .customize()
+                .disable_payload_signing()
                 .send();
             let n = number;
             // Spawned, so parts upload while the next one is read from the body.
