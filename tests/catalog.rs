@@ -651,3 +651,74 @@ async fn postgres_tenant_login_cannot_reach_other_tenants_or_maintenance() {
     conformance(Arc::new(split.unwrap())).await;
     drop(catalog);
 }
+
+/// The migrations before the one that moved an upload's engine state to a table of its own
+/// (SQLite 0006, PostgreSQL 0008).
+fn migrations_before(migrator: sqlx::migrate::Migrator, version: i64) -> sqlx::migrate::Migrator {
+    let older: Vec<_> = migrator.iter().filter(|m| m.version < version).cloned().collect();
+    sqlx::migrate::Migrator { migrations: std::borrow::Cow::Owned(older), ..migrator }
+}
+
+/// An unfinished upload as the schema before that migration stored it: the engine state in the
+/// upload's own row.
+fn old_session_insert(blob: &BlobRef, overwrite: &str, head: &str) -> String {
+    format!(
+        "INSERT INTO resumable_uploads (id, tenant_id, bucket, blob_key, original_filename, declared_type,
+             content_type, overwrite, length, upload_offset, hasher, head, engine_state, metadata, created_at,
+             expires_at, completed_at)
+         VALUES ('{OLD_UPLOAD}', 'mig', '{}', '{}', 'old.bin', NULL, 'application/pdf', {overwrite}, 900, 300,
+             'v1:state', {head}, '{OLD_STATE}', '', 1, 9999999999999999, NULL)",
+        blob.bucket, blob.blob
+    )
+}
+
+const OLD_UPLOAD: &str = "0123456789abcdef0123456789abcdee";
+const OLD_STATE: &str = "c2VhbGVkIHRhaWw=";
+
+/// What an upload begun before the migration must still be after it.
+async fn continues_after_migration(catalog: &dyn Catalog) {
+    let t = TenantId::parse("mig").unwrap();
+    let s = catalog.session(&t, OLD_UPLOAD).await.unwrap().expect("the upload outlived the migration");
+    assert_eq!((s.offset, s.length, s.engine_state.as_str()), (300, Some(900), OLD_STATE));
+    let lease = std::time::Duration::from_secs(30);
+    let locked = catalog.lock_session(&t, OLD_UPLOAD, 300, "a", lease).await.unwrap().expect("lockable");
+    assert_eq!(locked.engine_state, OLD_STATE);
+    assert!(catalog.remove_session(&t, OLD_UPLOAD, Some("a")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_upload_begun_before_the_state_table_continues_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    migrations_before(sqlx::migrate!("migrations/sqlite"), 6).run(&pool).await.unwrap();
+    let blob = record("tenant-mig/reports/old.bin", 1).blob_ref();
+    sqlx::query(&old_session_insert(&blob, "0", "X''")).execute(&pool).await.unwrap();
+    pool.close().await;
+    continues_after_migration(&SqliteCatalog::connect(&url).await.unwrap()).await;
+}
+
+/// Run as the tables' owner, not a superuser: the owner is bound by the forced row-level
+/// security that a superuser bypasses, so a migration copying every tenant's rows must lift it.
+#[tokio::test]
+async fn postgres_upload_begun_before_the_state_table_continues_after_it() {
+    use sqlx::Connection;
+    let url = common::fresh_pg_database().await;
+    let owner = format!("coffer_t_own_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let db = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
+    for stmt in [format!("CREATE ROLE {owner} LOGIN CREATEROLE"), format!("ALTER DATABASE {db} OWNER TO {owner}")] {
+        sqlx::query(&stmt).execute(&mut admin).await.unwrap();
+    }
+    let mut owner_url = url::Url::parse(&url).unwrap();
+    owner_url.set_username(&owner).unwrap();
+    let owner_url = owner_url.to_string();
+
+    let mut conn = sqlx::PgConnection::connect(&owner_url).await.unwrap();
+    migrations_before(sqlx::migrate!("migrations/postgres"), 8).run(&mut conn).await.unwrap();
+    let blob = record("tenant-mig/reports/old.bin", 1).blob_ref();
+    sqlx::query("SELECT set_config('app.tenant_id', 'mig', false)").execute(&mut conn).await.unwrap();
+    sqlx::query(&old_session_insert(&blob, "false", "''::bytea")).execute(&mut conn).await.unwrap();
+    drop(conn);
+    continues_after_migration(&PostgresCatalog::connect(&owner_url, None).await.unwrap()).await;
+}

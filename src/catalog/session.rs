@@ -48,11 +48,21 @@ impl UploadSession {
     }
 }
 
-/// Columns of [`RawSession`].
-pub const SESSION_COLUMNS: &str = "id, bucket, blob_key, original_filename, declared_type, content_type, overwrite, \
-     length, upload_offset, hasher, head, engine_state, metadata, created_at, expires_at, completed_at";
+/// Columns of [`RawSession`], from [`SESSION_FROM`].
+pub const SESSION_COLUMNS: &str = "u.id, u.bucket, u.blob_key, u.original_filename, u.declared_type, \
+     u.content_type, u.overwrite, u.length, u.upload_offset, u.hasher, u.head, st.engine_state, u.metadata, \
+     u.created_at, u.expires_at, u.completed_at";
 
-/// A `resumable_uploads` row as both engines store it.
+/// An upload's row and, in a row of its own, its engine state: SQLite rewrites a whole record on
+/// each UPDATE, and the state (a sealed tail of up to 64 KiB) changes only with an append, not
+/// with each lock and lease renewal.
+pub const SESSION_FROM: &str = "resumable_uploads u JOIN resumable_upload_states st ON st.id = u.id";
+
+/// [`SESSION_COLUMNS`] of a `resumable_uploads` row alone (its state is read apart).
+pub const ROW_COLUMNS: &str = "id, bucket, blob_key, original_filename, declared_type, content_type, overwrite, \
+     length, upload_offset, hasher, head, '' AS engine_state, metadata, created_at, expires_at, completed_at";
+
+/// A `resumable_uploads` row with its state, as both engines store them.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RawSession {
     pub id: String,

@@ -7,16 +7,19 @@ macro_rules! session_statements {
             type Db = $db;
             use crate::catalog::CatalogError;
             use crate::catalog::query::micros;
-            use crate::catalog::session::{RawSession, SESSION_COLUMNS, UploadSession};
+            use crate::catalog::session::{RawSession, ROW_COLUMNS, SESSION_COLUMNS, SESSION_FROM, UploadSession};
             use crate::domain::TenantId;
             use sqlx::$executor;
 
-            pub async fn insert<'e>(db: impl $executor<'e>, s: &UploadSession) -> Result<(), CatalogError> {
+            pub async fn insert(
+                tx: &mut <Db as sqlx::Database>::Connection,
+                s: &UploadSession,
+            ) -> Result<(), CatalogError> {
                 sqlx::query(
                     "INSERT INTO resumable_uploads (id, tenant_id, bucket, blob_key, original_filename, declared_type,
-                         content_type, overwrite, length, upload_offset, hasher, head, engine_state, metadata,
+                         content_type, overwrite, length, upload_offset, hasher, head, metadata,
                          created_at, expires_at, completed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL)",
                 )
                 .bind(&s.id)
                 .bind(s.tenant().as_str())
@@ -30,12 +33,17 @@ macro_rules! session_statements {
                 .bind(s.offset as i64)
                 .bind(&s.hasher)
                 .bind(&s.head)
-                .bind(&s.engine_state)
                 .bind(&s.metadata)
                 .bind(micros(&s.created_at))
                 .bind(micros(&s.expires_at))
-                .execute(db)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query("INSERT INTO resumable_upload_states (id, tenant_id, engine_state) VALUES ($1, $2, $3)")
+                    .bind(&s.id)
+                    .bind(s.tenant().as_str())
+                    .bind(&s.engine_state)
+                    .execute(&mut *tx)
+                    .await?;
                 Ok(())
             }
 
@@ -44,7 +52,7 @@ macro_rules! session_statements {
                 tenant: &TenantId,
                 id: &str,
             ) -> Result<Option<UploadSession>, CatalogError> {
-                let sql = format!("SELECT {SESSION_COLUMNS} FROM resumable_uploads WHERE tenant_id = $1 AND id = $2");
+                let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE u.tenant_id = $1 AND u.id = $2");
                 let row: Option<RawSession> =
                     sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).fetch_optional(db).await?;
                 row.map(RawSession::into_session).transpose()
@@ -101,50 +109,67 @@ macro_rules! session_statements {
             /// Records the progress of the holder of the lock (a completed upload with
             /// `completed_at`) and, with `release`, releases it; `false` when `token` no longer
             /// holds it.
-            pub async fn save<'e>(
-                db: impl $executor<'e>,
+            pub async fn save(
+                tx: &mut <Db as sqlx::Database>::Connection,
                 s: &UploadSession,
                 token: &str,
                 release: bool,
             ) -> Result<bool, CatalogError> {
                 let done = sqlx::query(
                     "UPDATE resumable_uploads SET content_type = $1, length = $2, upload_offset = $3, hasher = $4,
-                         head = $5, engine_state = $6, expires_at = $7, completed_at = $8,
-                         lock_token = CASE WHEN $12 THEN NULL ELSE lock_token END,
-                         locked_until = CASE WHEN $12 THEN 0 ELSE locked_until END
-                     WHERE tenant_id = $9 AND id = $10 AND lock_token = $11",
+                         head = $5, expires_at = $6, completed_at = $7,
+                         lock_token = CASE WHEN $11 THEN NULL ELSE lock_token END,
+                         locked_until = CASE WHEN $11 THEN 0 ELSE locked_until END
+                     WHERE tenant_id = $8 AND id = $9 AND lock_token = $10",
                 )
                 .bind(&s.content_type)
                 .bind(s.length.map(|l| l as i64))
                 .bind(s.offset as i64)
                 .bind(&s.hasher)
                 .bind(&s.head)
-                .bind(&s.engine_state)
                 .bind(micros(&s.expires_at))
                 .bind(s.completed_at.as_ref().map(micros))
                 .bind(s.tenant().as_str())
                 .bind(&s.id)
                 .bind(token)
                 .bind(release)
-                .execute(db)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE resumable_upload_states SET engine_state = $1 WHERE tenant_id = $2 AND id = $3")
+                    .bind(&s.engine_state)
+                    .bind(s.tenant().as_str())
+                    .bind(&s.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(true)
             }
 
             /// Removes the row, when it is completed or `token` holds its lock, and returns it.
-            pub async fn delete<'e>(
-                db: impl $executor<'e>,
+            pub async fn delete(
+                tx: &mut <Db as sqlx::Database>::Connection,
                 tenant: &TenantId,
                 id: &str,
                 token: Option<&str>,
             ) -> Result<Option<UploadSession>, CatalogError> {
                 let sql = format!(
                     "DELETE FROM resumable_uploads WHERE tenant_id = $1 AND id = $2
-                       AND (completed_at IS NOT NULL OR lock_token = $3) RETURNING {SESSION_COLUMNS}"
+                       AND (completed_at IS NOT NULL OR lock_token = $3) RETURNING {ROW_COLUMNS}"
                 );
                 let row: Option<RawSession> =
-                    sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).bind(token).fetch_optional(db).await?;
-                row.map(RawSession::into_session).transpose()
+                    sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).bind(token).fetch_optional(&mut *tx).await?;
+                let Some(mut row) = row else { return Ok(None) };
+                let state: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM resumable_upload_states WHERE tenant_id = $1 AND id = $2 RETURNING engine_state",
+                )
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                row.engine_state = state.ok_or_else(|| CatalogError::Corrupt(format!("upload {id} has no state row")))?;
+                row.into_session().map(Some)
             }
 
             /// Uploads (of every tenant) that expired before `before`, oldest first.
@@ -154,8 +179,8 @@ macro_rules! session_statements {
                 limit: u32,
             ) -> Result<Vec<UploadSession>, CatalogError> {
                 let sql = format!(
-                    "SELECT {SESSION_COLUMNS} FROM resumable_uploads WHERE expires_at < $1
-                     ORDER BY expires_at, id LIMIT $2"
+                    "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE u.expires_at < $1
+                     ORDER BY u.expires_at, u.id LIMIT $2"
                 );
                 let rows: Vec<RawSession> =
                     sqlx::query_as(&sql).bind(before).bind(i64::from(limit)).fetch_all(db).await?;
@@ -255,10 +280,17 @@ macro_rules! session_statements {
             }
 
             /// Removes every upload of `tenant`; how many.
-            pub async fn purge<'e>(db: impl $executor<'e>, tenant: &TenantId) -> Result<u64, CatalogError> {
+            pub async fn purge(
+                tx: &mut <Db as sqlx::Database>::Connection,
+                tenant: &TenantId,
+            ) -> Result<u64, CatalogError> {
+                sqlx::query("DELETE FROM resumable_upload_states WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 let done = sqlx::query("DELETE FROM resumable_uploads WHERE tenant_id = $1")
                     .bind(tenant.as_str())
-                    .execute(db)
+                    .execute(&mut *tx)
                     .await?;
                 Ok(done.rows_affected())
             }
