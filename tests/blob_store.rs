@@ -352,3 +352,37 @@ async fn s3_unfinished_writes_on_a_server_without_the_api_are_none() {
     store.ensure_bucket(&b).await.unwrap();
     assert!(store.unfinished_writes(&b, std::time::Duration::ZERO).await.unwrap().is_empty());
 }
+
+/// A sealed upload begun before tails had slots of their own kept its sealed tail in the engine
+/// state (base64), and has no `.tus-tail`: it continues from that state, its next tail goes to
+/// a slot, and it finishes into the same bytes.
+#[tokio::test]
+async fn sealed_partial_object_with_its_tail_in_the_state_continues() {
+    use base64::Engine;
+    use coffer::crypt::{KeyWrap, Keyring, MasterKey};
+    let dir = tempfile::tempdir().unwrap();
+    let master: Arc<dyn KeyWrap> = Arc::new(MasterKey::generate().0);
+    let keyring = Arc::new(Keyring::open_or_create(dir.path(), master, None).unwrap());
+    let store = FsBlobStore::sealed(dir.path().join("objects"), keyring);
+    let b = bucket();
+    store.ensure_bucket(&b).await.unwrap();
+    let all = data(200_000);
+    let k = blob("tenant-old/exports/old.bin");
+    let state = store.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
+    let (state, _) = store.partial_append(&b, &k, &state, 0, owned(vec![all[..70_000].to_vec()]), None).await.unwrap();
+    assert_eq!(state, "tail-slot:0");
+
+    // As the earlier format kept it: the sealed tail (70,000 - 65,536 bytes) in the state.
+    let version_dir = dir.path().join("objects").join(b.as_str()).join(k.to_string()).parent().unwrap().to_owned();
+    let slots = std::fs::read(version_dir.join(".tus-tail")).unwrap();
+    let old_state = base64::engine::general_purpose::STANDARD.encode(&slots[..68 + 4_464 + 16]);
+    std::fs::remove_file(version_dir.join(".tus-tail")).unwrap();
+
+    let (state, appended) =
+        store.partial_append(&b, &k, &old_state, 70_000, owned(vec![all[70_000..].to_vec()]), None).await.unwrap();
+    assert_eq!((state.as_str(), appended), ("tail-slot:0", 130_000));
+    store.partial_finish(&b, &k, &state, all.len() as u64).await.unwrap();
+    assert!(read_all(&store, &b, &k, None).await == all, "finished object differs");
+    let left: Vec<_> = std::fs::read_dir(&version_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "only the object remains: {left:?}");
+}

@@ -425,9 +425,11 @@ async fn crash_rounds(db: String) {
     assert_eq!(report["rows_checked"], present, "{report}");
     // Besides, the partial bytes of uploads whose creation was never answered (they live until
     // they expire).
-    let (partials, on_disk): (Vec<_>, Vec<_>) =
-        stored_files(&data.path().join("objects")).into_iter().partition(|p| p.ends_with(".tus-data"));
+    let (partials, on_disk): (Vec<_>, Vec<_>) = stored_files(&data.path().join("objects"))
+        .into_iter()
+        .partition(|p| p.ends_with(".tus-data") || p.ends_with(".tus-tail"));
     assert_eq!(on_disk.len(), present, "every stored object has a row and vice versa: {on_disk:?}");
+    let partials: Vec<_> = partials.into_iter().filter(|p| p.ends_with(".tus-data")).collect();
     let unanswered = ledger.lock().unwrap().unanswered;
     assert!(partials.len() <= unanswered, "{partials:?}: more partial uploads than {unanswered} unanswered creations");
     println!("{ROUNDS} rounds, {present} files present at the end, {} of them resumable uploads", completed.len());

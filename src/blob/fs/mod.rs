@@ -380,7 +380,7 @@ impl BlobStore for FsBlobStore {
 
     async fn stray_age(&self, bucket: &BucketName, key: &str) -> Option<std::time::Duration> {
         let last = key.rsplit('/').next()?;
-        if last != partial::DATA {
+        if last != partial::DATA && last != partial::TAIL {
             let name = last.strip_prefix(TEMP_PREFIX).or_else(|| last.strip_prefix(SEAL_PREFIX))?;
             uuid::Uuid::try_parse(name).ok()?;
         }
@@ -456,7 +456,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn partial_release(&self, _bucket: &BucketName, _key: &BlobKey, _old: &str, _new: &str) {
-        // The state holds the tail itself: nothing on disk belongs to an old state.
+        // A state names one of two slots that every append reuses: nothing to release.
     }
 
     async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, _state: &str) -> Result<(), BlobError> {

@@ -5,10 +5,14 @@
 //! Plaintext stores append to `.tus-data` and cut it back to the acknowledged offset before
 //! each append. Sealed stores write `.tus-data` in the sealed-object format from the start:
 //! the header, then every segment known not to be the last. The rest — 1 to 65,536 bytes once
-//! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), and
-//! kept in the engine state the catalog records with the new offset (base64): the next append
-//! opens it, and the finishing one seals it as the last segment. So an acknowledged append
-//! costs one fsync of `.tus-data` here and the catalog's commit, no plaintext byte reaches the
+//! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), into
+//! one of two slots of `.tus-tail`: the one the acknowledged state does not name, so a crash
+//! before the catalog records the new offset leaves the acknowledged tail whole. The engine
+//! state the catalog records is the slot's name (`tail-slot:N`); uploads begun before kept the
+//! sealed tail itself there (base64), which is still read. The next append opens the tail, and
+//! the finishing one seals it as the last segment. So an acknowledged append costs an fsync of
+//! `.tus-data`, an fdatasync of `.tus-tail` (written in place: no metadata) and the catalog's
+//! small commit; no plaintext byte reaches the
 //! disk or the catalog, and the nonce of a segment is used only for the bytes that segment
 //! finally holds — unless a client resends *different* bytes for a range it never got
 //! acknowledged (the segments past the acknowledged offset are rewritten under the same
@@ -30,6 +34,10 @@ use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
 pub const DATA: &str = ".tus-data";
+/// The two slots of a sealed partial object's tail.
+pub const TAIL: &str = ".tus-tail";
+/// An engine state naming the slot of `.tus-tail` that holds the acknowledged tail.
+const SLOT: &str = "tail-slot:";
 
 impl FsBlobStore {
     pub(super) async fn begin_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<String, BlobError> {
@@ -45,7 +53,20 @@ impl FsBlobStore {
             .await?;
         if let Some(keyring) = &self.keyring {
             let data_key = sealed::current_key(keyring, key.object_key().tenant()).await?;
-            file.write_all(&Header::generate(data_key.id).encode()).await?;
+            let header = Header::generate(data_key.id);
+            file.write_all(&header.encode()).await?;
+            // Both slots written once now: later tails overwrite blocks in place, so their
+            // fdatasync has no metadata to commit.
+            let slots = vec![0u8; 2 * slot_len(&header) as usize];
+            let mut tail = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join(TAIL))
+                .await?;
+            tail.write_all(&slots).await?;
+            tail.sync_all().await?;
         }
         file.sync_all().await?;
         sync_dir(&dir).await?;
@@ -71,7 +92,7 @@ impl FsBlobStore {
                 file.seek(SeekFrom::Start(offset)).await?;
                 Ok((String::new(), write_body(file, body).await?))
             }
-            Some(keyring) => append_sealed(keyring, key, file, state, offset, body).await,
+            Some(keyring) => append_sealed(keyring, key, &dir, file, state, offset, body).await,
         }
     }
 
@@ -87,6 +108,7 @@ impl FsBlobStore {
             Ok(file) => file,
             // Finished before (the process died before the catalog recorded it): done.
             Err(BlobError::NotFound) if tokio::fs::try_exists(self.path(bucket, key)).await.unwrap_or(false) => {
+                remove_if_there(&dir.join(TAIL)).await?;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -96,20 +118,18 @@ impl FsBlobStore {
                 file.set_len(offset).await?;
                 file.sync_all().await?;
             }
-            Some(keyring) => seal_last(keyring, key, file, state, offset).await?,
+            Some(keyring) => seal_last(keyring, key, &dir, file, state, offset).await?,
         }
         tokio::fs::rename(dir.join(DATA), self.path(bucket, key)).await?;
+        remove_if_there(&dir.join(TAIL)).await?;
         sync_dir(&dir).await?;
         Ok(())
     }
 
     pub(super) async fn abort_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
-        match tokio::fs::remove_file(dir.join(DATA)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        remove_if_there(&dir.join(DATA)).await?;
+        remove_if_there(&dir.join(TAIL)).await?;
         // The version directory held only the partial object.
         if tokio::fs::remove_dir(&dir).await.is_ok()
             && let Some(parent) = dir.parent()
@@ -128,7 +148,24 @@ fn corrupt(key: &BlobKey, e: impl std::fmt::Display) -> BlobError {
     BlobError::Corrupt(format!("{key} (partial): {e}"))
 }
 
-/// The sealer of a partial object's tail file (its own header, its own derived key).
+async fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes of one slot of `.tus-tail`: a tail sealed on its own, at most a segment.
+fn slot_len(header: &Header) -> u64 {
+    (HEADER_LEN + TAG_LEN) as u64 + u64::from(header.segment)
+}
+
+/// The slot an append writes its tail to: the one `state` does not name.
+fn next_slot(state: &str) -> u64 {
+    if state == format!("{SLOT}0") { 1 } else { 0 }
+}
+
+/// The sealer of a partial object's tail (its own header, its own derived key).
 fn tail_identity(key: &BlobKey) -> String {
     format!("{key}#tail")
 }
@@ -146,10 +183,11 @@ async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
 async fn resume_sealed(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
+    dir: &Path,
     file: &mut tokio::fs::File,
     state: &str,
     offset: u64,
-) -> Result<(Sealer, u64, BytesMut), BlobError> {
+) -> Result<(Sealer, u64, BytesMut, Header), BlobError> {
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).await.map_err(|e| corrupt(key, e))?;
     let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
@@ -161,7 +199,7 @@ async fn resume_sealed(
     let tail_len = (offset - full * segment) as usize;
     let mut buf = BytesMut::with_capacity(WRITE_BUFFER + segment as usize);
     if tail_len > 0 {
-        let tail = open_tail(keyring, key, state).await?;
+        let tail = open_tail(keyring, key, dir, &header, state, tail_len).await?;
         if tail.len() != tail_len {
             return Err(corrupt(key, format!("tail holds {} bytes, {tail_len} expected", tail.len())));
         }
@@ -170,18 +208,19 @@ async fn resume_sealed(
     let on_disk = HEADER_LEN as u64 + full * header.sealed_segment();
     file.set_len(on_disk).await?;
     file.seek(SeekFrom::Start(on_disk)).await?;
-    Ok((sealer, full, buf))
+    Ok((sealer, full, buf, header))
 }
 
 async fn append_sealed(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
+    dir: &Path,
     mut file: tokio::fs::File,
     state: &str,
     offset: u64,
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
-    let (sealer, index, buf) = resume_sealed(keyring, key, &mut file, state, offset).await?;
+    let (sealer, index, buf, header) = resume_sealed(keyring, key, dir, &mut file, state, offset).await?;
     // Sealing (and the hashing that polling the body does) in a task of its own, writing here:
     // the two overlap, as for a plain upload.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
@@ -208,11 +247,37 @@ async fn append_sealed(
     }
     let (tail, appended) = sealed?;
     out.flush().await?;
-    out.into_inner().sync_all().await?;
+    let data = out.into_inner();
     if appended == 0 {
+        data.sync_all().await?;
         return Ok((state.to_owned(), 0));
     }
-    Ok((seal_tail(keyring, key, &tail).await?, appended))
+    let slot = next_slot(state);
+    let record = seal_tail(keyring, key, &tail).await?;
+    let (synced, tail_written) = tokio::join!(data.sync_all(), write_slot(dir, &header, slot, record));
+    synced?;
+    tail_written?;
+    Ok((format!("{SLOT}{slot}"), appended))
+}
+
+/// Writes a sealed tail into slot `slot` of `.tus-tail`, durably. The file is there for
+/// uploads begun since slots exist; one begun before gets it now (and its directory entry
+/// made durable).
+async fn write_slot(dir: &Path, header: &Header, slot: u64, record: Vec<u8>) -> std::io::Result<()> {
+    let (path, dir, at) = (dir.join(TAIL), dir.to_owned(), slot * slot_len(header));
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&path)?;
+        let created = file.metadata()?.len() == 0;
+        file.write_all_at(&record, at)?;
+        file.sync_data()?;
+        if created {
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Seals every segment of `buf` + `body` that more bytes follow, from segment `index` on, and
@@ -265,11 +330,12 @@ async fn seal_segments(
 async fn seal_last(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
+    dir: &Path,
     mut file: tokio::fs::File,
     state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
-    let (sealer, index, mut last) = resume_sealed(keyring, key, &mut file, state, offset).await?;
+    let (sealer, index, mut last, _) = resume_sealed(keyring, key, dir, &mut file, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
     file.write_all(&last).await?;
     file.write_all(tag.as_ref()).await?;
@@ -277,11 +343,32 @@ async fn seal_last(
     Ok(())
 }
 
-/// Opens the tail an append sealed into the state.
-async fn open_tail(keyring: &Arc<Keyring>, key: &BlobKey, state: &str) -> Result<Vec<u8>, BlobError> {
-    use base64::Engine;
-    let sealed =
-        base64::engine::general_purpose::STANDARD.decode(state).map_err(|_| corrupt(key, "its tail is missing"))?;
+/// Opens the tail of `len` bytes that `state` names: a slot of `.tus-tail`, or (an upload begun
+/// before slots existed) the sealed tail itself, base64.
+async fn open_tail(
+    keyring: &Arc<Keyring>,
+    key: &BlobKey,
+    dir: &Path,
+    data_header: &Header,
+    state: &str,
+    len: usize,
+) -> Result<Vec<u8>, BlobError> {
+    let sealed = match state.strip_prefix(SLOT) {
+        Some(slot) => {
+            let slot: u64 = slot.parse().ok().filter(|&s| s < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
+            let mut record = vec![0u8; HEADER_LEN + len + TAG_LEN];
+            let (path, at) = (dir.join(TAIL), slot * slot_len(data_header));
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                std::fs::File::open(path)?.read_exact_at(&mut record, at).map(|()| record)
+            });
+            read.await.map_err(std::io::Error::other)?.map_err(|e| corrupt(key, format!("its tail: {e}")))?
+        }
+        None => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(state).map_err(|_| corrupt(key, "its tail is missing"))?
+        }
+    };
     let header =
         Header::decode(&sealed).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
     let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
@@ -292,9 +379,8 @@ async fn open_tail(keyring: &Arc<Keyring>, key: &BlobKey, state: &str) -> Result
     Ok(body)
 }
 
-/// The tail sealed on its own (a fresh header, so a fresh derived key), as base64 for the state.
-async fn seal_tail(keyring: &Arc<Keyring>, key: &BlobKey, tail: &[u8]) -> Result<String, BlobError> {
-    use base64::Engine;
+/// The tail sealed on its own (a fresh header, so a fresh derived key).
+async fn seal_tail(keyring: &Arc<Keyring>, key: &BlobKey, tail: &[u8]) -> Result<Vec<u8>, BlobError> {
     let data_key = sealed::current_key(keyring, key.object_key().tenant()).await?;
     let header = Header::generate(data_key.id);
     let sealer = Sealer::new(&data_key, header.clone(), &tail_identity(key));
@@ -304,5 +390,5 @@ async fn seal_tail(keyring: &Arc<Keyring>, key: &BlobKey, tail: &[u8]) -> Result
     out.extend_from_slice(tail);
     let tag = sealer.seal_detached(0, true, &mut out[start..]);
     out.extend_from_slice(tag.as_ref());
-    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    Ok(out)
 }
