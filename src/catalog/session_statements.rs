@@ -7,7 +7,7 @@ macro_rules! session_statements {
             type Db = $db;
             use crate::catalog::CatalogError;
             use crate::catalog::query::micros;
-            use crate::catalog::session::{RawSession, ROW_COLUMNS, SESSION_COLUMNS, SESSION_FROM, UploadSession};
+            use crate::catalog::session::{ROW_COLUMNS, RawSession, SESSION_COLUMNS, SESSION_FROM, UploadSession};
             use crate::domain::TenantId;
             use sqlx::$executor;
 
@@ -168,7 +168,8 @@ macro_rules! session_statements {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                row.engine_state = state.ok_or_else(|| CatalogError::Corrupt(format!("upload {id} has no state row")))?;
+                row.engine_state =
+                    state.ok_or_else(|| CatalogError::Corrupt(format!("upload {id} has no state row")))?;
                 row.into_session().map(Some)
             }
 

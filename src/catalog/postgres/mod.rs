@@ -94,6 +94,18 @@ impl PostgresCatalog {
         Ok(tx)
     }
 
+    /// [`Self::tenant_tx`] for a lease (a resumable upload's lock or its renewal): its commit
+    /// does not wait for the WAL flush. A lease lost in a server crash frees the upload, and
+    /// its holder is gone with the connection; a crash loses no other commit for it.
+    async fn lease_tx(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true), set_config('synchronous_commit', 'off', true)")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// A transaction in which `blob`'s tenant's rows are visible.
     async fn blob_tx(&self, blob: &BlobRef) -> Result<Transaction<'static, Postgres>, CatalogError> {
         self.tenant_tx(blob.blob.object_key().tenant()).await
@@ -330,7 +342,7 @@ impl Catalog for PostgresCatalog {
         token: &str,
         lease: Duration,
     ) -> Result<Result<UploadSession, LockRefusal>, CatalogError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.lease_tx(tenant).await?;
         let (now, until) = query::lease_window(lease);
         // The UPDATE takes the row lock: of two instances racing for one offset, the second
         // waits, then finds the lock taken and matches no row.
@@ -347,7 +359,8 @@ impl Catalog for PostgresCatalog {
         token: &str,
         lease: Duration,
     ) -> Result<bool, CatalogError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        // A release (no lease left) is durable, as in SQLite.
+        let mut tx = if lease.is_zero() { self.tenant_tx(tenant).await? } else { self.lease_tx(tenant).await? };
         let renewed = sql::session::renew(&mut *tx, tenant, id, token, query::lease_window(lease).1).await?;
         tx.commit().await?;
         Ok(renewed)

@@ -236,7 +236,7 @@ impl Catalog for SqliteCatalog {
         let (tenant, id, token) = (tenant.clone(), id.to_owned(), token.to_owned());
         let (now, until) = query::lease_window(lease);
         self.writer
-            .write(move |db| {
+            .write_lease(move |db| {
                 async move {
                     let locked = sql::session::lock(&mut *db, &tenant, &id, offset, &token, until, now).await?;
                     let current = sql::session::select(&mut *db, &tenant, &id).await?;
@@ -256,8 +256,13 @@ impl Catalog for SqliteCatalog {
     ) -> Result<bool, CatalogError> {
         let (tenant, id, token) = (tenant.clone(), id.to_owned(), token.to_owned());
         let until = query::lease_window(lease).1;
+        // A release (no lease left) is durable: after a power loss the upload must not stay
+        // locked until its old lease runs out.
         self.writer
-            .write(move |db| async move { sql::session::renew(db, &tenant, &id, &token, until).await }.boxed())
+            .submit(
+                move |db| async move { sql::session::renew(db, &tenant, &id, &token, until).await }.boxed(),
+                lease.is_zero(),
+            )
             .await
     }
 

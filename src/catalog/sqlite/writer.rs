@@ -11,9 +11,14 @@
 //! it is rolled back whole, the failed write gets its own error and every other write in it a
 //! database error (none of it took effect). No savepoints, then: each would cost two more
 //! statements per write, and every statement is a round trip to SQLite's worker thread.
+//!
+//! A lease (a resumable upload's lock, and its renewals) need not survive a power loss: losing
+//! it frees the upload, and whoever held it died with the machine. A batch of leases only
+//! commits with `synchronous = NORMAL`: its WAL frames are written, not fsynced; the next
+//! durable commit's fsync covers them, and a kill -9 of the process loses nothing either way.
 
 use futures::future::BoxFuture;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::CatalogError;
@@ -30,6 +35,8 @@ trait Job: Send {
     fn run<'c>(self: Box<Self>, db: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Box<dyn Answer>)>;
     /// Answers without running: the batch failed before this write's turn.
     fn fail(self: Box<Self>, why: &str);
+    /// Whether its answer must wait for an fsync (all but leases).
+    fn durable(&self) -> bool;
 }
 
 /// A write's result, held until the batch commits (or fails).
@@ -40,6 +47,7 @@ trait Answer: Send {
 struct Write<F, T> {
     work: F,
     reply: oneshot::Sender<Result<T, CatalogError>>,
+    durable: bool,
 }
 
 struct Held<T> {
@@ -53,7 +61,7 @@ where
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, CatalogError>> + Send + 'static,
 {
     fn run<'c>(self: Box<Self>, db: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Box<dyn Answer>)> {
-        let Write { work, reply } = *self;
+        let Write { work, reply, .. } = *self;
         Box::pin(async move {
             let out = work(db).await;
             let go_on = out.as_ref().map_or_else(CatalogError::is_refusal, |_| true);
@@ -63,6 +71,10 @@ where
 
     fn fail(self: Box<Self>, why: &str) {
         let _ = self.reply.send(Err(batch_error(why)));
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -111,8 +123,27 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, CatalogError>> + Send + 'static,
     {
+        self.submit(work, true).await
+    }
+
+    /// [`Self::write`] for a lease: answered once committed, without waiting for an fsync
+    /// unless a durable write shares its batch (see the module doc).
+    pub async fn write_lease<T, F>(&self, work: F) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, CatalogError>> + Send + 'static,
+    {
+        self.submit(work, false).await
+    }
+
+    /// [`Self::write`] when `durable`, else [`Self::write_lease`].
+    pub async fn submit<T, F>(&self, work: F, durable: bool) -> Result<T, CatalogError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, CatalogError>> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Box::new(Write { work, reply })).await.map_err(|_| stopped())?;
+        self.jobs.send(Box::new(Write { work, reply, durable })).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -131,19 +162,22 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>) {
 
 async fn run_batch(pool: &SqlitePool, jobs: Vec<Box<dyn Job>>) {
     let count = jobs.len();
+    let durable = jobs.iter().any(|j| j.durable());
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(count);
     let mut jobs = jobs.into_iter();
     let outcome: Result<(), String> = async {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| e.to_string())?;
-        for job in jobs.by_ref() {
-            let (go_on, answer) = job.run(&mut tx).await;
-            answers.push(answer);
-            if !go_on {
-                let _ = tx.rollback().await;
-                return Err("another write in the same transaction failed".to_owned());
-            }
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        if !durable {
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await.map_err(|e| e.to_string())?;
         }
-        tx.commit().await.map_err(|e| e.to_string())
+        let outcome = run_jobs(&mut conn, jobs.by_ref(), &mut answers).await;
+        // Back to FULL once the batch is over, whatever happened: a connection that kept NORMAL
+        // would commit a later durable batch without an fsync. One that cannot be set back is
+        // closed, not returned to the pool.
+        if !durable && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
+            conn.close_on_drop();
+        }
+        outcome
     }
     .await;
     match outcome {
@@ -153,5 +187,68 @@ async fn run_batch(pool: &SqlitePool, jobs: Vec<Box<dyn Job>>) {
             answers.into_iter().for_each(|a| a.send(Some(&why)));
             jobs.for_each(|j| j.fail(&why));
         }
+    }
+}
+
+/// Runs `jobs` in one `BEGIN IMMEDIATE` transaction on `conn`, keeping their answers; stops at
+/// the first that fails.
+async fn run_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &mut std::vec::IntoIter<Box<dyn Job>>,
+    answers: &mut Vec<Box<dyn Answer>>,
+) -> Result<(), String> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| e.to_string())?;
+    for job in jobs.by_ref() {
+        let (go_on, answer) = job.run(&mut tx).await;
+        answers.push(answer);
+        if !go_on {
+            let _ = tx.rollback().await;
+            return Err("another write in the same transaction failed".to_owned());
+        }
+    }
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use futures::FutureExt;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+    use super::*;
+
+    async fn synchronous(db: &mut SqliteConnection) -> Result<i64, CatalogError> {
+        Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(db).await?)
+    }
+
+    /// A lease commits with NORMAL; the connection is back to FULL for whatever comes next,
+    /// and a durable write, alone or sharing a batch with leases, runs with FULL.
+    #[tokio::test]
+    async fn only_a_batch_of_leases_skips_the_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.path().join("w.db").display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        // One connection: every write and the check below share it.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        let writer = Writer::start(pool.clone());
+        let (normal, full) = (1, 2);
+        assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
+        assert_eq!(synchronous(&mut *pool.acquire().await.unwrap()).await.unwrap(), full);
+        assert_eq!(writer.write(|db| synchronous(db).boxed()).await.unwrap(), full);
+        let (lease, durable) =
+            tokio::join!(writer.write_lease(|db| synchronous(db).boxed()), writer.write(|db| synchronous(db).boxed()));
+        assert_eq!((lease.unwrap(), durable.unwrap()), (full, full), "a batch with a durable write is durable");
+        // A lease that fails leaves the connection at FULL too.
+        let failed = writer
+            .write_lease(|db| {
+                async move { Ok::<_, CatalogError>(sqlx::query("SELECT * FROM nowhere").execute(db).await?) }.boxed()
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&mut *pool.acquire().await.unwrap()).await.unwrap(), full);
     }
 }
