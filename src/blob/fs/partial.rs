@@ -27,9 +27,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
-use super::{
-    FsBlobStore, WRITE_BUFFER, WRITEBACK_EVERY, create_dirs_durably, sealed, start_writeback, sync_dir, write_body,
-};
+use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, start_writeback, sync_dir, write_body};
 use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -221,43 +219,45 @@ async fn append_sealed(
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
     let (sealer, index, buf, header) = resume_sealed(keyring, key, dir, &mut file, state, offset).await?;
-    // Sealing (and the hashing that polling the body does) in a task of its own, writing here:
-    // the two overlap, as for a plain upload.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
+    // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
+    // the disk already works on the data while the tail is sealed into its slot.
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let sealing = tokio::spawn(seal_segments(sealer, index, buf, body, tx));
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut write_error = None;
-    let mut written = 0usize;
-    while let Some(piece) = rx.recv().await {
-        if let Err(e) = out.write_all(&piece).await {
-            write_error = Some(e);
-            break;
-        }
-        written += piece.len();
-        if written >= WRITEBACK_EVERY {
-            written = 0;
-            start_writeback(fd);
-        }
-    }
-    drop(rx);
+    let file = file.into_std().await;
+    let writing = tokio::task::spawn_blocking(move || write_pieces(file, rx));
     let sealed = sealing.await.map_err(std::io::Error::other)?;
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
-    let (tail, appended) = sealed?;
-    out.flush().await?;
-    let data = out.into_inner();
+    let (tail, appended) = match sealed {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            // A write that failed first is the cause (the sealer only saw the writer stop).
+            writing.await.map_err(std::io::Error::other)??;
+            return Err(e);
+        }
+    };
     if appended == 0 {
-        data.sync_all().await?;
+        writing.await.map_err(std::io::Error::other)??;
         return Ok((state.to_owned(), 0));
     }
     let slot = next_slot(state);
     let record = seal_tail(keyring, key, &tail).await?;
-    let (synced, tail_written) = tokio::join!(data.sync_all(), write_slot(dir, &header, slot, record));
-    synced?;
+    let (written, tail_written) = tokio::join!(writing, write_slot(dir, &header, slot, record));
+    written.map_err(std::io::Error::other)??;
     tail_written?;
     Ok((format!("{SLOT}{slot}"), appended))
+}
+
+/// Writes the sealed pieces as they come, asking the kernel to start writing each back (an
+/// append's fsync comes at the end of every request, and its client waits for it), then
+/// makes them durable.
+fn write_pieces(mut file: std::fs::File, mut pieces: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> std::io::Result<()> {
+    use std::io::Write;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    while let Some(piece) = pieces.blocking_recv() {
+        file.write_all(&piece)?;
+        start_writeback(fd);
+    }
+    file.sync_all()
 }
 
 /// Writes a sealed tail into slot `slot` of `.tus-tail`, durably. The file is there for
@@ -267,7 +267,7 @@ async fn write_slot(dir: &Path, header: &Header, slot: u64, record: Vec<u8>) -> 
     let (path, dir, at) = (dir.join(TAIL), dir.to_owned(), slot * slot_len(header));
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
-        let file = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&path)?;
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&path)?;
         let created = file.metadata()?.len() == 0;
         file.write_all_at(&record, at)?;
         file.sync_data()?;

@@ -237,7 +237,7 @@ mod tests {
         let writer = Writer::start(pool.clone());
         let (normal, full) = (1, 2);
         assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
-        assert_eq!(synchronous(&mut *pool.acquire().await.unwrap()).await.unwrap(), full);
+        assert_eq!(synchronous(&mut pool.acquire().await.unwrap()).await.unwrap(), full);
         assert_eq!(writer.write(|db| synchronous(db).boxed()).await.unwrap(), full);
         let (lease, durable) =
             tokio::join!(writer.write_lease(|db| synchronous(db).boxed()), writer.write(|db| synchronous(db).boxed()));
@@ -249,6 +249,6 @@ mod tests {
             })
             .await;
         assert!(failed.is_err());
-        assert_eq!(synchronous(&mut *pool.acquire().await.unwrap()).await.unwrap(), full);
+        assert_eq!(synchronous(&mut pool.acquire().await.unwrap()).await.unwrap(), full);
     }
 }
