@@ -24,11 +24,11 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
 use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, start_writeback, sync_dir, write_body};
-use crate::crypt::{HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
+use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
 pub const DATA: &str = ".tus-data";
@@ -82,15 +82,14 @@ impl FsBlobStore {
         body: ByteStream,
     ) -> Result<(String, u64), BlobError> {
         let dir = self.version_dir(bucket, key);
-        let file = open_data(&dir).await?;
         match &self.keyring {
             None => {
+                let mut file = open_data(&dir).await?;
                 file.set_len(offset).await?;
-                let mut file = file;
                 file.seek(SeekFrom::Start(offset)).await?;
                 Ok((String::new(), write_body(file, body).await?))
             }
-            Some(keyring) => append_sealed(keyring, key, &dir, file, state, offset, body).await,
+            Some(keyring) => append_sealed(keyring, key, &dir, state, offset, body).await,
         }
     }
 
@@ -102,21 +101,24 @@ impl FsBlobStore {
         offset: u64,
     ) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
-        let file = match open_data(&dir).await {
-            Ok(file) => file,
+        let finished = match &self.keyring {
+            None => match open_data(&dir).await {
+                Ok(file) => {
+                    file.set_len(offset).await?;
+                    file.sync_all().await.map_err(BlobError::from)
+                }
+                Err(e) => Err(e),
+            },
+            Some(keyring) => seal_last(keyring, key, &dir, state, offset).await,
+        };
+        match finished {
+            Ok(()) => {}
             // Finished before (the process died before the catalog recorded it): done.
             Err(BlobError::NotFound) if tokio::fs::try_exists(self.path(bucket, key)).await.unwrap_or(false) => {
                 remove_if_there(&dir.join(TAIL)).await?;
                 return Ok(());
             }
             Err(e) => return Err(e),
-        };
-        match &self.keyring {
-            None => {
-                file.set_len(offset).await?;
-                file.sync_all().await?;
-            }
-            Some(keyring) => seal_last(keyring, key, &dir, file, state, offset).await?,
         }
         tokio::fs::rename(dir.join(DATA), self.path(bucket, key)).await?;
         remove_if_there(&dir.join(TAIL)).await?;
@@ -176,55 +178,102 @@ async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
     }
 }
 
-/// A sealed partial object opened at `offset`: its sealer, the index of the segment the tail
-/// will become, and the tail's plaintext. The file is cut after the sealed segments.
+/// A sealed partial object opened at `offset`: its file (cut after the sealed segments and
+/// positioned there), its sealer, the index of the segment the tail will become, the tail's
+/// plaintext, and its header. The file's part is one trip to the blocking pool.
 async fn resume_sealed(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
     dir: &Path,
-    file: &mut tokio::fs::File,
     state: &str,
     offset: u64,
-) -> Result<(Sealer, u64, BytesMut, Header), BlobError> {
-    let mut head = [0u8; HEADER_LEN];
-    file.read_exact(&mut head).await.map_err(|e| corrupt(key, e))?;
-    let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
+) -> Result<(std::fs::File, Sealer, u64, BytesMut, Header), BlobError> {
+    let slot = match state.strip_prefix(SLOT) {
+        Some(n) => Some(n.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?),
+        None => None,
+    };
+    let (dir_owned, key_owned) = (dir.to_owned(), key.clone());
+    let reopened = tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, slot, offset));
+    let (file, header, record) = reopened.await.map_err(std::io::Error::other)??;
     let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
-    let segment = u64::from(header.segment);
-    // Segments sealed so far: all but the tail, which holds 1..=S bytes once anything arrived.
-    let full = if offset == 0 { 0 } else { (offset - 1) / segment };
-    let tail_len = (offset - full * segment) as usize;
-    let mut buf = BytesMut::with_capacity(WRITE_BUFFER + segment as usize);
+    let (full, tail_len) = split(offset, &header);
+    let mut buf = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
     if tail_len > 0 {
-        let tail = open_tail(keyring, key, dir, &header, state, tail_len).await?;
+        let record = match record {
+            Some(record) => record,
+            None => {
+                use base64::Engine;
+                let old = base64::engine::general_purpose::STANDARD.decode(state);
+                old.map_err(|_| corrupt(key, "its tail is missing"))?
+            }
+        };
+        let tail = open_tail(keyring, key, &data_key, record).await?;
         if tail.len() != tail_len {
             return Err(corrupt(key, format!("tail holds {} bytes, {tail_len} expected", tail.len())));
         }
         buf.extend_from_slice(&tail);
     }
+    Ok((file, sealer, full, buf, header))
+}
+
+/// Segments sealed so far at `offset` — all but the tail, which holds 1..=S bytes once
+/// anything arrived — and the tail's length.
+fn split(offset: u64, header: &Header) -> (u64, usize) {
+    let segment = u64::from(header.segment);
+    let full = if offset == 0 { 0 } else { (offset - 1) / segment };
+    (full, (offset - full * segment) as usize)
+}
+
+/// The blocking part of [`resume_sealed`]: opens `.tus-data`, reads its header and (for a
+/// state naming a slot) the sealed tail, and cuts the file after the sealed segments.
+fn reopen(
+    dir: &Path,
+    key: &BlobKey,
+    slot: Option<u64>,
+    offset: u64,
+) -> Result<(std::fs::File, Header, Option<Vec<u8>>), BlobError> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::FileExt;
+    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(dir.join(DATA)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact(&mut head).map_err(|e| corrupt(key, e))?;
+    let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
+    let (full, tail_len) = split(offset, &header);
+    let record = match slot {
+        Some(slot) if tail_len > 0 => {
+            let mut record = vec![0u8; HEADER_LEN + tail_len + TAG_LEN];
+            std::fs::File::open(dir.join(TAIL))
+                .and_then(|t| t.read_exact_at(&mut record, slot * slot_len(&header)))
+                .map_err(|e| corrupt(key, format!("its tail: {e}")))?;
+            Some(record)
+        }
+        _ => None,
+    };
     let on_disk = HEADER_LEN as u64 + full * header.sealed_segment();
-    file.set_len(on_disk).await?;
-    file.seek(SeekFrom::Start(on_disk)).await?;
-    Ok((sealer, full, buf, header))
+    file.set_len(on_disk)?;
+    file.seek(SeekFrom::Start(on_disk))?;
+    Ok((file, header, record))
 }
 
 async fn append_sealed(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
     dir: &Path,
-    mut file: tokio::fs::File,
     state: &str,
     offset: u64,
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
-    let (sealer, index, buf, header) = resume_sealed(keyring, key, dir, &mut file, state, offset).await?;
+    let (file, sealer, index, buf, header) = resume_sealed(keyring, key, dir, state, offset).await?;
     // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
     // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
     // the disk already works on the data while the tail is sealed into its slot.
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let sealing = tokio::spawn(seal_segments(sealer, index, buf, body, tx));
-    let file = file.into_std().await;
     let writing = tokio::task::spawn_blocking(move || write_pieces(file, rx));
     let sealed = sealing.await.map_err(std::io::Error::other)?;
     let (tail, appended) = match sealed {
@@ -331,49 +380,38 @@ async fn seal_last(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
     dir: &Path,
-    mut file: tokio::fs::File,
     state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
-    let (sealer, index, mut last, _) = resume_sealed(keyring, key, dir, &mut file, state, offset).await?;
+    let (mut file, sealer, index, mut last, _) = resume_sealed(keyring, key, dir, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
-    file.write_all(&last).await?;
-    file.write_all(tag.as_ref()).await?;
-    file.sync_all().await?;
+    let written = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        file.write_all(&last)?;
+        file.write_all(tag.as_ref())?;
+        file.sync_all()
+    });
+    written.await.map_err(std::io::Error::other)??;
     Ok(())
 }
 
-/// Opens the tail of `len` bytes that `state` names: a slot of `.tus-tail`, or (an upload begun
-/// before slots existed) the sealed tail itself, base64.
+/// Opens a tail sealed on its own (`record`: its header, the sealed bytes, the tag). Its key is
+/// the data file's unless the tenant's key rotated in between.
 async fn open_tail(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
-    dir: &Path,
-    data_header: &Header,
-    state: &str,
-    len: usize,
+    data_key: &DataKey,
+    mut record: Vec<u8>,
 ) -> Result<Vec<u8>, BlobError> {
-    let sealed = match state.strip_prefix(SLOT) {
-        Some(slot) => {
-            let slot: u64 = slot.parse().ok().filter(|&s| s < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
-            let mut record = vec![0u8; HEADER_LEN + len + TAG_LEN];
-            let (path, at) = (dir.join(TAIL), slot * slot_len(data_header));
-            let read = tokio::task::spawn_blocking(move || {
-                use std::os::unix::fs::FileExt;
-                std::fs::File::open(path)?.read_exact_at(&mut record, at).map(|()| record)
-            });
-            read.await.map_err(std::io::Error::other)?.map_err(|e| corrupt(key, format!("its tail: {e}")))?
-        }
-        None => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(state).map_err(|_| corrupt(key, "its tail is missing"))?
-        }
-    };
     let header =
-        Header::decode(&sealed).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
-    let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
-    let sealer = Sealer::new(&data_key, header, &tail_identity(key));
-    let mut body = sealed[HEADER_LEN..].to_vec();
+        Header::decode(&record).ok_or_else(|| corrupt(key, "tail without header"))?.map_err(|e| corrupt(key, e))?;
+    let tail_key = if header.key_id == data_key.id {
+        data_key.clone()
+    } else {
+        sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?
+    };
+    let sealer = Sealer::new(&tail_key, header, &tail_identity(key));
+    let mut body = record.split_off(HEADER_LEN);
     let len = sealer.open(0, true, &mut body).map_err(|e| corrupt(key, e))?;
     body.truncate(len);
     Ok(body)
