@@ -234,3 +234,67 @@ async fn an_interrupted_upload_continues_when_the_command_is_run_again() {
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(saved, serde_json::json!({}));
 }
+
+/// A connection cut in the middle of an append: the same run notices, says so, asks the server
+/// for its offset and carries on from there, and the file arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_upload_is_retried_from_the_servers_offset() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    // A proxy in front of the server that cuts the first connection after 3 MiB from the client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = app.base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let cut = std::sync::Arc::new(AtomicBool::new(false));
+    let cut_done = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let cut_this = !cut_done.swap(true, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async move {
+                    let (mut sent, mut buf) = (0usize, vec![0u8; 64 * 1024]);
+                    loop {
+                        let n = cr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 || (cut_this && sent + n > 3 << 20) {
+                            return;
+                        }
+                        sent += n;
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                };
+                // Either side ending ends both: dropping the halves closes the connections.
+                tokio::select! { () = up => {}, () = down => {} }
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
+        .args(["--chunk-size", "8MiB"])
+        .env("COFFER_URL", &proxy)
+        .env("COFFER_TOKEN", &token)
+        .env("COFFER_STATE_DIR", dir.path().join("state"))
+        .output()
+        .await
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(cut.load(Ordering::SeqCst));
+    assert!(err.contains("retrying from the server's offset"), "the retry was not reported: {err}");
+    let got = app.download("abc", "tenant-abc/exports/big.bin").await.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+}

@@ -146,7 +146,13 @@ impl RemoteClient {
                             "{e}; run the same command again to continue from where the server is"
                         )));
                     }
-                    tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
+                    let wait = Duration::from_millis(250 << failures.min(5));
+                    eprintln!(
+                        "coffer: {}: {e}; retrying from the server's offset in {:.1} s ({failures} of {RETRIES})",
+                        path.display(),
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
                     match self.offset_of(&upload).await {
                         Ok(Some(at)) => offset = at,
                         Ok(None) => {
