@@ -1,6 +1,7 @@
 -- A partial object's engine state in a row of its own, as in SQLite's migration 0006 (the
--- statements are shared). On the sealed filesystem store it is the sealed tail of the upload (up
--- to 64 KiB, about 87 KB as base64); locks, lease renewals and quota checks no longer touch it.
+-- statements are shared). On S3 it lists the parts so far; on the sealed filesystem store it was
+-- the sealed tail (up to 64 KiB as base64; now the name of a slot of `.tus-tail`). Locks, lease
+-- renewals and quota checks no longer touch it.
 CREATE TABLE resumable_upload_states (
     id TEXT COLLATE "C" PRIMARY KEY,
     tenant_id TEXT COLLATE "C" NOT NULL,

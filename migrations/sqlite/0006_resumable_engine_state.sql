@@ -1,5 +1,6 @@
--- A partial object's engine state in a row of its own. On the sealed filesystem store it is the
--- sealed tail of the upload (up to 64 KiB, about 87 KB as base64). SQLite rewrites a whole record
+-- A partial object's engine state in a row of its own. On S3 it lists the parts so far; on the
+-- sealed filesystem store it was the sealed tail of the upload (up to 64 KiB, about 87 KB as
+-- base64; now it names a slot of `.tus-tail`). SQLite rewrites a whole record
 -- on every UPDATE and reads through it to reach a later column, so while the state sat in
 -- `resumable_uploads` every lock, lease renewal and quota check of an upload wrote or read it
 -- again. Now those touch the small row only; the state is written when an append changes it.

@@ -54,8 +54,8 @@ pub const SESSION_COLUMNS: &str = "u.id, u.bucket, u.blob_key, u.original_filena
      u.created_at, u.expires_at, u.completed_at";
 
 /// An upload's row and, in a row of its own, its engine state: SQLite rewrites a whole record on
-/// each UPDATE, and the state (a sealed tail of up to 64 KiB) changes only with an append, not
-/// with each lock and lease renewal.
+/// each UPDATE, and the state (on S3 the parts so far, which grow with the upload) changes only
+/// with an append, not with each lock and lease renewal.
 pub const SESSION_FROM: &str = "resumable_uploads u JOIN resumable_upload_states st ON st.id = u.id";
 
 /// [`SESSION_COLUMNS`] of a `resumable_uploads` row alone (its state is read apart).

@@ -71,7 +71,7 @@ impl FsBlobStore {
         Ok(String::new())
     }
 
-    /// Appends; returns the new state (the sealed tail, base64; empty for plaintext) and the
+    /// Appends; returns the new state (the slot of the sealed tail; empty for plaintext) and the
     /// bytes appended.
     pub(super) async fn append_partial(
         &self,
@@ -162,7 +162,7 @@ fn slot_len(header: &Header) -> u64 {
 
 /// The slot an append writes its tail to: the one `state` does not name.
 fn next_slot(state: &str) -> u64 {
-    if state == format!("{SLOT}0") { 1 } else { 0 }
+    if state.strip_prefix(SLOT) == Some("0") { 1 } else { 0 }
 }
 
 /// The sealer of a partial object's tail (its own header, its own derived key).
