@@ -51,19 +51,14 @@ pub fn lease_window(lease: std::time::Duration) -> (i64, i64) {
     (micros(&now), micros(&(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))))
 }
 
-/// What a lock attempt on a resumable upload came to: the locked upload, or why not.
-pub fn lock_outcome(
-    locked: bool,
-    current: Option<super::UploadSession>,
-    offset: u64,
-) -> Result<super::UploadSession, super::LockRefusal> {
+/// Why an upload could not be locked at `offset`, from its row as it is (`None`: none).
+pub fn lock_refusal(current: Option<super::UploadSession>, offset: u64) -> super::LockRefusal {
     use super::LockRefusal;
     match current {
-        Some(s) if locked => Ok(s),
-        None => Err(LockRefusal::Missing),
-        Some(s) if s.completed_at.is_some() => Err(LockRefusal::Completed),
-        Some(s) if s.offset != offset => Err(LockRefusal::Offset(s.offset)),
-        Some(_) => Err(LockRefusal::Busy),
+        None => LockRefusal::Missing,
+        Some(s) if s.completed_at.is_some() => LockRefusal::Completed,
+        Some(s) if s.offset != offset => LockRefusal::Offset(s.offset),
+        Some(_) => LockRefusal::Busy,
     }
 }
 

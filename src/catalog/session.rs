@@ -62,6 +62,13 @@ pub const SESSION_FROM: &str = "resumable_uploads u JOIN resumable_upload_states
 pub const ROW_COLUMNS: &str = "id, bucket, blob_key, original_filename, declared_type, content_type, overwrite, \
      length, upload_offset, hasher, head, '' AS engine_state, metadata, created_at, expires_at, completed_at";
 
+/// [`SESSION_COLUMNS`] as an UPDATE of a `resumable_uploads` row returns them: its state read
+/// by a subquery (SQLite's RETURNING cannot name another table of the statement).
+pub const LOCKED_COLUMNS: &str = "id, bucket, blob_key, original_filename, declared_type, content_type, overwrite, \
+     length, upload_offset, hasher, head, \
+     (SELECT st.engine_state FROM resumable_upload_states st WHERE st.id = resumable_uploads.id) AS engine_state, \
+     metadata, created_at, expires_at, completed_at";
+
 /// A `resumable_uploads` row with its state, as both engines store them.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RawSession {

@@ -7,7 +7,9 @@ macro_rules! session_statements {
             type Db = $db;
             use crate::catalog::CatalogError;
             use crate::catalog::query::micros;
-            use crate::catalog::session::{ROW_COLUMNS, RawSession, SESSION_COLUMNS, SESSION_FROM, UploadSession};
+            use crate::catalog::session::{
+                LOCKED_COLUMNS, ROW_COLUMNS, RawSession, SESSION_COLUMNS, SESSION_FROM, UploadSession,
+            };
             use crate::domain::TenantId;
             use sqlx::$executor;
 
@@ -68,21 +70,23 @@ macro_rules! session_statements {
                 token: &str,
                 until: i64,
                 now: i64,
-            ) -> Result<bool, CatalogError> {
-                let done = sqlx::query(
+            ) -> Result<Option<UploadSession>, CatalogError> {
+                let sql = format!(
                     "UPDATE resumable_uploads SET lock_token = $1, locked_until = $2
                      WHERE tenant_id = $3 AND id = $4 AND upload_offset = $5 AND completed_at IS NULL
-                       AND (lock_token IS NULL OR locked_until < $6)",
-                )
-                .bind(token)
-                .bind(until)
-                .bind(tenant.as_str())
-                .bind(id)
-                .bind(offset as i64)
-                .bind(now)
-                .execute(db)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                       AND (lock_token IS NULL OR locked_until < $6)
+                     RETURNING {LOCKED_COLUMNS}"
+                );
+                let row: Option<RawSession> = sqlx::query_as(&sql)
+                    .bind(token)
+                    .bind(until)
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .bind(offset as i64)
+                    .bind(now)
+                    .fetch_optional(db)
+                    .await?;
+                row.map(RawSession::into_session).transpose()
             }
 
             /// Extends the holder's lease; `false` when `token` no longer holds the lock.

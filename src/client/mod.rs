@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use crate::domain::ObjectKey;
 use crate::service::encode_key;
 
+mod read_ahead;
 mod resumable;
 
 pub use resumable::{Resumable, state_file};
@@ -100,9 +101,9 @@ impl RemoteClient {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| ClientError::Local(format!("{}: not a file name coffer can store", path.display())))?;
-        let file =
-            tokio::fs::File::open(path).await.map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
-        let len = file.metadata().await.map_err(ClientError::local)?.len();
+        let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(local)?;
+        let len = file.metadata().map_err(local)?.len();
         if len > how.over {
             drop(file);
             return self.upload_resumable(path, name, category, overwrite, how, progress).await;
@@ -110,7 +111,7 @@ impl RemoteClient {
         if let Some(bar) = &progress {
             bar.set_length(len);
         }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |chunk| {
+        let stream = read_ahead::file_body(file, 0, len).inspect_ok(move |chunk| {
             if let Some(bar) = &progress {
                 bar.inc(chunk.len() as u64);
             }

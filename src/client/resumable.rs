@@ -8,7 +8,6 @@
 //! over quota, an existing file) always reaches the user as the server's answer.
 
 use std::collections::BTreeMap;
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use futures::TryStreamExt;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{ClientError, RemoteClient};
 
@@ -225,10 +223,9 @@ impl RemoteClient {
         len: u64,
         progress: Option<&ProgressBar>,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut file = tokio::fs::File::open(path).await.map_err(ClientError::local)?;
-        file.seek(SeekFrom::Start(offset)).await.map_err(ClientError::local)?;
+        let file = std::fs::File::open(path).map_err(ClientError::local)?;
         let bar = progress.cloned();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024).inspect_ok(move |c| {
+        let stream = super::read_ahead::file_body(file, offset, len).inspect_ok(move |c| {
             if let Some(bar) = &bar {
                 bar.inc(c.len() as u64);
             }

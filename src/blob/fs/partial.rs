@@ -178,27 +178,39 @@ async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
     }
 }
 
-/// A sealed partial object opened at `offset`: its file (cut after the sealed segments and
-/// positioned there), its sealer, the index of the segment the tail will become, the tail's
-/// plaintext, and its header. The file's part is one trip to the blocking pool.
+/// A sealed partial object opened at `offset`.
+struct Resumed {
+    /// `.tus-data`, cut after the sealed segments and positioned there.
+    file: std::fs::File,
+    sealer: Sealer,
+    /// The index of the segment the tail will become.
+    index: u64,
+    /// The tail's plaintext.
+    tail: BytesMut,
+    header: Header,
+    /// The tenant's data key, which sealed the file (and seals its new tails).
+    data_key: DataKey,
+}
+
+/// Opens the sealed partial object at `offset`. The file's part and the data key's lookup are
+/// one trip to the blocking pool.
 async fn resume_sealed(
     keyring: &Arc<Keyring>,
     key: &BlobKey,
     dir: &Path,
     state: &str,
     offset: u64,
-) -> Result<(std::fs::File, Sealer, u64, BytesMut, Header), BlobError> {
+) -> Result<Resumed, BlobError> {
     let slot = match state.strip_prefix(SLOT) {
         Some(n) => Some(n.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?),
         None => None,
     };
-    let (dir_owned, key_owned) = (dir.to_owned(), key.clone());
-    let reopened = tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, slot, offset));
-    let (file, header, record) = reopened.await.map_err(std::io::Error::other)??;
-    let data_key = sealed::find_key(keyring, key.object_key().tenant(), header.key_id).await?;
+    let (dir_owned, key_owned, keys) = (dir.to_owned(), key.clone(), keyring.clone());
+    let reopened = tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, &keys, slot, offset));
+    let Reopened { file, header, data_key, record } = reopened.await.map_err(std::io::Error::other)??;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
-    let (full, tail_len) = split(offset, &header);
-    let mut buf = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
+    let (index, tail_len) = split(offset, &header);
+    let mut tail = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
     if tail_len > 0 {
         let record = match record {
             Some(record) => record,
@@ -208,13 +220,13 @@ async fn resume_sealed(
                 old.map_err(|_| corrupt(key, "its tail is missing"))?
             }
         };
-        let tail = open_tail(keyring, key, &data_key, record).await?;
-        if tail.len() != tail_len {
-            return Err(corrupt(key, format!("tail holds {} bytes, {tail_len} expected", tail.len())));
+        let plain = open_tail(keyring, key, &data_key, record).await?;
+        if plain.len() != tail_len {
+            return Err(corrupt(key, format!("tail holds {} bytes, {tail_len} expected", plain.len())));
         }
-        buf.extend_from_slice(&tail);
+        tail.extend_from_slice(&plain);
     }
-    Ok((file, sealer, full, buf, header))
+    Ok(Resumed { file, sealer, index, tail, header, data_key })
 }
 
 /// Segments sealed so far at `offset` — all but the tail, which holds 1..=S bytes once
@@ -225,14 +237,19 @@ fn split(offset: u64, header: &Header) -> (u64, usize) {
     (full, (offset - full * segment) as usize)
 }
 
-/// The blocking part of [`resume_sealed`]: opens `.tus-data`, reads its header and (for a
-/// state naming a slot) the sealed tail, and cuts the file after the sealed segments.
-fn reopen(
-    dir: &Path,
-    key: &BlobKey,
-    slot: Option<u64>,
-    offset: u64,
-) -> Result<(std::fs::File, Header, Option<Vec<u8>>), BlobError> {
+/// What [`reopen`] found: the file, its header, the key that sealed it, and the tail's slot
+/// as read (`None` for a state without a slot, or no tail).
+struct Reopened {
+    file: std::fs::File,
+    header: Header,
+    data_key: DataKey,
+    record: Option<Vec<u8>>,
+}
+
+/// The blocking part of [`resume_sealed`]: opens `.tus-data`, reads its header, finds the key
+/// it names, reads (for a state naming a slot) the sealed tail, and cuts the file after the
+/// sealed segments.
+fn reopen(dir: &Path, key: &BlobKey, keyring: &Keyring, slot: Option<u64>, offset: u64) -> Result<Reopened, BlobError> {
     use std::io::{Read, Seek};
     use std::os::unix::fs::FileExt;
     let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(dir.join(DATA)) {
@@ -243,6 +260,7 @@ fn reopen(
     let mut head = [0u8; HEADER_LEN];
     file.read_exact(&mut head).map_err(|e| corrupt(key, e))?;
     let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
+    let data_key = keyring.find(key.object_key().tenant(), &header.key_id).map_err(BlobError::Key)?;
     let (full, tail_len) = split(offset, &header);
     let record = match slot {
         Some(slot) if tail_len > 0 => {
@@ -257,7 +275,7 @@ fn reopen(
     let on_disk = HEADER_LEN as u64 + full * header.sealed_segment();
     file.set_len(on_disk)?;
     file.seek(SeekFrom::Start(on_disk))?;
-    Ok((file, header, record))
+    Ok(Reopened { file, header, data_key, record })
 }
 
 async fn append_sealed(
@@ -268,12 +286,13 @@ async fn append_sealed(
     offset: u64,
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
-    let (file, sealer, index, buf, header) = resume_sealed(keyring, key, dir, state, offset).await?;
+    let Resumed { file, sealer, index, tail, header, data_key } =
+        resume_sealed(keyring, key, dir, state, offset).await?;
     // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
     // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
     // the disk already works on the data while the tail is sealed into its slot.
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    let sealing = tokio::spawn(seal_segments(sealer, index, buf, body, tx));
+    let sealing = tokio::spawn(seal_segments(sealer, index, tail, body, tx));
     let writing = tokio::task::spawn_blocking(move || write_pieces(file, rx));
     let sealed = sealing.await.map_err(std::io::Error::other)?;
     let (tail, appended) = match sealed {
@@ -289,7 +308,7 @@ async fn append_sealed(
         return Ok((state.to_owned(), 0));
     }
     let slot = next_slot(state);
-    let record = seal_tail(keyring, key, &tail).await?;
+    let record = seal_tail(&data_key, key, &tail);
     let (written, tail_written) = tokio::join!(writing, write_slot(dir, &header, slot, record));
     written.map_err(std::io::Error::other)??;
     tail_written?;
@@ -383,7 +402,8 @@ async fn seal_last(
     state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
-    let (mut file, sealer, index, mut last, _) = resume_sealed(keyring, key, dir, state, offset).await?;
+    let Resumed { mut file, sealer, index, tail: mut last, .. } =
+        resume_sealed(keyring, key, dir, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
     let written = tokio::task::spawn_blocking(move || {
         use std::io::Write;
@@ -417,16 +437,17 @@ async fn open_tail(
     Ok(body)
 }
 
-/// The tail sealed on its own (a fresh header, so a fresh derived key).
-async fn seal_tail(keyring: &Arc<Keyring>, key: &BlobKey, tail: &[u8]) -> Result<Vec<u8>, BlobError> {
-    let data_key = sealed::current_key(keyring, key.object_key().tenant()).await?;
+/// The tail sealed on its own with the data file's key (the tenant's only key: a tenant's key
+/// is destroyed, never replaced while objects sealed with it live), under a fresh header, so a
+/// fresh derived key.
+fn seal_tail(data_key: &DataKey, key: &BlobKey, tail: &[u8]) -> Vec<u8> {
     let header = Header::generate(data_key.id);
-    let sealer = Sealer::new(&data_key, header.clone(), &tail_identity(key));
+    let sealer = Sealer::new(data_key, header.clone(), &tail_identity(key));
     let mut out = Vec::with_capacity(HEADER_LEN + tail.len() + TAG_LEN);
     out.extend_from_slice(&header.encode());
     let start = out.len();
     out.extend_from_slice(tail);
     let tag = sealer.seal_detached(0, true, &mut out[start..]);
     out.extend_from_slice(tag.as_ref());
-    Ok(out)
+    out
 }

@@ -346,10 +346,12 @@ impl Catalog for PostgresCatalog {
         let (now, until) = query::lease_window(lease);
         // The UPDATE takes the row lock: of two instances racing for one offset, the second
         // waits, then finds the lock taken and matches no row.
-        let locked = sql::session::lock(&mut *tx, tenant, id, offset, token, until, now).await?;
-        let current = sql::session::select(&mut *tx, tenant, id).await?;
+        let outcome = match sql::session::lock(&mut *tx, tenant, id, offset, token, until, now).await? {
+            Some(locked) => Ok(locked),
+            None => Err(query::lock_refusal(sql::session::select(&mut *tx, tenant, id).await?, offset)),
+        };
         tx.commit().await?;
-        Ok(query::lock_outcome(locked, current, offset))
+        Ok(outcome)
     }
 
     async fn renew_session_lock(

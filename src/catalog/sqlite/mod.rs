@@ -1,7 +1,7 @@
 //! SQLite catalog (the embedded default). WAL journal with `synchronous = FULL`, so a committed
 //! row survives power loss. Every write goes through this process's writer task
 //! (`writer.rs`), which runs the writes waiting at that moment in one `BEGIN IMMEDIATE`
-//! transaction (a savepoint each) and answers them once it has committed: one WAL fsync per
+//! transaction and answers them once it has committed: one WAL fsync per
 //! batch instead of one per write, and no writer of this process waits in SQLite's busy handler
 //! (whose sleeps in growing steps, up to 100 ms, once turned a 20 ms median into a 600 ms tail).
 //! Reads use the pool beside it. The busy timeout remains for other processes on the same file
@@ -52,9 +52,13 @@ impl SqliteCatalog {
         // each keeps its own page cache (up to 2 MiB) and worker thread, and more readers than
         // that bought no throughput on two cores while the caches grew the memory (peak RSS
         // 74 MiB with eight under deep listing of 10,000 files, 40 MiB with four).
-        let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let writer = writer::Writer::start(pool.clone());
+        let writer = writer::Writer::start(pool.clone(), &options);
         Ok(Self { pool, writer })
     }
 }
@@ -238,9 +242,10 @@ impl Catalog for SqliteCatalog {
         self.writer
             .write_lease(move |db| {
                 async move {
-                    let locked = sql::session::lock(&mut *db, &tenant, &id, offset, &token, until, now).await?;
-                    let current = sql::session::select(&mut *db, &tenant, &id).await?;
-                    Ok(query::lock_outcome(locked, current, offset))
+                    Ok(match sql::session::lock(&mut *db, &tenant, &id, offset, &token, until, now).await? {
+                        Some(locked) => Ok(locked),
+                        None => Err(query::lock_refusal(sql::session::select(&mut *db, &tenant, &id).await?, offset)),
+                    })
                 }
                 .boxed()
             })

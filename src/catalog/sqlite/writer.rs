@@ -14,10 +14,13 @@
 //!
 //! A lease (a resumable upload's lock, and its renewals) need not survive a power loss: losing
 //! it frees the upload, and whoever held it died with the machine. A batch of leases only
-//! commits with `synchronous = NORMAL`: its WAL frames are written, not fsynced; the next
-//! durable commit's fsync covers them, and a kill -9 of the process loses nothing either way.
+//! commits on a connection of its own opened with `synchronous = NORMAL`: its WAL frames are
+//! written, not fsynced; the next durable commit's fsync covers them, and a kill -9 of the
+//! process loses nothing either way. (Switching a pooled connection to NORMAL and back cost two
+//! more statements per lease.)
 
 use futures::future::BoxFuture;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -110,10 +113,12 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the writer task of `pool` on the current runtime.
-    pub fn start(pool: SqlitePool) -> Self {
+    /// Starts the writer task of `pool` on the current runtime; batches of leases run on a
+    /// connection of their own, opened with `options` but `synchronous = NORMAL`.
+    pub fn start(pool: SqlitePool, options: &SqliteConnectOptions) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, queue));
+        let leases = Leases { options: options.clone().synchronous(SqliteSynchronous::Normal), conn: None };
+        tokio::spawn(run(pool, leases, queue));
         Self { jobs }
     }
 
@@ -152,30 +157,41 @@ fn stopped() -> CatalogError {
     CatalogError::Database(sqlx::Error::PoolClosed)
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+/// The connection batches of leases commit on, opened when first needed and again after a
+/// batch on it failed.
+struct Leases {
+    options: SqliteConnectOptions,
+    conn: Option<SqliteConnection>,
+}
+
+async fn run(pool: SqlitePool, mut leases: Leases, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = std::mem::take(&mut batch);
-        run_batch(&pool, jobs).await;
+        run_batch(&pool, &mut leases, jobs).await;
     }
 }
 
-async fn run_batch(pool: &SqlitePool, jobs: Vec<Box<dyn Job>>) {
+async fn run_batch(pool: &SqlitePool, leases: &mut Leases, jobs: Vec<Box<dyn Job>>) {
     let count = jobs.len();
     let durable = jobs.iter().any(|j| j.durable());
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(count);
     let mut jobs = jobs.into_iter();
     let outcome: Result<(), String> = async {
-        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-        if !durable {
-            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await.map_err(|e| e.to_string())?;
+        if durable {
+            let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+            return run_jobs(&mut conn, jobs.by_ref(), &mut answers).await;
         }
-        let outcome = run_jobs(&mut conn, jobs.by_ref(), &mut answers).await;
-        // Back to FULL once the batch is over, whatever happened: a connection that kept NORMAL
-        // would commit a later durable batch without an fsync. One that cannot be set back is
-        // closed, not returned to the pool.
-        if !durable && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
-            conn.close_on_drop();
+        let conn = match &mut leases.conn {
+            Some(conn) => conn,
+            none => none.insert(SqliteConnection::connect_with(&leases.options).await.map_err(|e| e.to_string())?),
+        };
+        let outcome = run_jobs(conn, jobs.by_ref(), &mut answers).await;
+        if outcome.is_err() {
+            // Whatever went wrong, the next batch of leases starts on a new connection.
+            if let Some(conn) = leases.conn.take() {
+                let _ = conn.close().await;
+            }
         }
         outcome
     }
@@ -222,8 +238,9 @@ mod tests {
         Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(db).await?)
     }
 
-    /// A lease commits with NORMAL; the connection is back to FULL for whatever comes next,
-    /// and a durable write, alone or sharing a batch with leases, runs with FULL.
+    /// A batch of leases commits with NORMAL, on its own connection; a durable write, alone or
+    /// sharing a batch with leases, runs with FULL; a failed batch of leases does not stop the
+    /// next.
     #[tokio::test]
     async fn only_a_batch_of_leases_skips_the_fsync() {
         let dir = tempfile::tempdir().unwrap();
@@ -232,9 +249,8 @@ mod tests {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
-        // One connection: every write and the check below share it.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        let writer = Writer::start(pool.clone());
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
+        let writer = Writer::start(pool.clone(), &options);
         let (normal, full) = (1, 2);
         assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
         assert_eq!(synchronous(&mut pool.acquire().await.unwrap()).await.unwrap(), full);
@@ -242,13 +258,13 @@ mod tests {
         let (lease, durable) =
             tokio::join!(writer.write_lease(|db| synchronous(db).boxed()), writer.write(|db| synchronous(db).boxed()));
         assert_eq!((lease.unwrap(), durable.unwrap()), (full, full), "a batch with a durable write is durable");
-        // A lease that fails leaves the connection at FULL too.
         let failed = writer
             .write_lease(|db| {
                 async move { Ok::<_, CatalogError>(sqlx::query("SELECT * FROM nowhere").execute(db).await?) }.boxed()
             })
             .await;
         assert!(failed.is_err());
-        assert_eq!(synchronous(&mut pool.acquire().await.unwrap()).await.unwrap(), full);
+        assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
+        assert_eq!(writer.write(|db| synchronous(db).boxed()).await.unwrap(), full);
     }
 }
