@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::streamed::ExactBody;
-use super::upload::upload_parts;
+use super::upload::{next_part, upload_parts};
 use super::{S3BlobStore, classify};
 use crate::blob::{BlobError, BlobStore, ByteStream};
 use crate::domain::{BlobKey, BucketName};
@@ -112,24 +112,24 @@ impl S3BlobStore {
                 self.stream_whole_parts(bucket, &object, whole, carry, body, length).await?
             }
             None => {
-                // Whole parts while the body lasts; what is left stays in `carry`.
+                // Whole parts while the body lasts (each in a buffer of its own, as a plain
+                // upload's); what is left after the last one goes to `rx`.
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let whole =
-                    futures::stream::try_unfold((body, carry, Some(tx)), move |(mut body, mut carry, tx)| async move {
-                        while carry.len() < part_size {
-                            match body.next().await {
-                                Some(chunk) => carry.extend_from_slice(&chunk.map_err(BlobError::Body)?),
-                                None => {
-                                    if let Some(tx) = tx {
-                                        let _ = tx.send(carry);
-                                    }
-                                    return Ok(None);
+                let pending = (!carry.is_empty()).then(|| carry.freeze());
+                let whole = futures::stream::try_unfold(
+                    (body, pending, Some(tx)),
+                    move |(mut body, mut pending, tx)| async move {
+                        match next_part(&mut body, part_size, part_size, &mut pending).await? {
+                            Some(part) if part.len() == part_size => Ok(Some((part, (body, pending, tx)))),
+                            rest => {
+                                if let Some(tx) = tx {
+                                    let _ = tx.send(rest.map(BytesMut::from).unwrap_or_default());
                                 }
+                                Ok(None)
                             }
                         }
-                        let part = carry.split_to(part_size).freeze();
-                        Ok(Some((part, (body, carry, tx))))
-                    });
+                    },
+                );
                 let (sent, _) = upload_parts(self, bucket, &object, &state.upload_id, first, whole).await?;
                 let rest =
                     rx.await.map_err(|_| BlobError::Unavailable("the body ended without its remainder".into()))?;

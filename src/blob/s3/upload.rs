@@ -18,7 +18,7 @@ use crate::domain::BucketName;
 /// shared its allocation between a part in flight and the next part's first bytes, which kept
 /// up to twice the parts' size alive and made the server's peak memory swing from 120 to 195
 /// MiB over one upload of 1 GiB.
-async fn next_part(
+pub(super) async fn next_part(
     body: &mut ByteStream,
     part_size: usize,
     capacity: usize,
