@@ -103,7 +103,8 @@ impl RemoteClient {
             .ok_or_else(|| ClientError::Local(format!("{}: not a file name coffer can store", path.display())))?;
         let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
         let file = std::fs::File::open(path).map_err(local)?;
-        let len = file.metadata().map_err(local)?.len();
+        let stat = file.metadata().map_err(local)?;
+        let len = stat.len();
         if len > how.over {
             drop(file);
             return self.upload_resumable(path, name, category, overwrite, how, progress).await;
@@ -129,6 +130,9 @@ impl RemoteClient {
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await;
+        if res.is_err() && read_ahead::changed(path, &stat) {
+            return Err(ClientError::Local("the file changed while it was being uploaded; nothing was stored".into()));
+        }
         Self::check(res).await?.json().await.map_err(ClientError::local)
     }
 

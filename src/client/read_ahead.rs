@@ -13,8 +13,9 @@ const READ: usize = 256 * 1024;
 /// Reads the thread may be ahead of the request.
 const AHEAD: usize = 4;
 
-/// `len` bytes of `file` from `offset` (fewer if the file ends first: the server then sees a
-/// body shorter than announced and refuses it). The thread stops when the body is dropped.
+/// `len` bytes of `file` from `offset`; an error (`UnexpectedEof`) ends the body if the file
+/// ends first (it shrank while being uploaded), so the request fails at once and stores
+/// nothing. The thread stops when the body is dropped.
 pub fn file_body(mut file: std::fs::File, offset: u64, len: u64) -> impl Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(AHEAD);
     tokio::task::spawn_blocking(move || {
@@ -26,7 +27,11 @@ pub fn file_body(mut file: std::fs::File, offset: u64, len: u64) -> impl Stream<
         while left > 0 {
             let mut buf = vec![0u8; READ.min(usize::try_from(left).unwrap_or(READ))];
             let read = match file.read(&mut buf) {
-                Ok(0) => return,
+                Ok(0) => {
+                    let short = format!("the file ended {left} bytes before its announced length");
+                    let _ = tx.blocking_send(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short)));
+                    return;
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -42,4 +47,34 @@ pub fn file_body(mut file: std::fs::File, offset: u64, len: u64) -> impl Stream<
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// The file at `path` no longer has the length and modification time it had (`stat`) when its
+/// upload began.
+pub fn changed(path: &std::path::Path, stat: &std::fs::Metadata) -> bool {
+    std::fs::metadata(path).map_or(true, |now| now.len() != stat.len() || now.modified().ok() != stat.modified().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A file shorter than the length asked for: its bytes, then an error, not a quiet end.
+    #[tokio::test]
+    async fn a_file_that_ends_early_ends_the_body_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![5u8; 300_000]).unwrap();
+        let items: Vec<_> = file_body(std::fs::File::open(&path).unwrap(), 1000, 400_000).collect().await;
+        let bytes: usize = items.iter().filter_map(|i| i.as_ref().ok()).map(Bytes::len).sum();
+        assert_eq!(bytes, 299_000);
+        let last = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last.kind(), std::io::ErrorKind::UnexpectedEof);
+        // Exactly the bytes asked for, in reads of at most READ.
+        let items: Vec<_> = file_body(std::fs::File::open(&path).unwrap(), 10, 299_990).collect().await;
+        assert!(items.iter().all(|i| i.as_ref().is_ok_and(|b| b.len() <= READ)));
+        assert_eq!(items.iter().map(|i| i.as_ref().unwrap().len()).sum::<usize>(), 299_990);
+    }
 }

@@ -137,6 +137,13 @@ impl RemoteClient {
                     }
                     return Err(e);
                 }
+                Err(_) if super::read_ahead::changed(&absolute, &meta) => {
+                    remember(&id, None)?;
+                    self.terminate(&upload).await;
+                    return Err(ClientError::Local(
+                        "the file changed while it was being uploaded; run the command again to upload it anew".into(),
+                    ));
+                }
                 Err(e) => {
                     failures += 1;
                     if failures > RETRIES {
@@ -201,6 +208,19 @@ impl RemoteClient {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ClientError::Local("the server answered without the upload's location".into()))?;
         Ok(self.url(location)?.to_string())
+    }
+
+    /// Ends `upload` on the server (tus termination), releasing what it held; best effort. An
+    /// append that just failed may still hold the upload's lock for a moment (423): tried again
+    /// for up to two seconds.
+    async fn terminate(&self, upload: &str) {
+        for _ in 0..10 {
+            let res = self.http.delete(upload).bearer_auth(&self.token).header("tus-resumable", "1.0.0").send().await;
+            match res {
+                Ok(res) if res.status().as_u16() == 423 => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ => return,
+            }
+        }
     }
 
     /// The server's offset of `upload`; `None` when it no longer knows it (expired, or made for
