@@ -27,6 +27,7 @@ const READ_CHUNK: usize = 512 * 1024;
 pub struct FsBlobStore {
     root: PathBuf,
     keyring: Option<Arc<Keyring>>,
+    resumes: Arc<resume::Resumes>,
 }
 
 impl std::fmt::Debug for FsBlobStore {
@@ -38,12 +39,12 @@ impl std::fmt::Debug for FsBlobStore {
 impl FsBlobStore {
     /// A store whose buckets are directories under `root`, objects in plaintext.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), keyring: None }
+        Self { root: root.into(), keyring: None, resumes: Arc::default() }
     }
 
     /// A store that seals every object it writes with `keyring`'s tenant keys.
     pub fn sealed(root: impl Into<PathBuf>, keyring: Arc<Keyring>) -> Self {
-        Self { root: root.into(), keyring: Some(keyring) }
+        Self { root: root.into(), keyring: Some(keyring), resumes: Arc::default() }
     }
 
     pub fn keyring(&self) -> Option<&Arc<Keyring>> {
@@ -497,5 +498,6 @@ impl BlobStore for FsBlobStore {
 }
 
 mod partial;
+mod resume;
 mod sealed;
 mod walk;

@@ -8,14 +8,16 @@
 //! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), into
 //! one of two slots of `.tus-tail`: the one the acknowledged state does not name, so a crash
 //! before the catalog records the new offset leaves the acknowledged tail whole. The engine
-//! state the catalog records is the slot's name (`tail-slot:N`); uploads begun before kept the
-//! sealed tail itself there (base64), which is still read. The next append opens the tail, and
-//! the finishing one seals it as the last segment. So an acknowledged append costs an fsync of
-//! `.tus-data`, an fdatasync of `.tus-tail` (written in place: no metadata) and the catalog's
-//! small commit; no plaintext byte reaches the
-//! disk or the catalog, and the nonce of a segment is used only for the bytes that segment
-//! finally holds — unless a client resends *different* bytes for a range it never got
-//! acknowledged (the segments past the acknowledged offset are rewritten under the same
+//! state the catalog records names the slot and tags the tail in it (`tail-slot:N:T`, T from
+//! the tail header's random salt, so no two appends' states are equal); states from before
+//! tags (`tail-slot:N`) and from before slots (the sealed tail itself, base64) are still read.
+//! The next append opens the tail — or, on the instance that made it, starts from what
+//! `resume.rs` kept in memory for exactly that state — and the finishing one seals it as the
+//! last segment. So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
+//! `.tus-tail` (written in place: no metadata) and the catalog's small commit; no plaintext
+//! byte reaches the disk or the catalog, and the nonce of a segment is used only for the bytes
+//! that segment finally holds — unless a client resends *different* bytes for a range it never
+//! got acknowledged (the segments past the acknowledged offset are rewritten under the same
 //! nonces; ARCHITECTURE.md discusses this).
 
 use std::io::{ErrorKind, SeekFrom};
@@ -27,6 +29,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
+use super::resume::{Resume, Resumes};
 use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, start_writeback, sync_dir, write_body};
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
@@ -89,7 +92,7 @@ impl FsBlobStore {
                 file.seek(SeekFrom::Start(offset)).await?;
                 Ok((String::new(), write_body(file, body).await?))
             }
-            Some(keyring) => append_sealed(keyring, key, &dir, state, offset, body).await,
+            Some(keyring) => append_sealed(keyring, &self.resumes, key, &dir, state, offset, body).await,
         }
     }
 
@@ -101,6 +104,7 @@ impl FsBlobStore {
         offset: u64,
     ) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
+        self.resumes.forget(&dir);
         let finished = match &self.keyring {
             None => match open_data(&dir).await {
                 Ok(file) => {
@@ -128,6 +132,7 @@ impl FsBlobStore {
 
     pub(super) async fn abort_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<(), BlobError> {
         let dir = self.version_dir(bucket, key);
+        self.resumes.forget(&dir);
         remove_if_there(&dir.join(DATA)).await?;
         remove_if_there(&dir.join(TAIL)).await?;
         // The version directory held only the partial object.
@@ -162,7 +167,29 @@ fn slot_len(header: &Header) -> u64 {
 
 /// The slot an append writes its tail to: the one `state` does not name.
 fn next_slot(state: &str) -> u64 {
-    if state.strip_prefix(SLOT) == Some("0") { 1 } else { 0 }
+    if state.strip_prefix(SLOT).is_some_and(|s| s == "0" || s.starts_with("0:")) { 1 } else { 0 }
+}
+
+/// The slot `state` names and the tag of the tail's header it was saved with (none in states
+/// saved before tags); `None` for a state naming no slot.
+fn named_slot<'s>(key: &BlobKey, state: &'s str) -> Result<Option<(u64, Option<&'s str>)>, BlobError> {
+    let Some(named) = state.strip_prefix(SLOT) else { return Ok(None) };
+    let (slot, tag) = match named.split_once(':') {
+        Some((slot, tag)) => (slot, Some(tag)),
+        None => (named, None),
+    };
+    let slot = slot.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
+    Ok(Some((slot, tag)))
+}
+
+/// The state naming `slot` once it holds a tail sealed under `header`: the tag (part of the
+/// header's random salt) tells this append's tail from any other written to the same slot.
+fn slot_state(slot: u64, header: &Header) -> String {
+    format!("{SLOT}{slot}:{}", tail_tag(header))
+}
+
+fn tail_tag(header: &Header) -> String {
+    hex::encode(&header.salt[..8])
 }
 
 /// The sealer of a partial object's tail (its own header, its own derived key).
@@ -180,8 +207,8 @@ async fn open_data(dir: &Path) -> Result<tokio::fs::File, BlobError> {
 
 /// A sealed partial object opened at `offset`.
 struct Resumed {
-    /// `.tus-data`, cut after the sealed segments and positioned there.
-    file: std::fs::File,
+    /// `.tus-data`, cut after the sealed segments and positioned there (or to be).
+    file: Opening,
     sealer: Sealer,
     /// The index of the segment the tail will become.
     index: u64,
@@ -201,10 +228,7 @@ async fn resume_sealed(
     state: &str,
     offset: u64,
 ) -> Result<Resumed, BlobError> {
-    let slot = match state.strip_prefix(SLOT) {
-        Some(n) => Some(n.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?),
-        None => None,
-    };
+    let slot = named_slot(key, state)?.map(|(slot, tag)| (slot, tag.map(str::to_owned)));
     let (dir_owned, key_owned, keys) = (dir.to_owned(), key.clone(), keyring.clone());
     let reopened = tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, &keys, slot, offset));
     let Reopened { file, header, data_key, record } = reopened.await.map_err(std::io::Error::other)??;
@@ -226,7 +250,21 @@ async fn resume_sealed(
         }
         tail.extend_from_slice(&plain);
     }
-    Ok(Resumed { file, sealer, index, tail, header, data_key })
+    Ok(Resumed { file: Opening::Opened(file), sealer, index, tail, header, data_key })
+}
+
+/// The sealed partial object at `offset` as its last append on this instance left it; the
+/// writing thread opens, checks and cuts the file.
+fn resume_kept(keyring: &Arc<Keyring>, key: &BlobKey, dir: &Path, offset: u64, kept: Resume) -> Resumed {
+    let Resume { header, data_key, tail: plain, .. } = kept;
+    let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
+    let (index, _) = split(offset, &header);
+    let mut tail = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
+    tail.extend_from_slice(&plain);
+    let on_disk = HEADER_LEN as u64 + index * header.sealed_segment();
+    let (dir, key, keyring) = (dir.to_owned(), key.clone(), keyring.clone());
+    let file = Opening::Check { dir, key, keyring, header: header.clone(), on_disk };
+    Resumed { file, sealer, index, tail, header, data_key }
 }
 
 /// Segments sealed so far at `offset` — all but the tail, which holds 1..=S bytes once
@@ -249,51 +287,108 @@ struct Reopened {
 /// The blocking part of [`resume_sealed`]: opens `.tus-data`, reads its header, finds the key
 /// it names, reads (for a state naming a slot) the sealed tail, and cuts the file after the
 /// sealed segments.
-fn reopen(dir: &Path, key: &BlobKey, keyring: &Keyring, slot: Option<u64>, offset: u64) -> Result<Reopened, BlobError> {
-    use std::io::{Read, Seek};
+fn reopen(
+    dir: &Path,
+    key: &BlobKey,
+    keyring: &Keyring,
+    slot: Option<(u64, Option<String>)>,
+    offset: u64,
+) -> Result<Reopened, BlobError> {
     use std::os::unix::fs::FileExt;
-    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(dir.join(DATA)) {
+    let (file, head) = open_data_blocking(dir, key)?;
+    let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
+    let data_key = keyring.find(key.object_key().tenant(), &header.key_id).map_err(BlobError::Key)?;
+    let (full, tail_len) = split(offset, &header);
+    let record = match slot {
+        Some((slot, tag)) if tail_len > 0 => {
+            let mut record = vec![0u8; HEADER_LEN + tail_len + TAG_LEN];
+            std::fs::File::open(dir.join(TAIL))
+                .and_then(|t| t.read_exact_at(&mut record, slot * slot_len(&header)))
+                .map_err(|e| corrupt(key, format!("its tail: {e}")))?;
+            let found = Header::decode(&record).and_then(Result::ok);
+            if let (Some(tag), Some(found)) = (tag, found)
+                && tail_tag(&found) != tag
+            {
+                return Err(corrupt(key, "its tail slot holds another append's tail"));
+            }
+            Some(record)
+        }
+        _ => None,
+    };
+    let file = cut(file, HEADER_LEN as u64 + full * header.sealed_segment())?;
+    Ok(Reopened { file, header, data_key, record })
+}
+
+/// `.tus-data`, opened for reading and writing, and its first [`HEADER_LEN`] bytes.
+fn open_data_blocking(dir: &Path, key: &BlobKey) -> Result<(std::fs::File, [u8; HEADER_LEN]), BlobError> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(dir.join(DATA)) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
         Err(e) => return Err(e.into()),
     };
     let mut head = [0u8; HEADER_LEN];
-    file.read_exact(&mut head).map_err(|e| corrupt(key, e))?;
-    let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
-    let data_key = keyring.find(key.object_key().tenant(), &header.key_id).map_err(BlobError::Key)?;
-    let (full, tail_len) = split(offset, &header);
-    let record = match slot {
-        Some(slot) if tail_len > 0 => {
-            let mut record = vec![0u8; HEADER_LEN + tail_len + TAG_LEN];
-            std::fs::File::open(dir.join(TAIL))
-                .and_then(|t| t.read_exact_at(&mut record, slot * slot_len(&header)))
-                .map_err(|e| corrupt(key, format!("its tail: {e}")))?;
-            Some(record)
-        }
-        _ => None,
-    };
-    let on_disk = HEADER_LEN as u64 + full * header.sealed_segment();
+    file.read_exact_at(&mut head, 0).map_err(|e| corrupt(key, e))?;
+    Ok((file, head))
+}
+
+/// `file` cut to `on_disk` bytes (what the acknowledged segments take) and positioned there.
+fn cut(mut file: std::fs::File, on_disk: u64) -> Result<std::fs::File, BlobError> {
+    use std::io::Seek;
     file.set_len(on_disk)?;
     file.seek(SeekFrom::Start(on_disk))?;
-    Ok(Reopened { file, header, data_key, record })
+    Ok(file)
+}
+
+/// How an append's writing thread gets `.tus-data`: opened and cut already, or (resuming from
+/// memory, `resume.rs`) to open, check and cut itself before its first write.
+enum Opening {
+    Opened(std::fs::File),
+    Check { dir: PathBuf, key: BlobKey, keyring: Arc<Keyring>, header: Header, on_disk: u64 },
+}
+
+impl Opening {
+    fn open(self) -> Result<std::fs::File, BlobError> {
+        match self {
+            Self::Opened(file) => Ok(file),
+            Self::Check { dir, key, keyring, header, on_disk } => {
+                let (file, head) = open_data_blocking(&dir, &key)?;
+                if head != header.encode() {
+                    return Err(corrupt(&key, "its data file changed under it"));
+                }
+                // Read again, as every append does: a key destroyed meanwhile stops the append.
+                keyring.find(key.object_key().tenant(), &header.key_id).map_err(BlobError::Key)?;
+                cut(file, on_disk)
+            }
+        }
+    }
 }
 
 async fn append_sealed(
     keyring: &Arc<Keyring>,
+    resumes: &Resumes,
     key: &BlobKey,
     dir: &Path,
     state: &str,
     offset: u64,
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
-    let Resumed { file, sealer, index, tail, header, data_key } =
-        resume_sealed(keyring, key, dir, state, offset).await?;
+    let kept = resumes.take(dir, state, offset).filter(|r| split(offset, &r.header).1 == r.tail.len());
+    let Resumed { file: opening, sealer, index, tail, header, data_key } = match kept {
+        Some(kept) => resume_kept(keyring, key, dir, offset, kept),
+        None => resume_sealed(keyring, key, dir, state, offset).await?,
+    };
     // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
     // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
     // the disk already works on the data while the tail is sealed into its slot.
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (opened, ready) = tokio::sync::oneshot::channel::<()>();
     let sealing = tokio::spawn(seal_segments(sealer, index, tail, body, tx));
-    let writing = tokio::task::spawn_blocking(move || write_pieces(file, rx));
+    let writing = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
+        let file = opening.open()?;
+        let _ = opened.send(());
+        Ok(write_pieces(file, rx)?)
+    });
     let sealed = sealing.await.map_err(std::io::Error::other)?;
     let (tail, appended) = match sealed {
         Ok(sealed) => sealed,
@@ -305,14 +400,26 @@ async fn append_sealed(
     };
     if appended == 0 {
         writing.await.map_err(std::io::Error::other)??;
+        let tail = bytes::Bytes::copy_from_slice(&tail);
+        resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
         return Ok((state.to_owned(), 0));
     }
+    if ready.await.is_err() {
+        // The file could not be opened, or was not the one expected: the writer says why.
+        writing.await.map_err(std::io::Error::other)??;
+        return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
+    }
     let slot = next_slot(state);
-    let record = seal_tail(&data_key, key, &tail);
+    let tail_header = Header::generate(data_key.id);
+    let record = seal_tail(&data_key, key, &tail_header, &tail);
     let (written, tail_written) = tokio::join!(writing, write_slot(dir, &header, slot, record));
     written.map_err(std::io::Error::other)??;
     tail_written?;
-    Ok((format!("{SLOT}{slot}"), appended))
+    let state = slot_state(slot, &tail_header);
+    let offset = offset + appended;
+    let tail = bytes::Bytes::copy_from_slice(&tail);
+    resumes.keep(dir.to_owned(), Resume { state: state.clone(), offset, header, data_key, tail });
+    Ok((state, appended))
 }
 
 /// Writes the sealed pieces as they come, asking the kernel to start writing each back (an
@@ -402,14 +509,14 @@ async fn seal_last(
     state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
-    let Resumed { mut file, sealer, index, tail: mut last, .. } =
-        resume_sealed(keyring, key, dir, state, offset).await?;
+    let Resumed { file, sealer, index, tail: mut last, .. } = resume_sealed(keyring, key, dir, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
-    let written = tokio::task::spawn_blocking(move || {
+    let written = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
         use std::io::Write;
+        let mut file = file.open()?;
         file.write_all(&last)?;
         file.write_all(tag.as_ref())?;
-        file.sync_all()
+        Ok(file.sync_all()?)
     });
     written.await.map_err(std::io::Error::other)??;
     Ok(())
@@ -440,8 +547,7 @@ async fn open_tail(
 /// The tail sealed on its own with the data file's key (the tenant's only key: a tenant's key
 /// is destroyed, never replaced while objects sealed with it live), under a fresh header, so a
 /// fresh derived key.
-fn seal_tail(data_key: &DataKey, key: &BlobKey, tail: &[u8]) -> Vec<u8> {
-    let header = Header::generate(data_key.id);
+fn seal_tail(data_key: &DataKey, key: &BlobKey, header: &Header, tail: &[u8]) -> Vec<u8> {
     let sealer = Sealer::new(data_key, header.clone(), &tail_identity(key));
     let mut out = Vec::with_capacity(HEADER_LEN + tail.len() + TAG_LEN);
     out.extend_from_slice(&header.encode());
