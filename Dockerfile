@@ -1,10 +1,11 @@
 # coffer's container image: `docker build -t coffer .` (the compose file in deploy/ uses it).
-# The binary is built in a Rust image and copied into a slim Debian one; it runs as an
-# unprivileged user with its data dir (embedded default only) under /var/lib/coffer.
+# The binary is built (profile `dist`: fat LTO) in a Rust image and copied into a slim Debian
+# one; it runs as an unprivileged user with its data dir (embedded default only) under
+# /var/lib/coffer.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --locked --release --bin coffer && cp target/release/coffer /coffer
+RUN cargo build --locked --profile dist --bin coffer && cp target/dist/coffer /coffer
 
 FROM debian:bookworm-slim
 RUN apt-get update \
