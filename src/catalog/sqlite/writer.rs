@@ -255,6 +255,19 @@ mod tests {
 
     use super::*;
 
+    /// A catalog database in `dir` (WAL, `synchronous = FULL`), a pool of `connections` and
+    /// its writer task.
+    async fn started(dir: &tempfile::TempDir, connections: u32) -> (SqlitePool, Writer) {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.path().join("w.db").display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new().max_connections(connections).connect_with(options.clone()).await.unwrap();
+        let writer = Writer::start(pool.clone(), &options);
+        (pool, writer)
+    }
+
     async fn synchronous(db: &mut SqliteConnection) -> Result<i64, CatalogError> {
         Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(db).await?)
     }
@@ -265,13 +278,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_batch_of_leases_skips_the_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.path().join("w.db").display()))
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
-        let writer = Writer::start(pool.clone(), &options);
+        let (pool, writer) = started(&dir, 1).await;
         let (normal, full) = (1, 2);
         assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
         assert_eq!(synchronous(&mut pool.acquire().await.unwrap()).await.unwrap(), full);
@@ -299,13 +306,8 @@ mod tests {
     #[tokio::test]
     async fn a_lone_lease_commits_by_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.path().join("w.db").display()))
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await.unwrap();
+        let (pool, writer) = started(&dir, 2).await;
         sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
-        let writer = Writer::start(pool.clone(), &options);
         let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap() };
 
         assert_eq!(writer.write_lease(|db| execute(db, "INSERT INTO t VALUES (1)").boxed()).await.unwrap(), 1);
