@@ -2,6 +2,7 @@
 --   upload   POST a 4 KiB body under a new name each time
 --   presign  POST /v1/presign for one key
 --   fetch    GET PATH (a presigned URL's path and query: no token)
+--   fetch-token  GET the same file by its key with the bearer token
 --   list     GET /v1/files?category=exports&limit=100 (first page)
 --   list-deep  the same at a random depth: a cursor drawn from the file CURSORS (one per line,
 --            an empty line for the first page)
@@ -29,6 +30,8 @@ function request()
       '{"key":"tenant-bench/exports/seed.txt"}')
   elseif workload == "fetch" then
     return wrk.format("GET", target)
+  elseif workload == "fetch-token" then
+    return wrk.format("GET", "/v1/files/tenant-bench/exports/seed.txt", { ["Authorization"] = auth })
   elseif workload == "list-deep" then
     local cursor = cursors[math.random(1, #cursors)]
     local path = "/v1/files?category=exports&limit=100"
