@@ -165,19 +165,25 @@ fn slot_len(header: &Header) -> u64 {
     (HEADER_LEN + TAG_LEN) as u64 + u64::from(header.segment)
 }
 
+/// A state's slot and tag as written (`tail-slot:N:T`, or `tail-slot:N` from before tags);
+/// `None` for a state naming no slot.
+fn state_parts(state: &str) -> Option<(&str, Option<&str>)> {
+    let named = state.strip_prefix(SLOT)?;
+    Some(match named.split_once(':') {
+        Some((slot, tag)) => (slot, Some(tag)),
+        None => (named, None),
+    })
+}
+
 /// The slot an append writes its tail to: the one `state` does not name.
 fn next_slot(state: &str) -> u64 {
-    if state.strip_prefix(SLOT).is_some_and(|s| s == "0" || s.starts_with("0:")) { 1 } else { 0 }
+    if state_parts(state).is_some_and(|(slot, _)| slot == "0") { 1 } else { 0 }
 }
 
 /// The slot `state` names and the tag of the tail's header it was saved with (none in states
 /// saved before tags); `None` for a state naming no slot.
 fn named_slot<'s>(key: &BlobKey, state: &'s str) -> Result<Option<(u64, Option<&'s str>)>, BlobError> {
-    let Some(named) = state.strip_prefix(SLOT) else { return Ok(None) };
-    let (slot, tag) = match named.split_once(':') {
-        Some((slot, tag)) => (slot, Some(tag)),
-        None => (named, None),
-    };
+    let Some((slot, tag)) = state_parts(state) else { return Ok(None) };
     let slot = slot.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
     Ok(Some((slot, tag)))
 }
@@ -261,10 +267,15 @@ fn resume_kept(keyring: &Arc<Keyring>, key: &BlobKey, dir: &Path, offset: u64, k
     let (index, _) = split(offset, &header);
     let mut tail = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
     tail.extend_from_slice(&plain);
-    let on_disk = HEADER_LEN as u64 + index * header.sealed_segment();
+    let on_disk = sealed_len(index, &header);
     let (dir, key, keyring) = (dir.to_owned(), key.clone(), keyring.clone());
     let file = Opening::Check { dir, key, keyring, header: header.clone(), on_disk };
     Resumed { file, sealer, index, tail, header, data_key }
+}
+
+/// The bytes `.tus-data` holds with `full` segments sealed: the header and those segments.
+fn sealed_len(full: u64, header: &Header) -> u64 {
+    HEADER_LEN as u64 + full * header.sealed_segment()
 }
 
 /// Segments sealed so far at `offset` — all but the tail, which holds 1..=S bytes once
@@ -315,7 +326,7 @@ fn reopen(
         }
         _ => None,
     };
-    let file = cut(file, HEADER_LEN as u64 + full * header.sealed_segment())?;
+    let file = cut(file, sealed_len(full, &header))?;
     Ok(Reopened { file, header, data_key, record })
 }
 
