@@ -493,6 +493,36 @@ async fn postgres_catalog_conforms() {
     conformance(Arc::new(PostgresCatalog::connect(&url, None).await.unwrap())).await;
 }
 
+/// The pool does not ping a connection it hands out unless the connection sat idle (a round
+/// trip per statement saved); one the database cut while it sat idle (a restart, a proxy's
+/// idle timeout) is still found out and replaced before a write, which nothing retries, uses it.
+#[tokio::test]
+async fn postgres_connections_cut_while_idle_are_replaced_before_a_write_uses_them() {
+    use sqlx::Connection;
+    let url = common::fresh_pg_database().await;
+    let catalog = PostgresCatalog::connect(&url, None).await.unwrap();
+    let first = record("tenant-t1/reports/first.txt", 1);
+    commit(&catalog, &first, false, &NO_QUOTA).await.unwrap();
+
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty() && cut.iter().all(|&c| c), "the pool's connections were open: {cut:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+
+    for name in ["second.txt", "third.txt"] {
+        let r = record(&format!("tenant-t1/reports/{name}"), 2);
+        commit(&catalog, &r, false, &NO_QUOTA).await.expect("a fresh connection, not the cut one");
+    }
+    let listed = catalog.list(&TenantId::parse("t1").unwrap(), &query(SortOrder::Name, 10)).await.unwrap();
+    assert_eq!(listed.files.len(), 3);
+}
+
 /// Row-level security: without the per-transaction tenant setting no row is visible; with
 /// tenant A's setting only A's rows are, and rows of B cannot be written.
 #[tokio::test]

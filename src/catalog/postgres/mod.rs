@@ -115,6 +115,9 @@ impl PostgresCatalog {
 /// How long a pool waits for a connection unless told otherwise (`COFFER_CATALOG_TIMEOUT`).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle for longer than this is pinged before it is used.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A pool whose connections act as `role` where the login role is a member of it.
 async fn pool_as(url: &str, role: &'static str, size: u32, wait: Duration) -> Result<PgPool, CatalogError> {
     let pool = PgPoolOptions::new()
@@ -122,6 +125,22 @@ async fn pool_as(url: &str, role: &'static str, size: u32, wait: Duration) -> Re
         // A connection (new or pooled) within `wait`, or PoolTimedOut: while the database is
         // unreachable, requests fail fast and the pool reconnects once it is back.
         .acquire_timeout(wait)
+        // sqlx pings every connection it hands out by default: a round trip to the database
+        // before each statement, one more than a one-trip statement needs. Only a connection
+        // that sat idle long enough to have been cut while idle (a restart, a proxy's idle
+        // timeout) is pinged; one that was busy a moment ago went back to the pool after the
+        // check sqlx runs on every release. A connection that breaks anyway fails its
+        // statement with an I/O error, which reads retry on another connection
+        // (`telemetry/retry.rs`) and which closes it.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
