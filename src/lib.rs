@@ -5,6 +5,7 @@
 //! every layer speaks; [`config`] the typed configuration; [`auth`] tokens and signed URLs.
 //! See `ARCHITECTURE.md`.
 
+pub mod allocator;
 pub mod auth;
 pub mod blob;
 pub mod catalog;

@@ -15,8 +15,12 @@ fn init_tracing() {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    coffer::allocator::tune();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts").block_on(run())
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let remote = match &cli.command {

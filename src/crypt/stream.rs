@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::pieces::Pieces;
 use super::{Header, SealError, Sealer};
 
 type Body = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -20,13 +21,14 @@ const PIPELINE: usize = 4;
 /// `body` sealed: the header, then segments with their tags, each sealed as soon as it is full
 /// and known not to be the last. Plaintext is copied once, into the buffer where it is
 /// encrypted in place; the sealing runs in a task of its own, so hashing and encrypting overlap
-/// with writing. Memory: one piece being filled plus [`PIPELINE`] pieces in flight.
+/// with writing. Memory: one piece being filled plus [`PIPELINE`] pieces in flight, in buffers
+/// used again once written ([`Pieces`]).
 pub fn seal(sealer: Sealer, mut body: Body) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIPELINE);
     tokio::spawn(async move {
         let segment = sealer.header().segment as usize;
-        let piece = GROUP * (segment + super::TAG_LEN) + segment;
-        let mut out = BytesMut::with_capacity(piece);
+        let mut pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, PIPELINE + 2);
+        let mut out = pieces.buffer();
         out.extend_from_slice(&sealer.header().encode());
         // out[sealed..] is the plaintext of the segment being filled.
         let mut sealed = out.len();
@@ -42,8 +44,7 @@ pub fn seal(sealer: Sealer, mut body: Body) -> Body {
                             index += 1;
                             sealed = out.len();
                             if sealed >= GROUP * (segment + super::TAG_LEN) {
-                                let ready = out.split_to(sealed).freeze();
-                                out.reserve(piece);
+                                let ready = pieces.split(&mut out, sealed);
                                 sealed = 0;
                                 if tx.send(Ok(ready)).await.is_err() {
                                     return; // the writer gave up

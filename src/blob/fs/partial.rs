@@ -31,6 +31,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use super::super::{BlobError, ByteStream};
 use super::resume::{Resume, Resumes};
 use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, start_writeback, sync_dir, write_body};
+use crate::crypt::pieces::Pieces;
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -39,6 +40,8 @@ pub const DATA: &str = ".tus-data";
 pub const TAIL: &str = ".tus-tail";
 /// An engine state naming the slot of `.tus-tail` that holds the acknowledged tail.
 const SLOT: &str = "tail-slot:";
+/// Sealed pieces waiting between an append's sealing task and its writing thread.
+const PIPELINE: usize = 4;
 
 impl FsBlobStore {
     pub(super) async fn begin_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<String, BlobError> {
@@ -392,7 +395,7 @@ async fn append_sealed(
     // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
     // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
     // the disk already works on the data while the tail is sealed into its slot.
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(PIPELINE);
     let (opened, ready) = tokio::sync::oneshot::channel::<()>();
     let sealing = tokio::spawn(seal_segments(sealer, index, tail, body, tx));
     let writing = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
@@ -478,7 +481,8 @@ async fn seal_segments(
     tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
 ) -> Result<(BytesMut, u64), BlobError> {
     let segment = sealer.header().segment as usize;
-    let mut out = BytesMut::with_capacity(WRITE_BUFFER + segment + TAG_LEN);
+    let mut pieces = Pieces::new(WRITE_BUFFER + segment + TAG_LEN, PIPELINE + 2);
+    let mut out = pieces.buffer();
     out.extend_from_slice(&buf);
     // out[sealed..] is the plaintext of the segment being filled.
     let mut sealed = 0;
@@ -494,8 +498,7 @@ async fn seal_segments(
                 index += 1;
                 sealed = out.len();
                 if sealed >= WRITE_BUFFER {
-                    let piece = out.split_to(sealed).freeze();
-                    out.reserve(WRITE_BUFFER + segment + TAG_LEN);
+                    let piece = pieces.split(&mut out, sealed);
                     sealed = 0;
                     if tx.send(piece).await.is_err() {
                         return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
