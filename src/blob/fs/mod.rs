@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
@@ -213,8 +213,8 @@ fn write_file_durably(base: &Path, dir: &Path, path: &Path, bytes: &[u8]) -> std
     written
 }
 
-/// Each write to a `tokio::fs::File` is a trip to the blocking pool; bodies arrive in chunks of
-/// a few KiB, so they are gathered into writes of this size.
+/// The size of a write: small pieces of a body are gathered into writes this large, and a
+/// sealed piece is about this large.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// How much a body writes before it asks the kernel to start writing it back.
@@ -234,26 +234,6 @@ pub(super) fn start_writeback(fd: std::os::fd::RawFd) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = fd;
-}
-
-async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut size = 0u64;
-    let mut since_writeback = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(BlobError::Body)?;
-        out.write_all(&chunk).await?;
-        size += chunk.len() as u64;
-        since_writeback += chunk.len();
-        if since_writeback >= WRITEBACK_EVERY {
-            since_writeback = 0;
-            start_writeback(fd);
-        }
-    }
-    out.flush().await?;
-    out.into_inner().sync_all().await?;
-    Ok(size)
 }
 
 /// Reads a plaintext object of `size` bytes (optionally a range of it).
@@ -501,3 +481,6 @@ mod partial;
 mod resume;
 mod sealed;
 mod walk;
+mod writer;
+
+use writer::write_body;

@@ -30,7 +30,8 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
 use super::resume::{Resume, Resumes};
-use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, start_writeback, sync_dir, write_body};
+use super::writer::{PIPELINE, Piece, write_pieces};
+use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
 use crate::crypt::pieces::Pieces;
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
@@ -40,8 +41,6 @@ pub const DATA: &str = ".tus-data";
 pub const TAIL: &str = ".tus-tail";
 /// An engine state naming the slot of `.tus-tail` that holds the acknowledged tail.
 const SLOT: &str = "tail-slot:";
-/// Sealed pieces waiting between an append's sealing task and its writing thread.
-const PIPELINE: usize = 4;
 
 impl FsBlobStore {
     pub(super) async fn begin_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<String, BlobError> {
@@ -395,13 +394,14 @@ async fn append_sealed(
     // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
     // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
     // the disk already works on the data while the tail is sealed into its slot.
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(PIPELINE);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(PIPELINE);
     let (opened, ready) = tokio::sync::oneshot::channel::<()>();
     let sealing = tokio::spawn(seal_segments(sealer, index, tail, body, tx));
     let writing = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
         let file = opening.open()?;
         let _ = opened.send(());
-        Ok(write_pieces(file, rx)?)
+        // Writeback after every piece: the fsync at the end of each append waits for the rest.
+        Ok(write_pieces(file, rx, WRITE_BUFFER)?)
     });
     let sealed = sealing.await.map_err(std::io::Error::other)?;
     let (tail, appended) = match sealed {
@@ -436,19 +436,6 @@ async fn append_sealed(
     Ok((state, appended))
 }
 
-/// Writes the sealed pieces as they come, asking the kernel to start writing each back (an
-/// append's fsync comes at the end of every request, and its client waits for it), then
-/// makes them durable.
-fn write_pieces(mut file: std::fs::File, mut pieces: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> std::io::Result<()> {
-    use std::io::Write;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    while let Some(piece) = pieces.blocking_recv() {
-        file.write_all(&piece)?;
-        start_writeback(fd);
-    }
-    file.sync_all()
-}
-
 /// Writes a sealed tail into slot `slot` of `.tus-tail`, durably. The file is there for
 /// uploads begun since slots exist; one begun before gets it now (and its directory entry
 /// made durable).
@@ -470,16 +457,17 @@ async fn write_slot(dir: &Path, header: &Header, slot: u64, record: Vec<u8>) -> 
 }
 
 /// Seals every segment of `buf` + `body` that more bytes follow, from segment `index` on, and
-/// sends them in pieces of about a megabyte; returns the rest (the new tail) and the bytes the
-/// body brought. Each byte is copied once, into the buffer where it is sealed in place (as
+/// sends them in pieces of about a megabyte, then `End`; returns the rest (the new tail) and the
+/// bytes the body brought. Each byte is copied once, into the buffer where it is sealed in place (as
 /// `crypt::stream::seal` does for a whole object).
 async fn seal_segments(
     sealer: Sealer,
     mut index: u64,
     buf: BytesMut,
     mut body: ByteStream,
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    tx: tokio::sync::mpsc::Sender<Piece>,
 ) -> Result<(BytesMut, u64), BlobError> {
+    let stopped = || BlobError::Io(std::io::Error::other("the writer stopped"));
     let segment = sealer.header().segment as usize;
     let mut pieces = Pieces::new(WRITE_BUFFER + segment + TAG_LEN, PIPELINE + 2);
     let mut out = pieces.buffer();
@@ -500,18 +488,17 @@ async fn seal_segments(
                 if sealed >= WRITE_BUFFER {
                     let piece = pieces.split(&mut out, sealed);
                     sealed = 0;
-                    if tx.send(piece).await.is_err() {
-                        return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
-                    }
+                    tx.send(Piece::Bytes(piece)).await.map_err(|_| stopped())?;
                 }
             }
             let take = (segment - (out.len() - sealed)).min(data.len());
             out.extend_from_slice(&data.split_to(take));
         }
     }
-    if sealed > 0 && tx.send(out.split_to(sealed).freeze()).await.is_err() {
-        return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
+    if sealed > 0 {
+        tx.send(Piece::Bytes(out.split_to(sealed).freeze())).await.map_err(|_| stopped())?;
     }
+    tx.send(Piece::End).await.map_err(|_| stopped())?;
     Ok((out, appended))
 }
 
