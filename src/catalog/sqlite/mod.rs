@@ -23,7 +23,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use super::query::{self, micros};
 use super::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
-    PurgedRows, Quota, RawRecord, TenantInfo, TenantStatus, UploadSession,
+    PurgedRows, Quota, TenantInfo, TenantStatus, UploadSession,
 };
 use crate::domain::{BucketName, ObjectKey, TenantId};
 
@@ -137,8 +137,8 @@ impl Catalog for SqliteCatalog {
 
     async fn list(&self, tenant: &TenantId, q: &ListQuery) -> Result<FilePage, CatalogError> {
         query::check_cursor(q)?;
-        let rows: Vec<RawRecord> = query::list_files(tenant, q).build_query_as().fetch_all(&self.pool).await?;
-        query::page(rows, q)
+        let json: String = query::list_files(tenant, q).build_query_scalar().fetch_one(&self.pool).await?;
+        query::page(query::rows_from_json(&json)?, q)
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<FileRecord, CatalogError> {
