@@ -93,6 +93,8 @@ pub struct StoreFindings {
     pub open_multipart: Vec<String>,
     /// Listed by the server, yet unknown to it when asked for their parts (Garage 2.5).
     pub phantom_multipart: Vec<String>,
+    /// Listed, yet absent when read: a replica that missed the delete still lists the object.
+    pub stale_listed: Vec<String>,
 }
 
 /// The catalog's rows (read directly, as the database owner) against both buckets' objects and
@@ -141,14 +143,34 @@ pub async fn store(direct_db: &str, config: &Config) -> anyhow::Result<StoreFind
     let under_live = |(bucket, key): &(String, String)| {
         live.iter().any(|(b, blob)| b == bucket && (key == blob || key.starts_with(&format!("{}/", parent(blob)))))
     };
+    // Garage filters a listing on each replica before merging the answers, so a replica that
+    // missed a delete (a node restarted moments before) can list a deleted object until
+    // anti-entropy repairs it, while a read merges whole entries and finds the delete. An
+    // object is an orphan only if a read finds it too.
+    let mut orphans = Vec::new();
+    let mut stale_listed = Vec::new();
+    for (bucket, key) in objects.difference(&rows).filter(|&o| !under_live(o)) {
+        let head = s3.head_object().bucket(bucket).key(key).send().await;
+        match head {
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                stale_listed.push(format!("{bucket}/{key}"))
+            }
+            Ok(o) => orphans.push(format!(
+                "{bucket}/{key} (last modified {})",
+                o.last_modified().map_or("-".into(), |t| t.to_string())
+            )),
+            Err(e) => orphans.push(format!("{bucket}/{key} (HEAD: {})", aws_sdk_s3::error::DisplayErrorContext(&e))),
+        }
+    }
     Ok(StoreFindings {
         rows: rows.len(),
-        objects: objects.len(),
+        objects: objects.len() - stale_listed.len(),
         live_uploads: live.len(),
         rows_without_bytes: rows.difference(&objects).map(|(b, k)| format!("{b}/{k}")).collect(),
-        orphans: objects.difference(&rows).filter(|&o| !under_live(o)).map(|(b, k)| format!("{b}/{k}")).collect(),
+        orphans,
         open_multipart: multipart.iter().filter(|&m| !under_live(m)).map(|(b, k)| format!("{b}/{k}")).collect(),
         phantom_multipart: phantom,
+        stale_listed,
     })
 }
 

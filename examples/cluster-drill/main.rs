@@ -289,6 +289,13 @@ fn report(
             store.phantom_multipart.join(", ")
         );
     }
+    if !store.stale_listed.is_empty() {
+        println!(
+            "  and {} objects listed by a replica that missed their delete, yet absent when read (Garage filters a listing per replica before merging; see BENCHMARKS.md): {}",
+            store.stale_listed.len(),
+            store.stale_listed.join(", ")
+        );
+    }
     let problems: Vec<String> = violations
         .iter()
         .map(|e| format!("{:.1}s {}: {:?}", e.at, e.op, e.class))
