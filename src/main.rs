@@ -17,11 +17,22 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     coffer::allocator::tune();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts").block_on(run())
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // `serve` loads its configuration before the runtime exists, so that the blocking pool
+    // fits the uploads it admits.
+    let serve = match &cli.command {
+        Command::Serve(args) => Some(Config::load(&args.overrides())),
+        _ => None,
+    };
+    if let Some(Ok(config)) = &serve {
+        runtime.max_blocking_threads(coffer::server::blocking_threads(&config.limits));
+    }
+    runtime.build().expect("the tokio runtime starts").block_on(run(cli, serve))
 }
 
-async fn run() -> ExitCode {
-    let cli = Cli::parse();
+async fn run(cli: Cli, serve: Option<Result<Config, coffer::config::ConfigError>>) -> ExitCode {
     init_tracing();
     let remote = match &cli.command {
         Command::Upload(a) => Some(coffer::cli::remote::upload(a).await),
@@ -44,7 +55,7 @@ async fn run() -> ExitCode {
         };
     }
     let result = match cli.command {
-        Command::Serve(args) => match Config::load(&args.overrides()) {
+        Command::Serve(_) => match serve.expect("loaded before the runtime started") {
             Ok(config) => coffer::server::run(config).await,
             Err(e) => Err(e.into()),
         },

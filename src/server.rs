@@ -52,7 +52,23 @@ pub async fn serve_on(
     result
 }
 
-/// `coffer serve`.
+/// Blocking threads an upload may hold for as long as its body streams: the thread its digest
+/// is computed on, and the one writing a resumable append (a plain upload's writes are short
+/// trips, one at a time).
+const BLOCKING_THREADS_PER_UPLOAD: usize = 2;
+/// Blocking threads left for everything short (file opens and reads, fsyncs, key lookups) when
+/// every admitted upload holds its threads.
+const BLOCKING_THREADS_SPARE: usize = 256;
+
+/// The runtime's blocking pool for `limits`: never below tokio's default (512), and large enough
+/// that admitted uploads cannot hold every thread. An upload holding one thread while it waits
+/// for another to start (its digest's, its writer's) would otherwise wait forever once enough
+/// of them did the same (`COFFER_MAX_UPLOADS` in the hundreds).
+pub fn blocking_threads(limits: &crate::config::Limits) -> usize {
+    (limits.max_uploads.saturating_mul(BLOCKING_THREADS_PER_UPLOAD).saturating_add(BLOCKING_THREADS_SPARE)).max(512)
+}
+
+/// `coffer serve`; the runtime it runs on should have [`blocking_threads`] blocking threads.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = crate::startup::app_state(&config).await?;
     let listener = TcpListener::bind(config.addr)
@@ -160,5 +176,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Overrides};
+
+    fn limits(max_uploads: &str) -> crate::config::Limits {
+        let lookup = |name: &str| (name == "COFFER_MAX_UPLOADS").then(|| max_uploads.to_string());
+        Config::from_lookup(lookup, &Overrides::default()).expect("a valid configuration").limits
+    }
+
+    #[test]
+    fn the_blocking_pool_outgrows_what_admitted_uploads_can_hold() {
+        assert_eq!(super::blocking_threads(&limits("64")), 512, "tokio's default covers the default limit");
+        for uploads in [300usize, 1000, 5000] {
+            let threads = super::blocking_threads(&limits(&uploads.to_string()));
+            assert!(threads >= 2 * uploads + 256, "{uploads} uploads: {threads} threads");
+        }
     }
 }
