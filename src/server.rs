@@ -55,7 +55,7 @@ pub async fn serve_on(
 /// Blocking threads an upload may hold for as long as its body streams: the thread its digest
 /// is computed on, and the one writing a resumable append (a plain upload's writes are short
 /// trips, one at a time).
-const BLOCKING_THREADS_PER_UPLOAD: usize = 2;
+pub const BLOCKING_THREADS_PER_UPLOAD: usize = 2;
 /// Blocking threads left for everything short (file opens and reads, fsyncs, key lookups) when
 /// every admitted upload holds its threads.
 const BLOCKING_THREADS_SPARE: usize = 256;

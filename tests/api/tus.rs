@@ -775,3 +775,60 @@ async fn a_server_dying_while_completing_leaves_the_upload_to_the_next_request()
     assert_eq!(res.bytes().await.unwrap(), &b"first"[..]);
     assert_no_partials(&app, 5).await;
 }
+
+/// Each upload holds at most `server::BLOCKING_THREADS_PER_UPLOAD` blocking threads while its
+/// body streams (its digest's; a sealed append's writer too) and needs short trips besides.
+/// With that many per upload and one to spare, uploads running at once all finish. With one
+/// thread per upload, two plain uploads (or two resumable ones) waited on each other until the
+/// timeout, in every run tried: each digest thread waited for bytes that no upload's write
+/// could get a thread to make room for.
+#[test]
+fn uploads_at_once_never_hold_every_blocking_thread() {
+    let threads = coffer::server::BLOCKING_THREADS_PER_UPLOAD * 2 + 1;
+    for (plain, resumable) in [(2, 0), (0, 2), (1, 1)] {
+        let finished = uploads_finish(plain, resumable, threads, Duration::from_secs(120));
+        assert!(finished, "{plain} plain and {resumable} resumable uploads on {threads} blocking threads");
+    }
+}
+
+/// Whether `plain` uploads and `resumable` ones (two appends each) of 16 MiB, all at once, on a
+/// runtime with `threads` blocking threads, finish within `limit` and store what was sent.
+fn uploads_finish(plain: usize, resumable: usize, threads: usize, limit: Duration) -> bool {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let finished = runtime.block_on(async {
+        let app = std::sync::Arc::new(spawn_app().await);
+        let data = bytes(16 * MIB, 3);
+        let mut running = Vec::new();
+        for i in 0..plain {
+            let (app, data) = (app.clone(), data.clone());
+            running.push(tokio::spawn(async move {
+                let res = app.upload("t1", "exports", &format!("plain{i}.bin"), data).await;
+                assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+            }));
+        }
+        for i in 0..resumable {
+            let (app, data) = (app.clone(), data.clone());
+            running.push(tokio::spawn(async move {
+                let tus = Tus::new(&app, "t1");
+                let path = tus.create("exports", &format!("tus{i}.bin"), data.len()).await;
+                tus.send_in_pieces(&path, &data, &[8 * MIB, 8 * MIB]).await;
+            }));
+        }
+        let Ok(all) = tokio::time::timeout(limit, futures::future::join_all(running)).await else { return false };
+        for outcome in all {
+            outcome.expect("an upload task");
+        }
+        let names = (0..plain).map(|i| format!("plain{i}.bin")).chain((0..resumable).map(|i| format!("tus{i}.bin")));
+        for name in names {
+            assert_downloads(&app, "t1", &format!("tenant-t1/exports/{name}"), &data).await;
+        }
+        true
+    });
+    runtime.shutdown_background();
+    finished
+}
