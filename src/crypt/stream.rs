@@ -15,8 +15,10 @@ type Body = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>>
 /// Segments sealed into one piece handed to the writer (about 1 MiB at 64 KiB): a piece as
 /// large as the store's write buffer is written straight through, without another copy.
 const GROUP: usize = 16;
-/// Pieces buffered between the sealing task and the writer.
-const PIPELINE: usize = 4;
+/// Pieces buffered between the sealing task and the writer. One is enough: sealing runs at
+/// several times the writer's pace, and each piece more held a megabyte more at the peak of a
+/// long upload without making it faster (BENCHMARKS.md, "The peak of a sealed upload").
+const PIPELINE: usize = 1;
 
 /// `body` sealed: the header, then segments with their tags, each sealed as soon as it is full
 /// and known not to be the last. Plaintext is copied once, into the buffer where it is
