@@ -15,62 +15,82 @@ type Body = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>>
 /// Segments sealed into one piece handed to the writer (about 1 MiB at 64 KiB): a piece as
 /// large as the store's write buffer is written straight through, without another copy.
 const GROUP: usize = 16;
-/// Pieces buffered between the sealing task and the writer. One is enough: sealing runs at
-/// several times the writer's pace, and each piece more held a megabyte more at the peak of a
-/// long upload without making it faster (BENCHMARKS.md, "The peak of a sealed upload").
-const PIPELINE: usize = 1;
+/// Pieces a sealer watches for their return to it (the one the writer writes, the one it
+/// holds ready, and one more for an old piece the writer has not dropped yet).
+const RECYCLED: usize = 3;
 
 /// `body` sealed: the header, then segments with their tags, each sealed as soon as it is full
 /// and known not to be the last. Plaintext is copied once, into the buffer where it is
-/// encrypted in place; the sealing runs in a task of its own, so hashing and encrypting overlap
-/// with writing. Memory: one piece being filled plus [`PIPELINE`] pieces in flight, in buffers
-/// used again once written ([`Pieces`]).
-pub fn seal(sealer: Sealer, mut body: Body) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIPELINE);
-    tokio::spawn(async move {
-        let segment = sealer.header().segment as usize;
-        let mut pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, PIPELINE + 2);
-        let mut out = pieces.buffer();
-        out.extend_from_slice(&sealer.header().encode());
-        // out[sealed..] is the plaintext of the segment being filled.
-        let mut sealed = out.len();
-        let mut index = 0;
+/// encrypted in place. Sealing happens as the stream is polled, by whoever writes it: the
+/// writer seals the next piece while the previous one is being written (on its blocking
+/// thread), and no piece waits in a channel between them. Memory: the piece being filled and
+/// the pieces the writer holds, in buffers used again once written ([`Pieces`]).
+pub fn seal(sealer: Sealer, body: Body) -> Body {
+    let segment = sealer.header().segment as usize;
+    let pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, RECYCLED);
+    let mut out = pieces.buffer();
+    out.extend_from_slice(&sealer.header().encode());
+    let sealed = out.len();
+    let sealing = Sealing { sealer, body, pieces, out, sealed, index: 0, rest: Bytes::new(), done: false };
+    Box::pin(futures::stream::unfold(sealing, |mut sealing| async move {
+        let piece = sealing.next_piece().await?;
+        Some((piece, sealing))
+    }))
+}
+
+/// A body being sealed: the buffer being filled (`out[sealed..]` is the plaintext of the
+/// segment being filled) and the part of the last chunk not yet taken.
+struct Sealing {
+    sealer: Sealer,
+    body: Body,
+    pieces: Pieces,
+    out: BytesMut,
+    sealed: usize,
+    index: u64,
+    rest: Bytes,
+    done: bool,
+}
+
+impl Sealing {
+    /// The next piece: the segments sealed once a piece's worth is full and more follows, or
+    /// the rest with the last segment once the body ends; `None` after that.
+    async fn next_piece(&mut self) -> Option<std::io::Result<Bytes>> {
+        let segment = self.sealer.header().segment as usize;
         loop {
-            match body.next().await {
-                Some(Ok(mut data)) => {
-                    while !data.is_empty() {
-                        if out.len() - sealed == segment {
-                            // Full, and more follows: not the last segment.
-                            let tag = sealer.seal_detached(index, false, &mut out[sealed..]);
-                            out.extend_from_slice(tag.as_ref());
-                            index += 1;
-                            sealed = out.len();
-                            if sealed >= GROUP * (segment + super::TAG_LEN) {
-                                let ready = pieces.split(&mut out, sealed);
-                                sealed = 0;
-                                if tx.send(Ok(ready)).await.is_err() {
-                                    return; // the writer gave up
-                                }
-                            }
-                        }
-                        let take = (segment - (out.len() - sealed)).min(data.len());
-                        out.extend_from_slice(&data.split_to(take));
+            if self.done {
+                return None;
+            }
+            while !self.rest.is_empty() {
+                if self.out.len() - self.sealed == segment {
+                    // Full, and more follows: not the last segment.
+                    let tag = self.sealer.seal_detached(self.index, false, &mut self.out[self.sealed..]);
+                    self.out.extend_from_slice(tag.as_ref());
+                    self.index += 1;
+                    self.sealed = self.out.len();
+                    if self.sealed >= GROUP * (segment + super::TAG_LEN) {
+                        let ready = self.pieces.split(&mut self.out, self.sealed);
+                        self.sealed = 0;
+                        return Some(Ok(ready));
                     }
                 }
+                let take = (segment - (self.out.len() - self.sealed)).min(self.rest.len());
+                self.out.extend_from_slice(&self.rest.split_to(take));
+            }
+            match self.body.next().await {
+                Some(Ok(data)) => self.rest = data,
                 Some(Err(e)) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
+                    self.done = true;
+                    return Some(Err(e));
                 }
                 None => {
-                    let tag = sealer.seal_detached(index, true, &mut out[sealed..]);
-                    out.extend_from_slice(tag.as_ref());
-                    let _ = tx.send(Ok(out.freeze())).await;
-                    return;
+                    self.done = true;
+                    let tag = self.sealer.seal_detached(self.index, true, &mut self.out[self.sealed..]);
+                    self.out.extend_from_slice(tag.as_ref());
+                    return Some(Ok(std::mem::take(&mut self.out).freeze()));
                 }
             }
         }
-    });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) }))
+    }
 }
 
 /// `plaintext` sealed whole, exactly as [`seal`] seals it as a stream: for a small body
