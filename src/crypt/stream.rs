@@ -1,7 +1,9 @@
 //! Sealing a body stream and opening a sealed file, segment by segment, in bounded memory.
 
+use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -117,10 +119,17 @@ pub fn seal_all(sealer: &Sealer, plaintext: &[u8]) -> Vec<u8> {
 /// Segments read (and opened) per read from disk.
 const BATCH: u64 = 8;
 
-/// Reads the plaintext `range` of a sealed file, opening only the segments it touches.
+/// The plaintext of segments opened together, in order, each a slice of the buffer they were
+/// read into and opened in place.
+type Opened = VecDeque<Bytes>;
+
+/// Reads the plaintext `range` of a sealed file, opening only the segments it touches. Each
+/// batch of segments is read and opened on a blocking thread, into one buffer, while the batch
+/// before it is sent: the plaintext is handed on as slices of that buffer (no copy), and the
+/// next batch is under way as soon as one is taken.
 pub struct Opener {
-    file: tokio::fs::File,
-    sealer: Sealer,
+    file: Arc<std::fs::File>,
+    sealer: Arc<Sealer>,
     /// Segments of the object, and the next and last ones to read.
     count: u64,
     next: u64,
@@ -130,13 +139,17 @@ pub struct Opener {
     /// Segments to read next time: one for the first piece (so that it comes quickly and a bad
     /// first segment fails before any response), then [`BATCH`].
     batch: u64,
+    /// The batch being handed on.
+    ready: Opened,
+    /// The next batch, being read and opened.
+    ahead: Option<tokio::task::JoinHandle<Result<Opened, OpenError>>>,
 }
 
 impl Opener {
-    /// Positions `file` (whose header was read already, `stored` bytes long) at the first
-    /// segment of `range` (`None`: the whole object). Returns the plaintext size too.
+    /// Reads from `file` (whose header was read already, `stored` bytes long) the segments of
+    /// `range` (`None`: the whole object). Returns the plaintext size too.
     pub async fn new(
-        mut file: tokio::fs::File,
+        file: tokio::fs::File,
         sealer: Sealer,
         stored: u64,
         range: Option<RangeInclusive<u64>>,
@@ -146,39 +159,82 @@ impl Opener {
         let count = header.segments(size);
         // An empty object is one empty final segment: it is still read and authenticated.
         let range = range.unwrap_or(0..=size.saturating_sub(1));
-        let (segments, offset) = header.span(&range);
-        file.seek(SeekFrom::Start(offset)).await?;
+        let (segments, _) = header.span(&range);
         let (next, last) = (*segments.start(), *segments.end());
-        let opener = Self { file, sealer, count, next, last, stored, range, batch: 1 };
+        let file = Arc::new(file.into_std().await);
+        let (sealer, ready, ahead) = (Arc::new(sealer), Opened::new(), None);
+        let opener = Self { file, sealer, count, next, last, stored, range, batch: 1, ready, ahead };
         Ok((size, opener))
     }
 
-    /// The next plaintext piece of the range (one segment first, then up to [`BATCH`]), `None`
-    /// at its end.
+    /// The next plaintext piece of the range (a segment's, or the part of it in the range),
+    /// `None` at its end.
     pub async fn next_piece(&mut self) -> Result<Option<Bytes>, OpenError> {
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Ok(Some(piece));
+            }
+            let batch = match self.ahead.take().or_else(|| self.start_batch()) {
+                Some(reading) => reading.await.map_err(std::io::Error::other)??,
+                None => return Ok(None),
+            };
+            self.ready = batch;
+            self.ahead = self.start_batch();
+        }
+    }
+
+    /// Starts reading and opening the next batch; `None` past the range's last segment.
+    fn start_batch(&mut self) -> Option<tokio::task::JoinHandle<Result<Opened, OpenError>>> {
         if self.next > self.last {
-            return Ok(None);
+            return None;
         }
         let header = self.sealer.header();
         let full = header.sealed_segment();
-        let plain = u64::from(header.segment);
         let upto = (self.next + self.batch - 1).min(self.last);
         self.batch = BATCH;
-        let start_on_disk = super::HEADER_LEN as u64 + self.next * full;
-        let end_on_disk = (super::HEADER_LEN as u64 + (upto + 1) * full).min(self.stored);
-        let mut buf = vec![0u8; (end_on_disk - start_on_disk) as usize];
-        self.file.read_exact(&mut buf).await?;
-        let mut out = BytesMut::with_capacity(buf.len());
-        for (i, sealed) in (self.next..=upto).zip(buf.chunks_mut(full as usize)) {
-            let is_last = i + 1 == self.count;
-            let len = self.sealer.open(i, is_last, sealed)?;
+        let start = super::HEADER_LEN as u64 + self.next * full;
+        let end = (super::HEADER_LEN as u64 + (upto + 1) * full).min(self.stored);
+        let batch = Batch {
+            segments: self.next..=upto,
+            at: start,
+            len: (end - start) as usize,
+            count: self.count,
+            range: self.range.clone(),
+        };
+        self.next = upto + 1;
+        let (file, sealer) = (self.file.clone(), self.sealer.clone());
+        Some(tokio::task::spawn_blocking(move || batch.open(&file, &sealer)))
+    }
+}
+
+/// Segments to read from `at` (`len` bytes on disk) and open.
+struct Batch {
+    segments: RangeInclusive<u64>,
+    at: u64,
+    len: usize,
+    count: u64,
+    range: RangeInclusive<u64>,
+}
+
+impl Batch {
+    fn open(self, file: &std::fs::File, sealer: &Sealer) -> Result<Opened, OpenError> {
+        use std::os::unix::fs::FileExt;
+        let header = sealer.header();
+        let (full, plain) = (header.sealed_segment() as usize, u64::from(header.segment));
+        let mut buf = BytesMut::zeroed(self.len);
+        file.read_exact_at(&mut buf, self.at)?;
+        let mut opened = Opened::with_capacity(BATCH as usize);
+        for i in self.segments {
+            let mut sealed = buf.split_to(full.min(buf.len()));
+            let len = sealer.open(i, i + 1 == self.count, &mut sealed)?;
             let seg_start = i * plain;
             let from = self.range.start().saturating_sub(seg_start).min(len as u64) as usize;
             let to = (self.range.end() + 1 - seg_start).min(len as u64) as usize;
-            out.extend_from_slice(&sealed[from..to.max(from)]);
+            if to > from {
+                opened.push_back(sealed.freeze().slice(from..to));
+            }
         }
-        self.next = upto + 1;
-        Ok(Some(out.freeze()))
+        Ok(opened)
     }
 }
 
