@@ -18,18 +18,17 @@ fn init_tracing() {
 fn main() -> ExitCode {
     coffer::allocator::tune();
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
     // `serve` loads its configuration before the runtime exists, so that the blocking pool
     // fits the uploads it admits.
     let serve = match &cli.command {
         Command::Serve(args) => Some(Config::load(&args.overrides())),
         _ => None,
     };
-    if let Some(Ok(config)) = &serve {
-        runtime.max_blocking_threads(coffer::server::blocking_threads(&config.limits));
-    }
-    runtime.build().expect("the tokio runtime starts").block_on(run(cli, serve))
+    let runtime = match &serve {
+        Some(Ok(config)) => coffer::server::runtime(config),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    runtime.expect("the tokio runtime starts").block_on(run(cli, serve))
 }
 
 async fn run(cli: Cli, serve: Option<Result<Config, coffer::config::ConfigError>>) -> ExitCode {

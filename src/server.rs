@@ -53,22 +53,33 @@ pub async fn serve_on(
 }
 
 /// Blocking threads an upload may hold for as long as its body streams: the thread its digest
-/// is computed on, and the one writing a resumable append (a plain upload's writes are short
+/// is computed on (its writes, a plain upload's and a resumable append's alike, are short
 /// trips, one at a time).
-pub const BLOCKING_THREADS_PER_UPLOAD: usize = 2;
+pub const BLOCKING_THREADS_PER_UPLOAD: usize = 1;
 /// Blocking threads left for everything short (file opens and reads, fsyncs, key lookups) when
 /// every admitted upload holds its threads.
 const BLOCKING_THREADS_SPARE: usize = 256;
 
 /// The runtime's blocking pool for `limits`: never below tokio's default (512), and large enough
 /// that admitted uploads cannot hold every thread. An upload holding one thread while it waits
-/// for another to start (its digest's, its writer's) would otherwise wait forever once enough
+/// for another to start (its writes') would otherwise wait forever once enough
 /// of them did the same (`COFFER_MAX_UPLOADS` in the hundreds).
 pub fn blocking_threads(limits: &crate::config::Limits) -> usize {
     (limits.max_uploads.saturating_mul(BLOCKING_THREADS_PER_UPLOAD).saturating_add(BLOCKING_THREADS_SPARE)).max(512)
 }
 
-/// `coffer serve`; the runtime it runs on should have [`blocking_threads`] blocking threads.
+/// The runtime `coffer serve` runs on for `config`: multi-threaded, with [`blocking_threads`]
+/// blocking threads. A program that embeds [`run`] builds its runtime here (or sizes its own
+/// blocking pool the same way).
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking_threads(&config.limits))
+        .build()
+}
+
+/// `coffer serve`; on a runtime from [`runtime`] (one whose blocking pool is smaller than
+/// [`blocking_threads`] can stall once enough uploads run at once).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = crate::startup::app_state(&config).await?;
     let listener = TcpListener::bind(config.addr)
@@ -193,7 +204,33 @@ mod tests {
         assert_eq!(super::blocking_threads(&limits("64")), 512, "tokio's default covers the default limit");
         for uploads in [300usize, 1000, 5000] {
             let threads = super::blocking_threads(&limits(&uploads.to_string()));
-            assert!(threads >= 2 * uploads + 256, "{uploads} uploads: {threads} threads");
+            assert!(threads >= uploads + 256, "{uploads} uploads: {threads} threads");
         }
+    }
+
+    /// The runtime `serve` builds really has that pool: as many blocking tasks as uploads may
+    /// be admitted, each waiting for all the others, all run at once.
+    #[test]
+    fn the_serving_runtime_runs_a_blocking_task_per_admitted_upload_at_once() {
+        let uploads = 700;
+        let config = Config {
+            limits: limits(&uploads.to_string()),
+            ..Config::from_lookup(|_| None, &Overrides::default()).unwrap()
+        };
+        let runtime = super::runtime(&config).unwrap();
+        let all_met = runtime.block_on(async {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(uploads));
+            let tasks: Vec<_> = (0..uploads)
+                .map(|_| {
+                    let barrier = barrier.clone();
+                    tokio::task::spawn_blocking(move || {
+                        barrier.wait();
+                    })
+                })
+                .collect();
+            tokio::time::timeout(std::time::Duration::from_secs(60), futures::future::join_all(tasks)).await.is_ok()
+        });
+        runtime.shutdown_background();
+        assert!(all_met, "{uploads} blocking tasks at once on the serving runtime");
     }
 }

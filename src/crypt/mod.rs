@@ -7,7 +7,7 @@
 
 mod keyring;
 mod master;
-pub mod pieces;
+mod pieces;
 mod segment;
 pub mod stream;
 

@@ -28,21 +28,28 @@ const RECYCLED: usize = 3;
 /// thread), and no piece waits in a channel between them. Memory: the piece being filled and
 /// the pieces the writer holds, in buffers used again once written ([`Pieces`]).
 pub fn seal(sealer: Sealer, body: Body) -> Body {
-    let segment = sealer.header().segment as usize;
-    let pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, RECYCLED);
-    let mut out = pieces.buffer();
-    out.extend_from_slice(&sealer.header().encode());
-    let sealed = out.len();
-    let sealing = Sealing { sealer, body, pieces, out, sealed, index: 0, rest: Bytes::new(), done: false };
+    let sealing = Sealing::whole(sealer, body);
     Box::pin(futures::stream::unfold(sealing, |mut sealing| async move {
         let piece = sealing.next_piece().await?;
         Some((piece, sealing))
     }))
 }
 
-/// A body being sealed: the buffer being filled (`out[sealed..]` is the plaintext of the
-/// segment being filled) and the part of the last chunk not yet taken.
-struct Sealing {
+/// What a sealing does when its body ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Seals the segment being filled as the last one: the object is complete.
+    Last,
+    /// Leaves the segment being filled unsealed, as the tail of an object that goes on
+    /// ([`Sealing::into_tail`]).
+    KeepTail,
+}
+
+/// A body being sealed segment by segment, as its pieces are asked for ([`Self::next_piece`]):
+/// the buffer being filled (`out[sealed..]` is the plaintext of the segment being filled) and
+/// the part of the last chunk not yet taken. One loop for a whole object ([`seal`]) and for an
+/// append to a partial one ([`Self::resume`]).
+pub struct Sealing {
     sealer: Sealer,
     body: Body,
     pieces: Pieces,
@@ -50,13 +57,43 @@ struct Sealing {
     sealed: usize,
     index: u64,
     rest: Bytes,
+    ending: Ending,
     done: bool,
+    /// Bytes taken from the body so far.
+    taken: u64,
 }
 
 impl Sealing {
+    fn new(sealer: Sealer, body: Body, index: u64, ending: Ending) -> Self {
+        let segment = sealer.header().segment as usize;
+        let pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, RECYCLED);
+        let out = pieces.buffer();
+        let rest = Bytes::new();
+        Self { sealer, body, pieces, out, sealed: 0, index, rest, ending, done: false, taken: 0 }
+    }
+
+    /// A whole object: its header, then every segment, the last sealed as the last.
+    fn whole(sealer: Sealer, body: Body) -> Self {
+        let mut sealing = Self::new(sealer, body, 0, Ending::Last);
+        sealing.out.extend_from_slice(&sealing.sealer.header().encode());
+        sealing.sealed = sealing.out.len();
+        sealing
+    }
+
+    /// An append to a partial object whose segments before `index` are sealed and whose
+    /// segment `index` holds the plaintext `tail` so far (at most a segment): the segments
+    /// that `tail` + `body` fill and more bytes follow, sealed; the rest stays unsealed, the
+    /// new tail ([`Self::into_tail`]).
+    pub fn resume(sealer: Sealer, index: u64, tail: &[u8], body: Body) -> Self {
+        let mut sealing = Self::new(sealer, body, index, Ending::KeepTail);
+        sealing.out.extend_from_slice(tail);
+        sealing
+    }
+
     /// The next piece: the segments sealed once a piece's worth is full and more follows, or
-    /// the rest with the last segment once the body ends; `None` after that.
-    async fn next_piece(&mut self) -> Option<std::io::Result<Bytes>> {
+    /// once the body ends, the rest (with the last segment, for a whole object); `None` after
+    /// that.
+    pub async fn next_piece(&mut self) -> Option<std::io::Result<Bytes>> {
         let segment = self.sealer.header().segment as usize;
         loop {
             if self.done {
@@ -79,19 +116,39 @@ impl Sealing {
                 self.out.extend_from_slice(&self.rest.split_to(take));
             }
             match self.body.next().await {
-                Some(Ok(data)) => self.rest = data,
+                Some(Ok(data)) => {
+                    self.taken += data.len() as u64;
+                    self.rest = data;
+                }
                 Some(Err(e)) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 None => {
                     self.done = true;
-                    let tag = self.sealer.seal_detached(self.index, true, &mut self.out[self.sealed..]);
-                    self.out.extend_from_slice(tag.as_ref());
-                    return Some(Ok(std::mem::take(&mut self.out).freeze()));
+                    return match self.ending {
+                        Ending::Last => {
+                            let tag = self.sealer.seal_detached(self.index, true, &mut self.out[self.sealed..]);
+                            self.out.extend_from_slice(tag.as_ref());
+                            Some(Ok(std::mem::take(&mut self.out).freeze()))
+                        }
+                        Ending::KeepTail if self.sealed > 0 => {
+                            let ready = self.out.split_to(self.sealed).freeze();
+                            self.sealed = 0;
+                            Some(Ok(ready))
+                        }
+                        Ending::KeepTail => None,
+                    };
                 }
             }
         }
+    }
+
+    /// Once [`Self::next_piece`] answered `None` after an append ([`Self::resume`]): the
+    /// plaintext of the segment left unsealed (the new tail) and the bytes the body brought.
+    pub fn into_tail(self) -> (BytesMut, u64) {
+        debug_assert!(self.done && self.ending == Ending::KeepTail && self.sealed == 0);
+        (self.out, self.taken)
     }
 }
 

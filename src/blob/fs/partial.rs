@@ -25,14 +25,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::super::{BlobError, ByteStream};
 use super::resume::{Resume, Resumes};
-use super::writer::{PIPELINE, Piece, write_pieces};
+use super::writer::Writes;
 use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
-use crate::crypt::pieces::Pieces;
+use crate::crypt::stream::Sealing;
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -242,7 +241,7 @@ async fn resume_sealed(
     let Reopened { file, header, data_key, record } = reopened.await.map_err(std::io::Error::other)??;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
     let (index, tail_len) = split(offset, &header);
-    let mut tail = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
+    let mut tail = BytesMut::with_capacity(header.segment as usize);
     if tail_len > 0 {
         let record = match record {
             Some(record) => record,
@@ -262,12 +261,12 @@ async fn resume_sealed(
 }
 
 /// The sealed partial object at `offset` as its last append on this instance left it; the
-/// writing thread opens, checks and cuts the file.
+/// blocking pool opens, checks and cuts the file while the first piece is sealed.
 fn resume_kept(keyring: &Arc<Keyring>, key: &BlobKey, dir: &Path, offset: u64, kept: Resume) -> Resumed {
     let Resume { header, data_key, tail: plain, .. } = kept;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
     let (index, _) = split(offset, &header);
-    let mut tail = BytesMut::with_capacity(WRITE_BUFFER + header.segment as usize);
+    let mut tail = BytesMut::with_capacity(header.segment as usize);
     tail.extend_from_slice(&plain);
     let on_disk = sealed_len(index, &header);
     let (dir, key, keyring) = (dir.to_owned(), key.clone(), keyring.clone());
@@ -353,7 +352,7 @@ fn cut(mut file: std::fs::File, on_disk: u64) -> Result<std::fs::File, BlobError
     Ok(file)
 }
 
-/// How an append's writing thread gets `.tus-data`: opened and cut already, or (resuming from
+/// How an append's writes get `.tus-data`: opened and cut already, or (resuming from
 /// memory, `resume.rs`) to open, check and cut itself before its first write.
 enum Opening {
     Opened(std::fs::File),
@@ -391,43 +390,39 @@ async fn append_sealed(
         Some(kept) => resume_kept(keyring, key, dir, offset, kept),
         None => resume_sealed(keyring, key, dir, state, offset).await?,
     };
-    // Sealing (and the hashing that polling the body does) in a task of its own; writing, and
-    // the fsync once the pieces end, on a blocking thread of its own: the three overlap, and
-    // the disk already works on the data while the tail is sealed into its slot.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(PIPELINE);
-    let (opened, ready) = tokio::sync::oneshot::channel::<()>();
-    let sealing = tokio::spawn(seal_segments(sealer, index, tail, body, tx));
-    let writing = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
-        let file = opening.open()?;
-        let _ = opened.send(());
-        // Writeback after every piece: the fsync at the end of each append waits for the rest.
-        Ok(write_pieces(file, rx, WRITE_BUFFER)?)
-    });
-    let sealed = sealing.await.map_err(std::io::Error::other)?;
-    let (tail, appended) = match sealed {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            // A write that failed first is the cause (the sealer only saw the writer stop).
-            writing.await.map_err(std::io::Error::other)??;
-            return Err(e);
+    // Sealing (and the hashing that polling the body does) as the pieces are asked for, each
+    // written on the blocking pool while the next is sealed; the file is opened there while
+    // the first piece is sealed. Writeback after every piece: the fsync at the end of each
+    // append waits for little more than the last one.
+    let mut writes = Writes::opening(move || opening.open(), WRITE_BUFFER);
+    let mut sealing = Sealing::resume(sealer, index, &tail, body);
+    let sealed = async {
+        while let Some(piece) = sealing.next_piece().await {
+            writes.write(piece.map_err(BlobError::Body)?).await?;
         }
+        Ok::<(), BlobError>(())
+    }
+    .await;
+    // Whatever happened, no write of this append runs on once it returns (the next append
+    // cuts the file). A failed open or write is the cause, even of a body that failed after it.
+    let finished = writes.finish().await;
+    let file = match (sealed, finished) {
+        (Ok(()) | Err(BlobError::Body(_)), Err(disk)) => return Err(disk),
+        (Err(e), _) => return Err(e),
+        (Ok(()), Ok(file)) => file,
     };
+    let (tail, appended) = sealing.into_tail();
     if appended == 0 {
-        writing.await.map_err(std::io::Error::other)??;
         let tail = bytes::Bytes::copy_from_slice(&tail);
         resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
         return Ok((state.to_owned(), 0));
     }
-    if ready.await.is_err() {
-        // The file could not be opened, or was not the one expected: the writer says why.
-        writing.await.map_err(std::io::Error::other)??;
-        return Err(BlobError::Io(std::io::Error::other("the writer stopped")));
-    }
     let slot = next_slot(state);
     let tail_header = Header::generate(data_key.id);
     let record = seal_tail(&data_key, key, &tail_header, &tail);
-    let (written, tail_written) = tokio::join!(writing, write_slot(dir, &header, slot, record));
-    written.map_err(std::io::Error::other)??;
+    let synced = tokio::task::spawn_blocking(move || file.sync_all());
+    let (synced, tail_written) = tokio::join!(synced, write_slot(dir, &header, slot, record));
+    synced.map_err(std::io::Error::other)??;
     tail_written?;
     let state = slot_state(slot, &tail_header);
     let offset = offset + appended;
@@ -454,52 +449,6 @@ async fn write_slot(dir: &Path, header: &Header, slot: u64, record: Vec<u8>) -> 
     })
     .await
     .map_err(std::io::Error::other)?
-}
-
-/// Seals every segment of `buf` + `body` that more bytes follow, from segment `index` on, and
-/// sends them in pieces of about a megabyte, then `End`; returns the rest (the new tail) and the
-/// bytes the body brought. Each byte is copied once, into the buffer where it is sealed in place (as
-/// `crypt::stream::seal` does for a whole object).
-async fn seal_segments(
-    sealer: Sealer,
-    mut index: u64,
-    buf: BytesMut,
-    mut body: ByteStream,
-    tx: tokio::sync::mpsc::Sender<Piece>,
-) -> Result<(BytesMut, u64), BlobError> {
-    let stopped = || BlobError::Io(std::io::Error::other("the writer stopped"));
-    let segment = sealer.header().segment as usize;
-    let mut pieces = Pieces::new(WRITE_BUFFER + segment + TAG_LEN, PIPELINE + 2);
-    let mut out = pieces.buffer();
-    out.extend_from_slice(&buf);
-    // out[sealed..] is the plaintext of the segment being filled.
-    let mut sealed = 0;
-    let mut appended = 0u64;
-    while let Some(chunk) = body.next().await {
-        let mut data = chunk.map_err(BlobError::Body)?;
-        appended += data.len() as u64;
-        while !data.is_empty() {
-            if out.len() - sealed == segment {
-                // Full, and more follows: not the last segment.
-                let tag = sealer.seal_detached(index, false, &mut out[sealed..]);
-                out.extend_from_slice(tag.as_ref());
-                index += 1;
-                sealed = out.len();
-                if sealed >= WRITE_BUFFER {
-                    let piece = pieces.split(&mut out, sealed);
-                    sealed = 0;
-                    tx.send(Piece::Bytes(piece)).await.map_err(|_| stopped())?;
-                }
-            }
-            let take = (segment - (out.len() - sealed)).min(data.len());
-            out.extend_from_slice(&data.split_to(take));
-        }
-    }
-    if sealed > 0 {
-        tx.send(Piece::Bytes(out.split_to(sealed).freeze())).await.map_err(|_| stopped())?;
-    }
-    tx.send(Piece::End).await.map_err(|_| stopped())?;
-    Ok((out, appended))
 }
 
 /// Seals the tail of a partial object complete at `offset` as its last segment.

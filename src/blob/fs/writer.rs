@@ -1,6 +1,8 @@
 //! Writing a body to a file while the rest of it arrives: each piece is written from the memory
 //! it arrived in (a sealed piece, or the socket's read) while the next one is received and
-//! sealed; the kernel is asked to write back as it goes, and the end is fsynced.
+//! sealed; the kernel is asked to write back as it goes, and the end is fsynced. Whole objects
+//! and plaintext appends go through [`write_body`]; a sealed append drives [`Writes`] itself,
+//! since it keeps its last, unsealed segment back.
 //!
 //! A `tokio::fs::File` copies every write into a buffer of its own first: a second copy of every
 //! byte. Small pieces are gathered here too, so that a body trickling in a few KiB at a time is
@@ -11,58 +13,79 @@ use std::os::fd::AsRawFd;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::{WRITE_BUFFER, start_writeback};
+use super::{WRITE_BUFFER, WRITEBACK_EVERY, start_writeback};
 use crate::blob::{BlobError, ByteStream};
-
-/// What a writing thread ([`write_pieces`]) is sent: pieces, then `End` to make them durable. A
-/// channel that closes without `End` means the write was given up: nothing is synced.
-pub(super) enum Piece {
-    Bytes(Bytes),
-    End,
-}
-
-/// Pieces waiting for the writing thread.
-pub(super) const PIPELINE: usize = 4;
 
 /// A piece at least this large is written as it is; smaller ones are gathered into
 /// [`WRITE_BUFFER`]-sized writes.
 const GATHER_BELOW: usize = 64 * 1024;
 
-/// Writes the pieces as they come, on the thread that calls it (for the duration of one append),
-/// asking the kernel to start writing back every `writeback_every` bytes (a fsync follows, and
-/// its caller waits for it), and fsyncs at `End`.
-pub(super) fn write_pieces(
-    mut file: std::fs::File,
-    mut pieces: mpsc::Receiver<Piece>,
+/// Pieces written to a file one after another, each in a trip to the blocking pool made while
+/// the caller prepares the next piece (receives it, seals it): a slow body holds no thread
+/// while it waits. Every `writeback_every` bytes the kernel is asked to start writing back, so
+/// the fsync that follows has little left to wait for.
+pub(super) struct Writes {
+    /// The file, when no write is running.
+    idle: Option<std::fs::File>,
+    /// The write running (or the file being opened), which gives the file back.
+    running: Option<JoinHandle<Result<std::fs::File, BlobError>>>,
+    since_writeback: usize,
     writeback_every: usize,
-) -> std::io::Result<()> {
-    let fd = file.as_raw_fd();
-    let mut since_writeback = 0;
-    while let Some(piece) = pieces.blocking_recv() {
-        match piece {
-            Piece::Bytes(bytes) => {
-                file.write_all(&bytes)?;
-                since_writeback += bytes.len();
-                if since_writeback >= writeback_every {
-                    since_writeback = 0;
-                    start_writeback(fd);
-                }
+}
+
+impl Writes {
+    pub(super) fn new(file: std::fs::File, writeback_every: usize) -> Self {
+        Self { idle: Some(file), running: None, since_writeback: 0, writeback_every }
+    }
+
+    /// The file that `open` opens, on the blocking pool while the first piece is prepared.
+    pub(super) fn opening(
+        open: impl FnOnce() -> Result<std::fs::File, BlobError> + Send + 'static,
+        writeback_every: usize,
+    ) -> Self {
+        let running = Some(tokio::task::spawn_blocking(open));
+        Self { idle: None, running, since_writeback: 0, writeback_every }
+    }
+
+    /// Starts writing `piece` once the write before it is done (one at a time, in order); the
+    /// error of that earlier write, if it failed.
+    pub(super) async fn write(&mut self, piece: Bytes) -> Result<(), BlobError> {
+        let mut file = self.take_file().await?;
+        self.since_writeback += piece.len();
+        let writeback = self.since_writeback >= self.writeback_every;
+        if writeback {
+            self.since_writeback = 0;
+        }
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&piece)?;
+            if writeback {
+                start_writeback(file.as_raw_fd());
             }
-            Piece::End => return file.sync_all(),
+            Ok(file)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the last write; the file, for the caller to make durable.
+    pub(super) async fn finish(mut self) -> Result<std::fs::File, BlobError> {
+        self.take_file().await
+    }
+
+    async fn take_file(&mut self) -> Result<std::fs::File, BlobError> {
+        match self.running.take() {
+            Some(running) => running.await.map_err(std::io::Error::other)?,
+            None => self.idle.take().ok_or_else(|| BlobError::Io(std::io::Error::other("an earlier write failed"))),
         }
     }
-    Ok(())
 }
 
 /// Writes `body` to `file` (positioned where it goes) and makes it durable; the bytes written.
-/// Each write is one trip to the blocking pool, made while the next piece is received, so a
-/// slow body holds no thread while it waits.
+/// Small pieces are gathered into writes of [`WRITE_BUFFER`].
 pub(super) async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
-    let mut file = Some(file.into_std().await);
-    let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
-    let (mut size, mut since_writeback) = (0u64, 0usize);
+    let mut writes = Writes::new(file.into_std().await, WRITEBACK_EVERY);
+    let mut size = 0u64;
     let mut gathered = BytesMut::new();
     let mut ended = false;
     while !ended {
@@ -91,29 +114,10 @@ pub(super) async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> R
                 gathered.split().freeze()
             }
         };
-        // The previous write is done before this one starts: one at a time, in order.
-        let mut f = match writing.take() {
-            Some(previous) => previous.await.map_err(std::io::Error::other)??,
-            None => file.take().expect("the file is here when no write is running"),
-        };
-        since_writeback += piece.len();
-        let writeback = since_writeback >= super::WRITEBACK_EVERY;
-        if writeback {
-            since_writeback = 0;
-        }
-        writing = Some(tokio::task::spawn_blocking(move || {
-            f.write_all(&piece)?;
-            if writeback {
-                start_writeback(f.as_raw_fd());
-            }
-            Ok(f)
-        }));
+        writes.write(piece).await?;
     }
-    let f = match writing {
-        Some(last) => last.await.map_err(std::io::Error::other)??,
-        None => file.take().expect("the file is here when no write ran"),
-    };
-    tokio::task::spawn_blocking(move || f.sync_all()).await.map_err(std::io::Error::other)??;
+    let file = writes.finish().await?;
+    tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(std::io::Error::other)??;
     Ok(size)
 }
 
@@ -174,5 +178,26 @@ mod tests {
         let chunks = (0..20).map(|_| vec![0u8; 300_000]).collect();
         let err = write_body(file, body(chunks)).await.unwrap_err();
         assert!(matches!(err, BlobError::Io(_)), "{err:?}");
+    }
+
+    /// A file opened while the first piece is prepared: the pieces land in order, and a file
+    /// that cannot be opened is the error of the first write after it, and of the end.
+    #[tokio::test]
+    async fn writes_to_a_file_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let opened = path.clone();
+        let mut writes = Writes::opening(move || Ok(std::fs::File::create(opened)?), 1000);
+        for i in 0..50u8 {
+            writes.write(Bytes::from(vec![i; 999])).await.unwrap();
+        }
+        writes.finish().await.unwrap().sync_all().unwrap();
+        let expected: Vec<u8> = (0..50u8).flat_map(|i| vec![i; 999]).collect();
+        assert!(std::fs::read(&path).unwrap() == expected);
+
+        let mut writes = Writes::opening(|| Err(BlobError::NotFound), 1000);
+        let first = writes.write(Bytes::from_static(b"lost")).await;
+        assert!(matches!(first, Err(BlobError::NotFound)), "{first:?}");
+        assert!(matches!(writes.finish().await, Err(BlobError::Io(_))));
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 
 use super::*;
-use crate::crypt::stream::{OpenError, Opener, read_header, seal, seal_all};
+use crate::crypt::stream::{OpenError, Opener, Sealing, read_header, seal, seal_all};
 
 const BLOB: &str = "tenant-acme/documents/0190f0c1a2b37c4d8e9f001122334455/report.pdf";
 
@@ -233,5 +233,50 @@ proptest! {
             None => &data[..],
         };
         prop_assert_eq!(got.as_slice(), want);
+    }
+
+    /// A body sealed in appends (each resumed from the tail the one before left unsealed, as a
+    /// resumable upload is), its tail sealed as the last segment at the end, is byte for byte
+    /// the body sealed whole, for any cuts into appends and into pieces.
+    #[test]
+    fn sealing_in_appends_equals_sealing_whole(
+        len in 0usize..9000,
+        cuts in proptest::collection::vec(any::<u16>(), 0..6),
+        chunk in 1usize..2500,
+    ) {
+        let k = key(5);
+        let data = plaintext(len);
+        let h = header(1024, &k);
+        let mut ends: Vec<usize> = cuts.iter().map(|&c| usize::from(c) % (len + 1)).collect();
+        ends.push(len);
+        ends.sort_unstable();
+        let (stored, lengths) = rt().block_on(async {
+            let mut stored = h.encode().to_vec();
+            let (mut tail, mut index, mut at, mut lengths) = (Vec::new(), 0u64, 0usize, Vec::new());
+            for end in ends {
+                let pieces: Vec<std::io::Result<Bytes>> =
+                    data[at..end].chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+                let mut sealing =
+                    Sealing::resume(Sealer::new(&k, h.clone(), BLOB), index, &tail, Box::pin(futures::stream::iter(pieces)));
+                while let Some(piece) = sealing.next_piece().await {
+                    let piece = piece.unwrap();
+                    index += (piece.len() / (1024 + TAG_LEN)) as u64;
+                    stored.extend_from_slice(&piece);
+                }
+                let (rest, taken) = sealing.into_tail();
+                lengths.push((taken, end - at, rest.len()));
+                tail = rest.to_vec();
+                at = end;
+            }
+            let tag = Sealer::new(&k, h.clone(), BLOB).seal_detached(index, true, &mut tail);
+            stored.extend_from_slice(&tail);
+            stored.extend_from_slice(tag.as_ref());
+            (stored, lengths)
+        });
+        for (taken, sent, tail) in lengths {
+            prop_assert_eq!(taken, sent as u64);
+            prop_assert!(tail <= 1024, "a tail is at most a segment");
+        }
+        prop_assert_eq!(stored, seal_all(&Sealer::new(&k, h, BLOB), &data));
     }
 }
