@@ -199,7 +199,11 @@ pub struct Opener {
     /// The batch being handed on.
     ready: Opened,
     /// The next batch, being read and opened.
-    ahead: Option<tokio::task::JoinHandle<Result<Opened, OpenError>>>,
+    ahead: Option<tokio::task::JoinHandle<Result<(Opened, BytesMut), OpenError>>>,
+    /// The buffers of batches handed on (emptied, their memory shared with the slices sent),
+    /// oldest first: a later batch is read into one again once its slices are gone, so a long
+    /// read goes through a few buffers instead of one new one per batch.
+    spent: VecDeque<BytesMut>,
 }
 
 impl Opener {
@@ -219,8 +223,8 @@ impl Opener {
         let (segments, _) = header.span(&range);
         let (next, last) = (*segments.start(), *segments.end());
         let file = Arc::new(file.into_std().await);
-        let (sealer, ready, ahead) = (Arc::new(sealer), Opened::new(), None);
-        let opener = Self { file, sealer, count, next, last, stored, range, batch: 1, ready, ahead };
+        let (sealer, ready, ahead, spent) = (Arc::new(sealer), Opened::new(), None, VecDeque::new());
+        let opener = Self { file, sealer, count, next, last, stored, range, batch: 1, ready, ahead, spent };
         Ok((size, opener))
     }
 
@@ -231,17 +235,18 @@ impl Opener {
             if let Some(piece) = self.ready.pop_front() {
                 return Ok(Some(piece));
             }
-            let batch = match self.ahead.take().or_else(|| self.start_batch()) {
+            let (batch, spent) = match self.ahead.take().or_else(|| self.start_batch()) {
                 Some(reading) => reading.await.map_err(std::io::Error::other)??,
                 None => return Ok(None),
             };
             self.ready = batch;
+            self.spent.push_back(spent);
             self.ahead = self.start_batch();
         }
     }
 
     /// Starts reading and opening the next batch; `None` past the range's last segment.
-    fn start_batch(&mut self) -> Option<tokio::task::JoinHandle<Result<Opened, OpenError>>> {
+    fn start_batch(&mut self) -> Option<tokio::task::JoinHandle<Result<(Opened, BytesMut), OpenError>>> {
         if self.next > self.last {
             return None;
         }
@@ -251,7 +256,11 @@ impl Opener {
         self.batch = BATCH;
         let start = super::HEADER_LEN as u64 + self.next * full;
         let end = (super::HEADER_LEN as u64 + (upto + 1) * full).min(self.stored);
+        // The older of two spent buffers: the batch handed on just before the one being sent,
+        // whose slices the response has most likely written by now.
+        let buf = if self.spent.len() >= 2 { self.spent.pop_front().unwrap_or_default() } else { BytesMut::new() };
         let batch = Batch {
+            buf,
             segments: self.next..=upto,
             at: start,
             len: (end - start) as usize,
@@ -264,8 +273,10 @@ impl Opener {
     }
 }
 
-/// Segments to read from `at` (`len` bytes on disk) and open.
+/// Segments to read from `at` (`len` bytes on disk) and open, into `buf`'s memory when nobody
+/// else holds it any more.
 struct Batch {
+    buf: BytesMut,
     segments: RangeInclusive<u64>,
     at: u64,
     len: usize,
@@ -274,11 +285,16 @@ struct Batch {
 }
 
 impl Batch {
-    fn open(self, file: &std::fs::File, sealer: &Sealer) -> Result<Opened, OpenError> {
+    /// The plaintext slices, and the buffer they were cut from (empty now) to read into again.
+    fn open(self, file: &std::fs::File, sealer: &Sealer) -> Result<(Opened, BytesMut), OpenError> {
         use std::os::unix::fs::FileExt;
         let header = sealer.header();
         let (full, plain) = (header.sealed_segment() as usize, u64::from(header.segment));
-        let mut buf = BytesMut::zeroed(self.len);
+        let mut buf = self.buf;
+        // Reuses the memory when the slices cut from it are all gone (`reserve` reclaims a
+        // buffer held only here), else takes new memory.
+        buf.reserve(self.len);
+        buf.resize(self.len, 0);
         file.read_exact_at(&mut buf, self.at)?;
         let mut opened = Opened::with_capacity(BATCH as usize);
         for i in self.segments {
@@ -291,7 +307,7 @@ impl Batch {
                 opened.push_back(sealed.freeze().slice(from..to));
             }
         }
-        Ok(opened)
+        Ok((opened, buf))
     }
 }
 
