@@ -258,7 +258,12 @@ impl Opener {
         let end = (super::HEADER_LEN as u64 + (upto + 1) * full).min(self.stored);
         // The older of two spent buffers: the batch handed on just before the one being sent,
         // whose slices the response has most likely written by now.
-        let buf = if self.spent.len() >= 2 { self.spent.pop_front().unwrap_or_default() } else { BytesMut::new() };
+        let mut buf = if self.spent.len() >= 2 { self.spent.pop_front().unwrap_or_default() } else { BytesMut::new() };
+        // Reuses the memory when the slices cut from it are all gone (`reserve` reclaims a
+        // buffer held only here), else takes new memory — here, on the request's thread: from
+        // a blocking thread, it came from (and went back to) the malloc arena of whichever
+        // thread read the batch, and those arenas kept megabytes each.
+        buf.reserve((end - start) as usize);
         let batch = Batch {
             buf,
             segments: self.next..=upto,
@@ -273,8 +278,8 @@ impl Opener {
     }
 }
 
-/// Segments to read from `at` (`len` bytes on disk) and open, into `buf`'s memory when nobody
-/// else holds it any more.
+/// Segments to read from `at` (`len` bytes on disk) and open, into `buf` (room for them
+/// reserved already).
 struct Batch {
     buf: BytesMut,
     segments: RangeInclusive<u64>,
@@ -291,9 +296,6 @@ impl Batch {
         let header = sealer.header();
         let (full, plain) = (header.sealed_segment() as usize, u64::from(header.segment));
         let mut buf = self.buf;
-        // Reuses the memory when the slices cut from it are all gone (`reserve` reclaims a
-        // buffer held only here), else takes new memory.
-        buf.reserve(self.len);
         buf.resize(self.len, 0);
         file.read_exact_at(&mut buf, self.at)?;
         let mut opened = Opened::with_capacity(BATCH as usize);
