@@ -102,6 +102,7 @@ error_codes! {
     QuotaExceeded = "quota-exceeded" => StatusCode::PAYLOAD_TOO_LARGE,
     MultipartPreambleTooLarge = "multipart-preamble-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
     FormFieldTooLarge = "form-field-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+    JsonTooLarge = "json-too-large" => StatusCode::PAYLOAD_TOO_LARGE,
     UrlTooLong = "url-too-long" => StatusCode::URI_TOO_LONG,
     HeadersTooLarge = "headers-too-large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     UnsupportedMediaType = "unsupported-media-type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod headers;
 mod health;
+mod json;
 mod limits;
 mod linger;
 mod list;
@@ -28,6 +29,7 @@ mod view;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
@@ -68,9 +70,9 @@ pub fn router(state: AppState) -> Router {
     // Routes with small answers get a whole-request time limit; transfers do not.
     let bounded = Router::new()
         .route("/v1/files", get(list::list))
-        .route("/v1/presign", post(presign::presign))
+        .route("/v1/presign", post(presign::presign).layer(DefaultBodyLimit::max(json::MAX_JSON_BODY)))
         .route("/v1/usage", get(usage::usage))
-        .route("/v1/restore", post(restore::restore))
+        .route("/v1/restore", post(restore::restore).layer(DefaultBodyLimit::max(json::MAX_JSON_BODY)))
         .route("/v1/categories", get(categories::categories))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

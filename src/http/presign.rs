@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorCode};
@@ -55,10 +56,9 @@ pub enum PresignAnswer {
 pub async fn presign(
     State(state): State<AppState>,
     who: Admitted,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PresignAnswer>, ApiError> {
-    let req: PresignBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
+    let req: PresignBody = super::json::parse(body)?;
     let key = ObjectKey::parse(&req.key)?;
     let expires_in = req.expires_in.map(Expiry::parse).transpose()?;
     let upload_only = req.max_size.is_some() || req.content_type.is_some() || req.overwrite;

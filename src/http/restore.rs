@@ -2,10 +2,11 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, ErrorCode};
+use super::{ApiError, AppState};
 use crate::domain::{ObjectKey, Restore};
 use crate::service::Admitted;
 
@@ -36,12 +37,16 @@ fn default_tier() -> String {
     responses(
         (status = 202, description = "Restore started"),
         (status = 400, body = super::view::ErrorView), (status = 401, body = super::view::ErrorView), (status = 403, body = super::view::ErrorView),
-        (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 503, body = super::view::ErrorView),
+        (status = 404, body = super::view::ErrorView), (status = 409, body = super::view::ErrorView), (status = 413, body = super::view::ErrorView),
+        (status = 503, body = super::view::ErrorView),
     ))]
 #[tracing::instrument(skip_all, fields(tenant))]
-pub async fn restore(State(state): State<AppState>, who: Admitted, body: Bytes) -> Result<StatusCode, ApiError> {
-    let req: RestoreBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
+pub async fn restore(
+    State(state): State<AppState>,
+    who: Admitted,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let req: RestoreBody = super::json::parse(body)?;
     let key = ObjectKey::parse(&req.key)?;
     let restore = Restore::parse(req.days, &req.tier)?;
     state.service.restore(&who, &key, restore).await?;

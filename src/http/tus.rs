@@ -110,9 +110,20 @@ fn body_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
+/// A header that carries one value; `None` when absent. Sent twice, it is refused: which of
+/// two offsets, lengths or checksums the client meant is not ours to guess.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        (Some(_), Some(_)) => Err(invalid(format!("{name} is sent more than once"))),
+        (None, Some(_)) => unreachable!("a second value without a first"),
+    }
+}
+
 /// A header as a non-negative integer; `None` when absent.
 fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(name) else { return Ok(None) };
+    let Some(value) = single(headers, name)? else { return Ok(None) };
     let text = value.to_str().map_err(|_| invalid(format!("{name} is not ASCII")))?;
     // Digits only: no sign, no spaces, no leading plus; at most 19 of them (fits i64).
     if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -151,7 +162,7 @@ pub fn parse_metadata(text: &str) -> Result<Vec<(String, Option<String>)>, Strin
 
 fn new_upload(headers: &HeaderMap) -> Result<NewUpload, ApiError> {
     let length = number(headers, "upload-length")?;
-    let defer = headers.get("upload-defer-length").map(|v| v.as_bytes() == b"1");
+    let defer = single(headers, "upload-defer-length")?.map(|v| v.as_bytes() == b"1");
     let length = match (length, defer) {
         (Some(l), None) => Some(l),
         (None, Some(true)) => None,
@@ -159,7 +170,8 @@ fn new_upload(headers: &HeaderMap) -> Result<NewUpload, ApiError> {
         (None, Some(false)) => return Err(invalid("Upload-Defer-Length must be 1")),
         (None, None) => return Err(invalid("Upload-Length (or Upload-Defer-Length: 1) is required")),
     };
-    let raw = headers.get("upload-metadata").map(|v| v.to_str().map_err(|_| invalid("Upload-Metadata is not ASCII")));
+    let raw =
+        single(headers, "upload-metadata")?.map(|v| v.to_str().map_err(|_| invalid("Upload-Metadata is not ASCII")));
     let raw = raw.transpose()?.unwrap_or_default().to_owned();
     let pairs = parse_metadata(&raw).map_err(invalid)?;
     let field = |name: &str| pairs.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
@@ -184,7 +196,7 @@ fn new_upload(headers: &HeaderMap) -> Result<NewUpload, ApiError> {
 }
 
 fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
-    let Some(value) = headers.get("upload-checksum") else { return Ok(None) };
+    let Some(value) = single(headers, "upload-checksum")? else { return Ok(None) };
     let text = value.to_str().map_err(|_| invalid("Upload-Checksum is not ASCII"))?;
     let (algorithm, digest) = text.split_once(' ').ok_or_else(|| invalid("Upload-Checksum is `algorithm base64`"))?;
     let (algorithm, len) = match algorithm {
@@ -215,7 +227,7 @@ fn guarded(state: &AppState, body: Body) -> ByteStream {
 }
 
 fn offset_body(headers: &HeaderMap) -> Result<bool, ApiError> {
-    match headers.get(header::CONTENT_TYPE) {
+    match single(headers, header::CONTENT_TYPE.as_str())? {
         None => Ok(false),
         Some(v) if v.as_bytes() == OFFSET_TYPE.as_bytes() => Ok(true),
         Some(_) => Err(ApiError::new(

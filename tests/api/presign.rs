@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{assert_error, spawn_app};
@@ -68,6 +68,26 @@ async fn presign_rules() {
     assert_error(res, StatusCode::NOT_FOUND, "not-found").await;
     let res = app.presign("abc", json!({"nokey": 1})).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid-json").await;
+    // Bodies too large or too deep for a JSON request get the API's errors, on both routes
+    // that take JSON (not the framework's plain-text rejection).
+    let long = json!({"key": format!("tenant-abc/reports/{}", "a".repeat(70_000))}).to_string();
+    let deep = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+    for path in ["/v1/presign", "/v1/restore"] {
+        for (body, status, code) in [
+            (long.clone(), StatusCode::PAYLOAD_TOO_LARGE, "json-too-large"),
+            (deep.clone(), StatusCode::BAD_REQUEST, "invalid-json"),
+            ("{\"key\": \"tenant-abc/reports/a.txt\"".to_owned(), StatusCode::BAD_REQUEST, "invalid-json"),
+        ] {
+            let res = app
+                .request(Method::POST, path, &app.token("abc"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_error(res, status, code).await;
+        }
+    }
     // Default expiry: S3_PRESIGNED_URL_EXPIRY (3600 s).
     let body: Value = app.presign("abc", json!({"key": "tenant-abc/reports/a.txt"})).await.json().await.unwrap();
     let expires: chrono::DateTime<chrono::Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();

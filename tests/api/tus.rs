@@ -323,6 +323,26 @@ async fn hostile_headers_get_clear_errors_and_change_nothing() {
             bad,
             "invalid-upload",
         ),
+        // A header sent twice: which value was meant is not for the server to guess.
+        (
+            vec![("upload-length", "5"), ("upload-length", "9"), ("upload-metadata", meta.as_str())],
+            bad,
+            "invalid-upload",
+        ),
+        (
+            vec![("upload-defer-length", "1"), ("upload-defer-length", "1"), ("upload-metadata", meta.as_str())],
+            bad,
+            "invalid-upload",
+        ),
+        (
+            vec![
+                ("upload-length", "5"),
+                ("upload-metadata", "category cmVwb3J0cw=="),
+                ("upload-metadata", "filename YS5iaW4="),
+            ],
+            bad,
+            "invalid-upload",
+        ),
     ] {
         let res = tus.create_raw(&headers).await;
         assert_error(res, status, code).await;
@@ -372,6 +392,30 @@ async fn hostile_headers_get_clear_errors_and_change_nothing() {
             .await
             .unwrap();
         assert_error(res, bad, "invalid-upload").await;
+    }
+    // Two offsets, two checksums or two types in one append: refused, nothing appended.
+    let sha1 =
+        |b: &[u8]| format!("sha1 {}", B64.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b)));
+    let (right, wrong) = (sha1(b"56789"), sha1(b"x"));
+    let octets = "application/offset+octet-stream";
+    for headers in [
+        vec![("upload-offset", "5"), ("upload-offset", "0"), ("content-type", octets)],
+        vec![("upload-offset", "0"), ("upload-offset", "5"), ("content-type", octets)],
+        vec![
+            ("upload-offset", "5"),
+            ("upload-checksum", right.as_str()),
+            ("upload-checksum", wrong.as_str()),
+            ("content-type", octets),
+        ],
+        vec![("upload-offset", "5"), ("content-type", octets), ("content-type", octets)],
+    ] {
+        let mut req = tus.req(Method::PATCH, &path);
+        for (name, value) in &headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.body(b"56789".to_vec()).send().await.unwrap();
+        assert_error(res, bad, "invalid-upload").await;
+        assert_eq!(tus.offset(&path).await, 5, "{headers:?}");
     }
     let res = tus.req(Method::PATCH, &path).header("upload-offset", "5").body(b"56789".to_vec()).send().await.unwrap();
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
