@@ -116,9 +116,24 @@ async fn hostile_tokens_each_get_their_own_code() {
     let forged = format!("{}.{}.{}", parts[0], b64.encode(serde_json::to_vec(&forged_claims).unwrap()), parts[2]);
     assert_error(get(forged).await.unwrap(), StatusCode::UNAUTHORIZED, "bad-token-signature").await;
     // alg: none
-    let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
-    let res = get(none).await.unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    for alg in ["none", "NONE", "HS1024"] {
+        let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+        let unsigned = format!("{}.{}.", b64.encode(header), parts[1]);
+        assert_error(get(unsigned).await.unwrap(), StatusCode::UNAUTHORIZED, "unsupported-token-algorithm").await;
+    }
+    // A header that does not parse is a malformed token, not a claims problem.
+    let garbled = format!("{}.{}.{}", b64.encode("{not json"), parts[1], parts[2]);
+    assert_eq!(get(garbled).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Two Authorization headers: which caller is meant is not for the server to guess.
+    let res = app
+        .client
+        .get(app.url("/v1/files"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {}", app.token("other")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "malformed-token").await;
 
     // Lifetimes past COFFER_JWT_MAX_TTL (24 h by default), from now or from `iat`.
     for (exp, iat) in [(u64::MAX, None), (now + 25 * 3600, None), (now + 600, Some(now - 48 * 3600))] {
