@@ -144,6 +144,39 @@ async fn errors_have_stable_exit_codes_and_one_line_messages() {
     assert!(text(&out.stdout).contains("Exit codes: 0 success; 1 the server refused"));
 }
 
+/// What is not a regular file: a directory is refused before anything is sent; a pipe (a
+/// FIFO, or `<(command)` in a shell) is streamed to its end without a length, and stored whole
+/// (it used to be sent as its zero-byte `stat` length: an empty file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_are_refused_and_pipes_are_streamed_whole() {
+    let app = spawn_app().await;
+    let token = app.token("abc");
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let out =
+        upload_cli(&app, &token, vec![folder.to_str().unwrap().into(), "--category".into(), "reports".into()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a directory"), "{}", text(&out.stderr));
+
+    let fifo = dir.path().join("dump.sql");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let (fifo, data) = (fifo.clone(), data.clone());
+        std::thread::spawn(move || std::fs::write(fifo, data).unwrap())
+    };
+    let out =
+        upload_cli(&app, &token, vec![fifo.to_str().unwrap().into(), "--category".into(), "reports".into()]).await;
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let res = app.request(reqwest::Method::GET, "/v1/files/tenant-abc/reports/dump.sql", &token).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), data.as_slice());
+}
+
 /// A big upload the server refuses at once (unknown category, bad token, over the size limit)
 /// reports the server's code with exit 1 every time: the server reads and discards the rest of
 /// the body for a while after answering, instead of resetting a connection the client is

@@ -104,12 +104,17 @@ impl RemoteClient {
         let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
         let file = std::fs::File::open(path).map_err(local)?;
         let stat = file.metadata().map_err(local)?;
-        let len = stat.len();
-        if len > how.over {
+        if stat.is_dir() {
+            return Err(ClientError::Local(format!("{}: is a directory", path.display())));
+        }
+        // A regular file has a length to announce (and to resume by); a pipe or a device is
+        // streamed as it gives its bytes, in one request.
+        let len = stat.is_file().then(|| stat.len());
+        if len.is_some_and(|len| len > how.over) {
             drop(file);
             return self.upload_resumable(path, name, category, overwrite, how, progress).await;
         }
-        if let Some(bar) = &progress {
+        if let (Some(bar), Some(len)) = (&progress, len) {
             bar.set_length(len);
         }
         let stream = read_ahead::file_body(file, 0, len).inspect_ok(move |chunk| {
@@ -122,15 +127,12 @@ impl RemoteClient {
             .append_pair("category", category)
             .append_pair("filename", name)
             .append_pair("overwrite", if overwrite { "true" } else { "false" });
-        let res = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await;
-        if res.is_err() && read_ahead::changed(path, &stat) {
+        let mut req = self.http.post(url).bearer_auth(&self.token);
+        if let Some(len) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        let res = req.body(reqwest::Body::wrap_stream(stream)).send().await;
+        if res.is_err() && len.is_some() && read_ahead::changed(path, &stat) {
             return Err(ClientError::Local("the file changed while it was being uploaded; nothing was stored".into()));
         }
         Self::check(res).await?.json().await.map_err(ClientError::local)

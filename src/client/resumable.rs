@@ -245,7 +245,7 @@ impl RemoteClient {
     ) -> Result<reqwest::Response, ClientError> {
         let file = std::fs::File::open(path).map_err(ClientError::local)?;
         let bar = progress.cloned();
-        let stream = super::read_ahead::file_body(file, offset, len).inspect_ok(move |c| {
+        let stream = super::read_ahead::file_body(file, offset, Some(len)).inspect_ok(move |c| {
             if let Some(bar) = &bar {
                 bar.inc(c.len() as u64);
             }
