@@ -109,7 +109,7 @@ impl RemoteClient {
         }
         // A regular file has a length to announce (and to resume by); a pipe or a device is
         // streamed as it gives its bytes, in one request.
-        let len = stat.is_file().then(|| stat.len());
+        let len = stat.is_file().then_some(stat.len());
         if len.is_some_and(|len| len > how.over) {
             drop(file);
             return self.upload_resumable(path, name, category, overwrite, how, progress).await;
