@@ -120,6 +120,29 @@ pub fn router(state: AppState) -> Router {
     app.layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(tower::util::MapRequestLayer::new(own_request_id))
+}
+
+/// The longest request id a client may choose.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's `X-Request-Id` that is empty, sent twice, longer than [`MAX_REQUEST_ID`] or
+/// made of other characters than letters, digits and `-._:`, so that a fresh one is set: the id
+/// is echoed in the answer and written in every log line of the request.
+fn own_request_id(mut req: axum::http::Request<axum::body::Body>) -> axum::http::Request<axum::body::Body> {
+    let fit = |v: &HeaderValue| {
+        (1..=MAX_REQUEST_ID).contains(&v.len())
+            && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(b))
+    };
+    let mut ids = req.headers().get_all("x-request-id").iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => fit(id),
+        _ => false,
+    };
+    if !keep {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 /// The span of one request: method, path, request id, and the tenant once the token is

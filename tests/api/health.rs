@@ -34,6 +34,22 @@ async fn every_response_has_a_request_id() {
     assert!(!res.headers()["x-request-id"].is_empty());
     let res = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
+    // An id too long, empty, of other characters or sent twice is replaced, not echoed (nor
+    // written into every log line of the request).
+    let long = "a".repeat(129);
+    for ids in [vec![long.as_str()], vec![""], vec!["a b"], vec!["<script>"], vec!["one", "two"]] {
+        let mut req = app.client.get(app.url("/healthz"));
+        for id in &ids {
+            req = req.header("x-request-id", *id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let echoed = res.headers().get_all("x-request-id").iter().collect::<Vec<_>>();
+        assert_eq!(echoed.len(), 1, "{ids:?}");
+        assert_eq!(echoed[0].len(), 36, "{ids:?}: a fresh UUID, not {:?}", echoed[0]);
+    }
+    let res = app.client.get(app.url("/healthz")).header("x-request-id", "a".repeat(128)).send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "a".repeat(128).as_str());
 }
 
 #[tokio::test]
