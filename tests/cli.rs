@@ -145,10 +145,11 @@ async fn errors_have_stable_exit_codes_and_one_line_messages() {
 }
 
 /// What is not a regular file: a directory is refused before anything is sent; a pipe (a
-/// FIFO, or `<(command)` in a shell) is streamed to its end without a length, and stored whole
-/// (it used to be sent as its zero-byte `stat` length: an empty file).
+/// FIFO, `<(command)` in a shell, or standard input as `-` with `--name`) is streamed to its
+/// end without a length, and stored whole (it used to be sent as its zero-byte `stat` length:
+/// an empty file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn directories_are_refused_and_pipes_are_streamed_whole() {
+async fn directories_are_refused_and_pipes_and_standard_input_are_streamed_whole() {
     let app = spawn_app().await;
     let token = app.token("abc");
     let dir = tempfile::tempdir().unwrap();
@@ -175,6 +176,44 @@ async fn directories_are_refused_and_pipes_are_streamed_whole() {
     let res = app.request(reqwest::Method::GET, "/v1/files/tenant-abc/reports/dump.sql", &token).send().await.unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::OK);
     assert_eq!(res.bytes().await.unwrap().as_ref(), data.as_slice());
+
+    // Standard input, under the name given; without one it is refused, as is one name for
+    // several files.
+    let (base, piped) = (app.base.clone(), data[..1_000_000].to_vec());
+    let cli = |args: &'static [&'static str], input: Option<Vec<u8>>| {
+        let (base, token) = (base.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+                .arg("upload")
+                .args(args)
+                .env("COFFER_URL", base)
+                .env("COFFER_TOKEN", token)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            if let Some(input) = input {
+                stdin.write_all(&input).unwrap();
+            }
+            drop(stdin);
+            child.wait_with_output().unwrap()
+        })
+    };
+    let out = cli(&["-", "--name", "piped.bin", "--category", "reports"], Some(piped.clone())).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let res = app.request(reqwest::Method::GET, "/v1/files/tenant-abc/reports/piped.bin", &token).send().await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), piped.as_slice());
+    for (args, needle) in [
+        (&["-", "--category", "reports"][..], "--name"),
+        (&["a", "b", "--name", "c", "--category", "reports"][..], "one file"),
+    ] {
+        let out = cli(args, None).await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
+    }
 }
 
 /// A big upload the server refuses at once (unknown category, bad token, over the size limit)

@@ -27,9 +27,13 @@ pub struct RemoteArgs {
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
-    /// Files to upload; each is stored under its own file name.
+    /// Files to upload; each is stored under its own file name. `-` is standard input (with
+    /// `--name`); a pipe or a device is streamed to its end.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Store the file under this name instead of its own (one file only; required for `-`).
+    #[arg(long)]
+    pub name: Option<String>,
     #[arg(long)]
     pub category: String,
     /// Replace files that already exist.
@@ -121,13 +125,17 @@ fn human_size(n: u64) -> String {
 
 /// `coffer upload`: every file is tried; the first refusal decides the exit code.
 pub async fn upload(args: &UploadArgs) -> Result<(), ClientError> {
+    if args.name.is_some() && args.files.len() > 1 {
+        return Err(reported(ClientError::Local("--name names one file, not several".into())));
+    }
     let client = client(&args.remote).map_err(reported)?;
     let mut results = Vec::new();
     let mut first_error = None;
     for path in &args.files {
         let bar = progress(&path.display().to_string());
         let how = crate::client::Resumable { over: args.resumable_over, chunk: args.chunk_size };
-        let outcome = client.upload_with(path, &args.category, args.overwrite, how, bar.clone()).await;
+        let outcome =
+            client.upload_with(path, args.name.as_deref(), &args.category, args.overwrite, how, bar.clone()).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

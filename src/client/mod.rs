@@ -84,25 +84,39 @@ impl RemoteClient {
         overwrite: bool,
         progress: Option<ProgressBar>,
     ) -> Result<Value, ClientError> {
-        self.upload_with(path, category, overwrite, Resumable::default(), progress).await
+        self.upload_with(path, None, category, overwrite, Resumable::default(), progress).await
     }
 
-    /// [`Self::upload`], with files larger than `how.over` sent resumably (tus, in chunks of
-    /// `how.chunk`, continued by the next run after an interruption).
+    /// [`Self::upload`], stored under `name` (default: the file's own name), with files larger
+    /// than `how.over` sent resumably (tus, in chunks of `how.chunk`, continued by the next run
+    /// after an interruption). `-` is standard input, which needs a `name` and is never sent
+    /// resumably (it cannot be read again).
     pub async fn upload_with(
         &self,
         path: &Path,
+        name: Option<&str>,
         category: &str,
         overwrite: bool,
         how: Resumable,
         progress: Option<ProgressBar>,
     ) -> Result<Value, ClientError> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| ClientError::Local(format!("{}: not a file name coffer can store", path.display())))?;
+        let stdin = path == Path::new("-");
+        let name = match (name, stdin) {
+            (Some(name), _) => name,
+            (None, true) => return Err(ClientError::Local("standard input (-) is stored under --name".into())),
+            (None, false) => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| ClientError::Local(format!("{}: not a file name coffer can store", path.display())))?,
+        };
         let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
-        let file = std::fs::File::open(path).map_err(local)?;
+        let file = if stdin {
+            use std::os::fd::AsFd;
+            std::io::stdin().as_fd().try_clone_to_owned().map(std::fs::File::from)
+        } else {
+            std::fs::File::open(path)
+        }
+        .map_err(local)?;
         let stat = file.metadata().map_err(local)?;
         if stat.is_dir() {
             return Err(ClientError::Local(format!("{}: is a directory", path.display())));
@@ -110,7 +124,7 @@ impl RemoteClient {
         // A regular file has a length to announce (and to resume by); a pipe or a device is
         // streamed as it gives its bytes, in one request.
         let len = stat.is_file().then_some(stat.len());
-        if len.is_some_and(|len| len > how.over) {
+        if !stdin && len.is_some_and(|len| len > how.over) {
             drop(file);
             return self.upload_resumable(path, name, category, overwrite, how, progress).await;
         }
@@ -132,7 +146,7 @@ impl RemoteClient {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
         let res = req.body(reqwest::Body::wrap_stream(stream)).send().await;
-        if res.is_err() && len.is_some() && read_ahead::changed(path, &stat) {
+        if res.is_err() && len.is_some() && !stdin && read_ahead::changed(path, &stat) {
             return Err(ClientError::Local("the file changed while it was being uploaded; nothing was stored".into()));
         }
         Self::check(res).await?.json().await.map_err(ClientError::local)
