@@ -13,12 +13,10 @@ use crate::service::Admitted;
 
 /// The caller a bearer token names, verified but not yet admitted.
 fn bearer(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
-    let header = headers.next().ok_or(AuthError::MissingToken)?;
-    if headers.next().is_some() {
-        // Two credentials: which caller is meant is not for the server to guess.
-        return Err(AuthError::MalformedToken.into());
-    }
+    // Two credentials: which caller is meant is not for the server to guess.
+    let header = super::headers::at_most_once(&parts.headers, AUTHORIZATION.as_str())
+        .map_err(|_| AuthError::MalformedToken)?
+        .ok_or(AuthError::MissingToken)?;
     let value = header.to_str().map_err(|_| AuthError::MalformedToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedToken)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {

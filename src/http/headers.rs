@@ -28,6 +28,18 @@ pub fn describe(h: &mut HeaderMap, record: &FileRecord, attachment: bool) {
     }
 }
 
+/// A header's value when it is sent at most once (`None`: absent); `Err(Repeated)` when it is
+/// sent more than once, for a header where which value the client meant is not ours to guess.
+pub fn at_most_once<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, Repeated> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() { Err(Repeated) } else { Ok(first) }
+}
+
+/// A header sent more than once where one value is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
 /// Formats a time as an HTTP date.
 pub fn http_date(t: DateTime<Utc>) -> HeaderValue {
     let system: std::time::SystemTime = t.into();

@@ -134,12 +134,7 @@ fn own_request_id(mut req: axum::http::Request<axum::body::Body>) -> axum::http:
         (1..=MAX_REQUEST_ID).contains(&v.len())
             && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(b))
     };
-    let mut ids = req.headers().get_all("x-request-id").iter();
-    let keep = match (ids.next(), ids.next()) {
-        (Some(id), None) => fit(id),
-        _ => false,
-    };
-    if !keep {
+    if !matches!(headers::at_most_once(req.headers(), "x-request-id"), Ok(Some(id)) if fit(id)) {
         req.headers_mut().remove("x-request-id");
     }
     req

@@ -110,15 +110,9 @@ fn body_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// A header that carries one value; `None` when absent. Sent twice, it is refused: which of
-/// two offsets, lengths or checksums the client meant is not ours to guess.
+/// A header that carries one value; `None` when absent. Sent twice, it is refused.
 fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (first, None) => Ok(first),
-        (Some(_), Some(_)) => Err(invalid(format!("{name} is sent more than once"))),
-        (None, Some(_)) => unreachable!("a second value without a first"),
-    }
+    super::headers::at_most_once(headers, name).map_err(|_| invalid(format!("{name} is sent more than once")))
 }
 
 /// A header as a non-negative integer; `None` when absent.
