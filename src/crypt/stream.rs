@@ -17,10 +17,6 @@ type Body = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>>
 /// Segments sealed into one piece handed to the writer (about 1 MiB at 64 KiB): a piece as
 /// large as the store's write buffer is written straight through, without another copy.
 const GROUP: usize = 16;
-/// Segments per piece once an append's announced end is less than a [`GROUP`] away: the fsync
-/// that acknowledges an append waits for the disk to take its last piece, and a last piece of
-/// 1 MiB kept it waiting about 0.4 ms more than one of 128 KiB (BENCHMARKS.md).
-const FINAL_GROUP: usize = 2;
 /// Pieces a sealer watches for their return to it (the one the writer writes, the one it
 /// holds ready, and one more for an old piece the writer has not dropped yet).
 const RECYCLED: usize = 3;
@@ -65,8 +61,6 @@ pub struct Sealing {
     done: bool,
     /// Bytes taken from the body so far.
     taken: u64,
-    /// Bytes the body announced (an append's `Content-Length`), when it did.
-    announced: Option<u64>,
 }
 
 impl Sealing {
@@ -75,7 +69,7 @@ impl Sealing {
         let pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, RECYCLED);
         let out = pieces.buffer();
         let rest = Bytes::new();
-        Self { sealer, body, pieces, out, sealed: 0, index, rest, ending, done: false, taken: 0, announced: None }
+        Self { sealer, body, pieces, out, sealed: 0, index, rest, ending, done: false, taken: 0 }
     }
 
     /// A whole object: its header, then every segment, the last sealed as the last.
@@ -96,22 +90,6 @@ impl Sealing {
         sealing
     }
 
-    /// Hands its last [`GROUP`] segments' worth on in pieces of [`FINAL_GROUP`] segments, for a
-    /// body that announced `announced` bytes: the writer flushes them as they come, so little
-    /// is left to wait for when the body ends.
-    pub fn announced(mut self, announced: Option<u64>) -> Self {
-        self.announced = announced;
-        self
-    }
-
-    /// Sealed bytes that make a piece now: a [`GROUP`] of segments, a [`FINAL_GROUP`] near the
-    /// announced end.
-    fn piece_len(&self, segment: usize) -> usize {
-        let left = self.announced.map(|n| n.saturating_sub(self.taken) + self.rest.len() as u64);
-        let near_end = left.is_some_and(|left| left <= (GROUP * segment) as u64);
-        (if near_end { FINAL_GROUP } else { GROUP }) * (segment + super::TAG_LEN)
-    }
-
     /// The next piece: the segments sealed once a piece's worth is full and more follows, or
     /// once the body ends, the rest (with the last segment, for a whole object); `None` after
     /// that.
@@ -128,7 +106,7 @@ impl Sealing {
                     self.out.extend_from_slice(tag.as_ref());
                     self.index += 1;
                     self.sealed = self.out.len();
-                    if self.sealed >= self.piece_len(segment) {
+                    if self.sealed >= GROUP * (segment + super::TAG_LEN) {
                         let ready = self.pieces.split(&mut self.out, self.sealed);
                         self.sealed = 0;
                         return Some(Ok(ready));

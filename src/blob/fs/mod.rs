@@ -220,10 +220,6 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 /// How much a body writes before it asks the kernel to start writing it back.
 pub(super) const WRITEBACK_EVERY: usize = 4 * WRITE_BUFFER;
 
-/// [`WRITEBACK_EVERY`] for a resumable append, whose fsync every client waits for before it
-/// sends the next: after every piece, so the fsync finds at most the last one unwritten.
-pub(super) const APPEND_WRITEBACK_EVERY: usize = 128 * 1024;
-
 /// Starts writing back what the file holds so far, without waiting (Linux's `sync_file_range`
 /// with `SYNC_FILE_RANGE_WRITE`): the disk works while the rest of the body arrives, and the
 /// fsync that acknowledges the upload or append has little left to wait for. The kernel's own
@@ -284,9 +280,9 @@ impl BlobStore for FsBlobStore {
         let temp = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).await?;
         let written = match &self.keyring {
-            None => write_body(file, body, WRITEBACK_EVERY).await,
+            None => write_body(file, body).await,
             Some(keyring) => match sealed::seal_body(keyring, key, body).await {
-                Ok((sealed, header)) => write_body(file, sealed, WRITEBACK_EVERY).await.and_then(|stored| {
+                Ok((sealed, header)) => write_body(file, sealed).await.and_then(|stored| {
                     header.plaintext_len(stored).map_err(|e| BlobError::Corrupt(format!("{key}: {e}")))
                 }),
                 Err(e) => Err(e),
@@ -420,7 +416,7 @@ impl BlobStore for FsBlobStore {
         body: ByteStream,
         length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
-        let (state, appended) = self.append_partial(bucket, key, state, offset, body, length).await?;
+        let (state, appended) = self.append_partial(bucket, key, state, offset, body).await?;
         match length {
             // Not acknowledged: the next append from `offset` replaces what this one wrote.
             Some(announced) if appended > announced => Err(BlobError::Body(std::io::Error::other(format!(

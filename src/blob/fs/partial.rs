@@ -30,7 +30,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use super::super::{BlobError, ByteStream};
 use super::resume::{Resume, Resumes};
 use super::writer::Writes;
-use super::{APPEND_WRITEBACK_EVERY, FsBlobStore, create_dirs_durably, sealed, sync_dir, write_body};
+use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
 use crate::crypt::stream::Sealing;
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
@@ -84,7 +84,6 @@ impl FsBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        announced: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
         let dir = self.version_dir(bucket, key);
         match &self.keyring {
@@ -92,12 +91,9 @@ impl FsBlobStore {
                 let mut file = open_data(&dir).await?;
                 file.set_len(offset).await?;
                 file.seek(SeekFrom::Start(offset)).await?;
-                Ok((String::new(), write_body(file, body, APPEND_WRITEBACK_EVERY).await?))
+                Ok((String::new(), write_body(file, body).await?))
             }
-            Some(keyring) => {
-                let at = Place { keyring, resumes: &self.resumes, key, dir: &dir };
-                append_sealed(at, state, offset, body, announced).await
-            }
+            Some(keyring) => append_sealed(keyring, &self.resumes, key, &dir, state, offset, body).await,
         }
     }
 
@@ -380,24 +376,15 @@ impl Opening {
     }
 }
 
-/// Where a sealed append goes: the store's keys and kept resumptions, the object's key and its
-/// version's directory.
-struct Place<'a> {
-    keyring: &'a Arc<Keyring>,
-    resumes: &'a Resumes,
-    key: &'a BlobKey,
-    dir: &'a Path,
-}
-
-/// Appends `body` (`announced` bytes, when it said) to the sealed partial object at `offset`.
 async fn append_sealed(
-    at: Place<'_>,
+    keyring: &Arc<Keyring>,
+    resumes: &Resumes,
+    key: &BlobKey,
+    dir: &Path,
     state: &str,
     offset: u64,
     body: ByteStream,
-    announced: Option<u64>,
 ) -> Result<(String, u64), BlobError> {
-    let Place { keyring, resumes, key, dir } = at;
     let kept = resumes.take(dir, state, offset).filter(|r| split(offset, &r.header).1 == r.tail.len());
     let Resumed { file: opening, sealer, index, tail, header, data_key } = match kept {
         Some(kept) => resume_kept(keyring, key, dir, offset, kept),
@@ -407,8 +394,8 @@ async fn append_sealed(
     // written on the blocking pool while the next is sealed; the file is opened there while
     // the first piece is sealed. Writeback after every piece: the fsync at the end of each
     // append waits for little more than the last one.
-    let mut writes = Writes::opening(move || opening.open(), APPEND_WRITEBACK_EVERY);
-    let mut sealing = Sealing::resume(sealer, index, &tail, body).announced(announced);
+    let mut writes = Writes::opening(move || opening.open(), WRITE_BUFFER);
+    let mut sealing = Sealing::resume(sealer, index, &tail, body);
     let sealed = async {
         while let Some(piece) = sealing.next_piece().await {
             writes.write(piece.map_err(BlobError::Body)?).await?;

@@ -150,7 +150,7 @@ pub async fn seal_in_place(keyring: &Arc<Keyring>, path: &Path, key: &BlobKey) -
     let temp = dir.join(format!("{}{}", super::SEAL_PREFIX, uuid::Uuid::now_v7().simple()));
     let out = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).await?;
     let result = async {
-        super::write_body(out, sealed, super::WRITEBACK_EVERY).await?;
+        super::write_body(out, sealed).await?;
         tokio::fs::rename(&temp, path).await?;
         super::sync_dir(dir).await?;
         Ok::<_, BlobError>(())

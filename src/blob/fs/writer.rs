@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{WRITE_BUFFER, start_writeback};
+use super::{WRITE_BUFFER, WRITEBACK_EVERY, start_writeback};
 use crate::blob::{BlobError, ByteStream};
 
 /// A piece at least this large is written as it is; smaller ones are gathered into
@@ -83,12 +83,8 @@ impl Writes {
 
 /// Writes `body` to `file` (positioned where it goes) and makes it durable; the bytes written.
 /// Small pieces are gathered into writes of [`WRITE_BUFFER`].
-pub(super) async fn write_body(
-    file: tokio::fs::File,
-    mut body: ByteStream,
-    writeback_every: usize,
-) -> Result<u64, BlobError> {
-    let mut writes = Writes::new(file.into_std().await, writeback_every);
+pub(super) async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+    let mut writes = Writes::new(file.into_std().await, WRITEBACK_EVERY);
     let mut size = 0u64;
     let mut gathered = BytesMut::new();
     let mut ended = false;
@@ -137,7 +133,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = tokio::fs::File::create(&path).await.unwrap();
-        let result = write_body(file, body(chunks), super::super::WRITEBACK_EVERY).await;
+        let result = write_body(file, body(chunks)).await;
         (result, std::fs::read(&path).unwrap())
     }
 
@@ -168,8 +164,7 @@ mod tests {
             vec![Ok(Bytes::from(vec![1u8; 100_000])), Err(std::io::Error::other("client went away"))];
         let dir = tempfile::tempdir().unwrap();
         let file = tokio::fs::File::create(dir.path().join("f")).await.unwrap();
-        let err =
-            write_body(file, Box::pin(futures::stream::iter(chunks)), super::super::WRITEBACK_EVERY).await.unwrap_err();
+        let err = write_body(file, Box::pin(futures::stream::iter(chunks))).await.unwrap_err();
         assert!(matches!(err, BlobError::Body(_)), "{err:?}");
     }
 
@@ -181,7 +176,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let file = tokio::fs::File::open(&path).await.unwrap();
         let chunks = (0..20).map(|_| vec![0u8; 300_000]).collect();
-        let err = write_body(file, body(chunks), super::super::WRITEBACK_EVERY).await.unwrap_err();
+        let err = write_body(file, body(chunks)).await.unwrap_err();
         assert!(matches!(err, BlobError::Io(_)), "{err:?}");
     }
 

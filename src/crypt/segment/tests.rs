@@ -243,7 +243,6 @@ proptest! {
         len in 0usize..9000,
         cuts in proptest::collection::vec(any::<u16>(), 0..6),
         chunk in 1usize..2500,
-        announce in any::<bool>(),
     ) {
         let k = key(5);
         let data = plaintext(len);
@@ -257,10 +256,8 @@ proptest! {
             for end in ends {
                 let pieces: Vec<std::io::Result<Bytes>> =
                     data[at..end].chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-                let announced = announce.then_some((end - at) as u64);
                 let mut sealing =
-                    Sealing::resume(Sealer::new(&k, h.clone(), BLOB), index, &tail, Box::pin(futures::stream::iter(pieces)))
-                        .announced(announced);
+                    Sealing::resume(Sealer::new(&k, h.clone(), BLOB), index, &tail, Box::pin(futures::stream::iter(pieces)));
                 while let Some(piece) = sealing.next_piece().await {
                     let piece = piece.unwrap();
                     index += (piece.len() / (1024 + TAG_LEN)) as u64;
@@ -282,35 +279,4 @@ proptest! {
         }
         prop_assert_eq!(stored, seal_all(&Sealer::new(&k, h, BLOB), &data));
     }
-}
-
-/// Pieces of an append, in segments: 16 at a time, and 2 at a time once the announced end is
-/// less than 16 segments away (so the fsync that ends an append waits for a small last piece).
-#[test]
-fn an_announced_append_ends_in_small_pieces() {
-    let k = key(6);
-    let h = header(1024, &k);
-    let data = plaintext(40 * 1024);
-    let pieces_of = |announced: Option<u64>| {
-        let body: Vec<std::io::Result<Bytes>> = data.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        rt().block_on(async {
-            let mut sealing =
-                Sealing::resume(Sealer::new(&k, h.clone(), BLOB), 0, &[], Box::pin(futures::stream::iter(body)))
-                    .announced(announced);
-            let mut segments = Vec::new();
-            while let Some(piece) = sealing.next_piece().await {
-                let piece = piece.unwrap();
-                assert_eq!(piece.len() % (1024 + TAG_LEN), 0);
-                segments.push(piece.len() / (1024 + TAG_LEN));
-            }
-            segments
-        })
-    };
-    // 39 segments sealed, the 40th kept as the tail.
-    assert_eq!(pieces_of(None), vec![16, 16, 7]);
-    let announced = pieces_of(Some(data.len() as u64));
-    assert_eq!(announced.iter().sum::<usize>(), 39);
-    assert!(announced.iter().all(|&n| n <= 16), "{announced:?}");
-    assert!(announced.iter().rev().take(4).all(|&n| n <= 2), "{announced:?}");
-    assert_eq!(announced.first(), Some(&16), "{announced:?}");
 }
