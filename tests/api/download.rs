@@ -73,9 +73,12 @@ async fn single_ranges_are_206_and_unsatisfiable_ones_416() {
         assert_eq!(res.headers()["content-length"], expect.len().to_string().as_str());
         assert_eq!(res.text().await.unwrap(), expect);
     }
-    let res = get("bytes=10-20").await.unwrap();
-    assert_eq!(res.headers()["content-range"], "bytes */10");
-    assert_error(res, StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable").await;
+    // Past the end, a suffix of no bytes, a first byte past any file's length.
+    for range in ["bytes=10-20", "bytes=-0", "bytes=18446744073709551616-"] {
+        let res = get(range).await.unwrap();
+        assert_eq!(res.headers()["content-range"], "bytes */10", "{range}");
+        assert_error(res, StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable").await;
+    }
     // Malformed or multi-range: the whole file.
     for range in ["lines=1-2", "bytes=0-1,4-5"] {
         let res = get(range).await.unwrap();

@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 /// when unsatisfiable (416).
 pub fn byte_range(value: &str, size: u64) -> Result<Option<RangeInclusive<u64>>, Unsatisfiable> {
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
-        return Ok(None);
+        return if satisfies_nothing(value) { Err(Unsatisfiable) } else { Ok(None) };
     };
     // No byte of an empty file satisfies any range (the parser would answer `0..=0`; found by
     // the range_header fuzz target).
@@ -22,6 +22,29 @@ pub fn byte_range(value: &str, size: u64) -> Result<Option<RangeInclusive<u64>>,
         Ok(_) => Ok(None),
         Err(_) => Err(Unsatisfiable),
     }
+}
+
+/// A single range the parser refuses that is well formed but no file satisfies (RFC 9110
+/// 14.1.1): a suffix of zero bytes (`bytes=-0`), or a first byte past any length a file can
+/// have (`bytes=18446744073709551616-`, too large for the parser's numbers).
+fn satisfies_nothing(value: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((first, last)) = value.trim().strip_prefix("bytes=").and_then(|set| set.trim().split_once('-')) else {
+        return false;
+    };
+    if first.is_empty() {
+        return digits(last) && last.bytes().all(|b| b == b'0');
+    }
+    if !digits(first) || first.parse::<u64>().is_ok() {
+        return false;
+    }
+    // A last byte before the first makes the range invalid (the header is ignored), not
+    // unsatisfiable.
+    let number = |s: &'_ str| {
+        let s = s.trim_start_matches('0');
+        (s.len(), s.to_owned())
+    };
+    last.is_empty() || (digits(last) && number(last) >= number(first))
 }
 
 /// A `Range` that no byte of the file satisfies (416).
@@ -39,6 +62,20 @@ mod tests {
             assert_eq!(byte_range(v, 0), Err(Unsatisfiable), "{v}");
         }
         assert_eq!(byte_range("bytes=0-0", 1), Ok(Some(0..=0)));
+    }
+
+    #[test]
+    fn well_formed_ranges_no_file_satisfies_are_416() {
+        let past = "18446744073709551616";
+        for v in ["bytes=-0", "bytes=-000", " bytes=-0 ", &format!("bytes={past}-"), &format!("bytes={past}-{past}9")] {
+            assert_eq!(byte_range(v, 10), Err(Unsatisfiable), "{v}");
+        }
+        // Invalid (ignored: the whole file), not unsatisfiable.
+        for v in [&format!("bytes={past}-5"), "bytes=-", "bytes=-0,-1", "bytes=x-0", "lines=-0", "bytes=-0x"] {
+            assert_eq!(byte_range(v, 10), Ok(None), "{v}");
+        }
+        assert_eq!(byte_range("bytes=-1", 10), Ok(Some(9..=9)));
+        assert_eq!(byte_range("bytes=18446744073709551615-", 10), Err(Unsatisfiable));
     }
 
     proptest! {
