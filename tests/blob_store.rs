@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use coffer::blob::{BlobError, BlobStore, ByteStream, FsBlobStore, S3BlobStore};
+use coffer::blob::{BlobError, BlobStore, ByteStream, FsBlobStore, Lengths, S3BlobStore};
 use coffer::domain::{BlobKey, BlobVersion, BucketName, ObjectKey};
 use futures::StreamExt;
 
@@ -142,6 +142,44 @@ async fn known_lengths(store: &dyn BlobStore, b: &BucketName) {
     store.delete(b, &k).await.unwrap();
 }
 
+/// A partial object whose length was announced: appends ending at a segment's end (64 KiB)
+/// and within one, one never acknowledged past a segment's end, the last reaching the length;
+/// it finishes into the same bytes, and finishing again succeeds.
+async fn partial_object_of_known_length(store: &dyn BlobStore, b: &BucketName) {
+    const SEGMENT: usize = 65_536;
+    let all = data(6 * SEGMENT + 4_321);
+    let object = Some(all.len() as u64);
+    let k = blob("tenant-p/exports/known.bin");
+    let mut state = store.partial_begin(b, &k, "application/octet-stream").await.unwrap();
+    let mut offset = 0;
+    for end in [SEGMENT, SEGMENT + 100_000, 3 * SEGMENT, 5 * SEGMENT] {
+        let piece = all[offset..end].to_vec();
+        let lengths = Lengths { body: Some(piece.len() as u64), object };
+        let (new, appended) =
+            store.partial_append(b, &k, &state, offset as u64, owned(vec![piece]), lengths).await.unwrap();
+        assert_eq!(appended as usize, end - offset);
+        store.partial_release(b, &k, &state, &new).await;
+        (state, offset) = (new, end);
+    }
+    // Never acknowledged: other bytes, to the end (the last segment sealed as the last).
+    let wrong = vec![0x5A; all.len() - offset];
+    let lengths = Lengths { body: Some(wrong.len() as u64), object };
+    let (unacked, _) = store.partial_append(b, &k, &state, offset as u64, owned(vec![wrong]), lengths).await.unwrap();
+    store.partial_release(b, &k, &unacked, &state).await;
+    let rest = all[offset..].to_vec();
+    let lengths = Lengths { body: Some(rest.len() as u64), object };
+    let (done, appended) =
+        store.partial_append(b, &k, &state, offset as u64, owned(vec![rest]), lengths).await.unwrap();
+    assert_eq!(appended as usize, all.len() - offset);
+    store.partial_release(b, &k, &state, &done).await;
+    store.partial_finish(b, &k, &done, all.len() as u64).await.unwrap();
+    store.partial_finish(b, &k, &done, all.len() as u64).await.unwrap();
+    assert!(read_all(store, b, &k, None).await == all, "finished object differs");
+    let range = (SEGMENT as u64 - 3)..=(5 * SEGMENT as u64 + 2);
+    assert!(read_all(store, b, &k, Some(range.clone())).await == all[SEGMENT - 3..=5 * SEGMENT + 2]);
+    store.delete(b, &k).await.unwrap();
+}
+
 /// Deterministic bytes of any length.
 fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -168,7 +206,14 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
         // Split across stream chunks too.
         let (a, c) = chunk.split_at(piece / 2);
         let (new, appended) = store
-            .partial_append(b, &k, &state, offset as u64, owned(vec![a.to_vec(), c.to_vec()]), length)
+            .partial_append(
+                b,
+                &k,
+                &state,
+                offset as u64,
+                owned(vec![a.to_vec(), c.to_vec()]),
+                Lengths { body: length, object: None },
+            )
             .await
             .unwrap();
         assert_eq!(appended, piece as u64);
@@ -179,22 +224,33 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     // A body longer than announced fails; a shorter one (its client went away) keeps what
     // arrived, as any append does. Neither is acknowledged here.
     let longer = store
-        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xAB; 8 * MIB]]), Some(7 * MIB as u64))
+        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xAB; 8 * MIB]]), Lengths::body(7 * MIB as u64))
         .await;
     assert!(matches!(longer, Err(BlobError::Body(_))), "{longer:?}");
     let (shorter, appended) = store
-        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xCD; 8 * MIB + 7]]), Some(9 * MIB as u64))
+        .partial_append(
+            b,
+            &k,
+            &state,
+            offset as u64,
+            owned(vec![vec![0xCD; 8 * MIB + 7]]),
+            Lengths::body(9 * MIB as u64),
+        )
         .await
         .unwrap();
     assert_eq!(appended, 8 * MIB as u64 + 7);
     store.partial_release(b, &k, &shorter, &state).await;
     // An append that is never acknowledged (its state is dropped): the next one from the same
     // offset replaces what it wrote.
-    let (unacked, _) =
-        store.partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]]), None).await.unwrap();
+    let (unacked, _) = store
+        .partial_append(b, &k, &state, offset as u64, owned(vec![vec![0xEE; 300_000]]), Lengths::default())
+        .await
+        .unwrap();
     store.partial_release(b, &k, &unacked, &state).await;
-    let (new, appended) =
-        store.partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()]), None).await.unwrap();
+    let (new, appended) = store
+        .partial_append(b, &k, &state, offset as u64, owned(vec![all[offset..].to_vec()]), Lengths::default())
+        .await
+        .unwrap();
     assert_eq!(appended as usize, all.len() - offset);
     store.partial_release(b, &k, &state, &new).await;
     store.partial_finish(b, &k, &new, all.len() as u64).await.unwrap();
@@ -203,6 +259,8 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     assert_eq!(store.get(b, &k, None).await.unwrap().size, all.len() as u64);
     assert!(read_all(store, b, &k, None).await == all, "finished object differs");
     assert_eq!(read_all(store, b, &k, Some(65_530..=65_545)).await, all[65_530..=65_545]);
+
+    partial_object_of_known_length(store, b).await;
 
     // An empty partial object finishes into an empty object.
     let e = blob("tenant-p/exports/empty.bin");
@@ -213,7 +271,8 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     // Aborted: nothing remains, and aborting again succeeds.
     let gone = blob("tenant-p/exports/gone.bin");
     let state = store.partial_begin(b, &gone, "application/octet-stream").await.unwrap();
-    let (state, _) = store.partial_append(b, &gone, &state, 0, owned(vec![data(70_000)]), Some(70_000)).await.unwrap();
+    let (state, _) =
+        store.partial_append(b, &gone, &state, 0, owned(vec![data(70_000)]), Lengths::body(70_000)).await.unwrap();
     store.partial_abort(b, &gone, &state).await.unwrap();
     assert!(matches!(store.get(b, &gone, None).await, Err(BlobError::NotFound)));
     let mut left = Vec::new();
@@ -374,7 +433,8 @@ async fn sealed_partial_object_with_its_tail_in_the_state_continues() {
     let all = data(200_000);
     let k = blob("tenant-old/exports/old.bin");
     let state = store.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
-    let (state, _) = store.partial_append(&b, &k, &state, 0, owned(vec![all[..70_000].to_vec()]), None).await.unwrap();
+    let (state, _) =
+        store.partial_append(&b, &k, &state, 0, owned(vec![all[..70_000].to_vec()]), Lengths::default()).await.unwrap();
     assert!(state.starts_with("tail-slot:0:"), "{state}");
 
     // As the earlier format kept it: the sealed tail (70,000 - 65,536 bytes) in the state.
@@ -383,8 +443,10 @@ async fn sealed_partial_object_with_its_tail_in_the_state_continues() {
     let old_state = base64::engine::general_purpose::STANDARD.encode(&slots[..68 + 4_464 + 16]);
     std::fs::remove_file(version_dir.join(".tus-tail")).unwrap();
 
-    let (state, appended) =
-        store.partial_append(&b, &k, &old_state, 70_000, owned(vec![all[70_000..].to_vec()]), None).await.unwrap();
+    let (state, appended) = store
+        .partial_append(&b, &k, &old_state, 70_000, owned(vec![all[70_000..].to_vec()]), Lengths::default())
+        .await
+        .unwrap();
     assert!(state.starts_with("tail-slot:0:"), "{state}");
     assert_eq!(appended, 130_000);
     store.partial_finish(&b, &k, &state, all.len() as u64).await.unwrap();
@@ -418,21 +480,31 @@ async fn sealed_partial_object_continues_from_the_state_acknowledged_not_the_one
     let begun = one.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
 
     // `one` appends bytes the client never gets acknowledged (its catalog write failed)...
-    let (unacknowledged, _) = one.partial_append(&b, &k, &begun, 0, owned(vec![lost]), None).await.unwrap();
+    let (unacknowledged, _) =
+        one.partial_append(&b, &k, &begun, 0, owned(vec![lost]), Lengths::default()).await.unwrap();
     // ...and `other` takes the same offset with the client's retry, which is acknowledged.
-    let (state, _) =
-        other.partial_append(&b, &k, &begun, 0, owned(vec![acknowledged[..100_000].to_vec()]), None).await.unwrap();
+    let (state, _) = other
+        .partial_append(&b, &k, &begun, 0, owned(vec![acknowledged[..100_000].to_vec()]), Lengths::default())
+        .await
+        .unwrap();
     assert_eq!(state.split(':').nth(1), unacknowledged.split(':').nth(1), "the same slot");
     assert_ne!(state, unacknowledged, "but another append's tail");
     // `one` continues from the acknowledged state: its kept tail (0xAA) must not be used.
     let (state, _) = one
-        .partial_append(&b, &k, &state, 100_000, owned(vec![acknowledged[100_000..200_000].to_vec()]), None)
+        .partial_append(
+            &b,
+            &k,
+            &state,
+            100_000,
+            owned(vec![acknowledged[100_000..200_000].to_vec()]),
+            Lengths::default(),
+        )
         .await
         .unwrap();
     // A state without a tag (as saved before tags) names the same slot.
     let untagged = state.rsplit_once(':').unwrap().0.to_owned();
     let (state, _) = other
-        .partial_append(&b, &k, &untagged, 200_000, owned(vec![acknowledged[200_000..].to_vec()]), None)
+        .partial_append(&b, &k, &untagged, 200_000, owned(vec![acknowledged[200_000..].to_vec()]), Lengths::default())
         .await
         .unwrap();
     one.partial_finish(&b, &k, &state, acknowledged.len() as u64).await.unwrap();
@@ -449,13 +521,82 @@ async fn an_append_after_the_tenants_key_was_destroyed_fails() {
     store.ensure_bucket(&b).await.unwrap();
     let k = blob("tenant-gone/exports/late.bin");
     let begun = store.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
-    let (state, _) = store.partial_append(&b, &k, &begun, 0, owned(vec![data(70_000)]), None).await.unwrap();
+    let (state, _) =
+        store.partial_append(&b, &k, &begun, 0, owned(vec![data(70_000)]), Lengths::default()).await.unwrap();
     let data_file = dir.path().join("objects").join(b.as_str()).join(k.to_string()).with_file_name(".tus-data");
     let before = std::fs::metadata(&data_file).unwrap().len();
     keyring.destroy(&coffer::domain::TenantId::parse("gone").unwrap()).unwrap();
     for body in [data(10), data(3_000_000)] {
-        let failed = store.partial_append(&b, &k, &state, 70_000, owned(vec![body]), None).await;
+        let failed = store.partial_append(&b, &k, &state, 70_000, owned(vec![body]), Lengths::default()).await;
         assert!(matches!(failed, Err(BlobError::Key(_))), "{failed:?}");
         assert_eq!(std::fs::metadata(&data_file).unwrap().len(), before, "nothing written");
     }
+}
+
+/// With the length announced, a sealed append ending at a segment's end leaves no tail (state
+/// `boundary`, nothing written to `.tus-tail`), and the one reaching the length seals the last
+/// segment (state `whole`). Another instance, with nothing kept in memory, continues from a
+/// boundary; an append within a segment after one still keeps its tail in a slot; and an
+/// instance whose kept boundary is older than the acknowledged state does not use it.
+#[tokio::test]
+async fn sealed_appends_of_a_known_length_leave_no_tail_at_segment_ends() {
+    const SEGMENT: usize = 65_536;
+    let (dir, _keyring, stores) = sealed_stores(2);
+    let (one, other) = (&stores[0], &stores[1]);
+    let b = bucket();
+    one.ensure_bucket(&b).await.unwrap();
+    let k = blob("tenant-known/exports/aligned.bin");
+    let all = data(8 * SEGMENT + 10);
+    let object = Some(all.len() as u64);
+    let version_dir = dir.path().join("objects").join(b.as_str()).join(k.to_string()).parent().unwrap().to_owned();
+    let slots = || std::fs::read(version_dir.join(".tus-tail")).unwrap();
+    let append = |store: &FsBlobStore, state: String, from: usize, to: usize| {
+        let piece = all[from..to].to_vec();
+        let lengths = Lengths { body: Some(piece.len() as u64), object };
+        let k = k.clone();
+        let b = b.clone();
+        let store = store.clone();
+        async move { store.partial_append(&b, &k, &state, from as u64, owned(vec![piece]), lengths).await.unwrap() }
+    };
+    let begun = one.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
+    let empty_slots = slots();
+    let (state, _) = append(one, begun, 0, 2 * SEGMENT).await;
+    assert_eq!(state, "boundary");
+    assert_eq!(slots(), empty_slots, "no tail written");
+    // Another instance continues from the boundary (read from disk), then `one` from its own
+    // kept boundary — which is older than the acknowledged state, so must not be used.
+    let (state, _) = append(other, state, 2 * SEGMENT, 4 * SEGMENT).await;
+    assert_eq!(state, "boundary");
+    let (state, _) = append(one, state, 4 * SEGMENT, 5 * SEGMENT + 7).await;
+    assert!(state.starts_with("tail-slot:0:"), "{state}");
+    let (state, _) = append(other, state, 5 * SEGMENT + 7, 7 * SEGMENT).await;
+    assert_eq!(state, "boundary");
+    let (state, appended) = append(one, state, 7 * SEGMENT, all.len()).await;
+    assert_eq!((state.as_str(), appended), ("whole", SEGMENT as u64 + 10));
+    other.partial_finish(&b, &k, &state, all.len() as u64).await.unwrap();
+    assert!(read_all(one, &b, &k, None).await == all, "finished object differs");
+    let left: Vec<_> = std::fs::read_dir(&version_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "only the object remains: {left:?}");
+}
+
+/// A `whole` state whose data file does not hold the whole sealed object (it was cut short
+/// under it) does not finish: the file stays a partial object, nothing is published.
+#[tokio::test]
+async fn a_whole_state_over_a_short_file_does_not_finish() {
+    let (dir, _keyring, stores) = sealed_stores(1);
+    let store = &stores[0];
+    let b = bucket();
+    store.ensure_bucket(&b).await.unwrap();
+    let k = blob("tenant-known/exports/short.bin");
+    let all = data(100_000);
+    let begun = store.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
+    let lengths = Lengths { body: Some(all.len() as u64), object: Some(all.len() as u64) };
+    let (state, _) = store.partial_append(&b, &k, &begun, 0, owned(vec![all.clone()]), lengths).await.unwrap();
+    assert_eq!(state, "whole");
+    let data_file = dir.path().join("objects").join(b.as_str()).join(k.to_string()).with_file_name(".tus-data");
+    let len = std::fs::metadata(&data_file).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(len - 1).unwrap();
+    let refused = store.partial_finish(&b, &k, &state, all.len() as u64).await;
+    assert!(matches!(refused, Err(BlobError::Corrupt(_))), "{refused:?}");
+    assert!(matches!(store.get(&b, &k, None).await, Err(BlobError::NotFound)));
 }

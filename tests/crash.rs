@@ -206,7 +206,15 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
             finish_tus(&ledger, &name, &data);
             continue;
         }
-        let piece = rng.random_range(1..=(data.len() - offset).min(200_000));
+        // Half the pieces end at a 64 KiB boundary — a sealed store's segment's end, which
+        // leaves no tail — or at the upload's end.
+        const SEGMENT: usize = 65_536;
+        let piece = if rng.random_bool(0.5) {
+            let boundary = (offset / SEGMENT + rng.random_range(1..=3)) * SEGMENT;
+            boundary.min(data.len()) - offset
+        } else {
+            rng.random_range(1..=(data.len() - offset).min(200_000))
+        };
         let req = client
             .patch(format!("{base}{path}"))
             .header("upload-offset", offset)

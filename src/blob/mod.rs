@@ -29,6 +29,24 @@ use crate::domain::{BlobKey, BucketName, TenantId};
 /// unchanged inside [`BlobError::Body`].
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// What an append to a partial object knows of lengths before its bytes arrive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lengths {
+    /// The body's announced length (an engine may stream by it): a longer body fails with
+    /// `Body`; a shorter one (its client went away) keeps what arrived, as any append does.
+    pub body: Option<u64>,
+    /// The whole object's length, when the upload announced it: a body ending there ends the
+    /// object, and an engine may finish its last bytes as they arrive.
+    pub object: Option<u64>,
+}
+
+impl Lengths {
+    /// An announced body length only.
+    pub fn body(length: u64) -> Self {
+        Self { body: Some(length), object: None }
+    }
+}
+
 /// What a successful `put` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutResult {
@@ -176,9 +194,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `body` to the partial object of `key`, which holds `offset` acknowledged bytes
     /// (anything an earlier, unacknowledged append left past them is discarded). Durable when
-    /// it returns. Returns the new state and the bytes appended. `length`, when known, is the
-    /// body's announced length (an engine may stream by it): a longer body fails with `Body`;
-    /// a shorter one (its client went away) keeps what arrived, as any append does.
+    /// it returns. Returns the new state and the bytes appended. `lengths` says what is known
+    /// ahead of the bytes ([`Lengths`]).
     async fn partial_append(
         &self,
         bucket: &BucketName,
@@ -186,7 +203,7 @@ pub trait BlobStore: Send + Sync + 'static {
         state: &str,
         offset: u64,
         body: ByteStream,
-        length: Option<u64>,
+        lengths: Lengths,
     ) -> Result<(String, u64), BlobError>;
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:

@@ -40,9 +40,24 @@ pub fn seal(sealer: Sealer, body: Body) -> Body {
 enum Ending {
     /// Seals the segment being filled as the last one: the object is complete.
     Last,
-    /// Leaves the segment being filled unsealed, as the tail of an object that goes on
-    /// ([`Sealing::into_tail`]).
-    KeepTail,
+    /// An append ([`Sealing::resume`]): seals the segment being filled as the last one when
+    /// the object's length is known and reached; as one more (not the last) when it is full and
+    /// the known length lies beyond; else leaves it unsealed, the tail of an object that goes on
+    /// ([`Sealing::into_end`]).
+    Append { length: Option<u64> },
+}
+
+/// Where an append left its object ([`Sealing::into_end`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum AppendEnd {
+    /// The plaintext of the segment left unsealed: 1 to a segment's bytes (none when the body
+    /// brought none after a boundary).
+    Tail(BytesMut),
+    /// Every segment so far sealed, none the last: the append ended at a segment's end, short
+    /// of the object's known length.
+    Boundary,
+    /// The object is complete: its last segment is sealed as the last.
+    Last,
 }
 
 /// A body being sealed segment by segment, as its pieces are asked for ([`Self::next_piece`]):
@@ -61,6 +76,8 @@ pub struct Sealing {
     done: bool,
     /// Bytes taken from the body so far.
     taken: u64,
+    /// How an append's body ended, once it has.
+    end: Option<AppendEnd>,
 }
 
 impl Sealing {
@@ -69,7 +86,7 @@ impl Sealing {
         let pieces = Pieces::new(GROUP * (segment + super::TAG_LEN) + segment, RECYCLED);
         let out = pieces.buffer();
         let rest = Bytes::new();
-        Self { sealer, body, pieces, out, sealed: 0, index, rest, ending, done: false, taken: 0 }
+        Self { sealer, body, pieces, out, sealed: 0, index, rest, ending, done: false, taken: 0, end: None }
     }
 
     /// A whole object: its header, then every segment, the last sealed as the last.
@@ -82,10 +99,12 @@ impl Sealing {
 
     /// An append to a partial object whose segments before `index` are sealed and whose
     /// segment `index` holds the plaintext `tail` so far (at most a segment): the segments
-    /// that `tail` + `body` fill and more bytes follow, sealed; the rest stays unsealed, the
-    /// new tail ([`Self::into_tail`]).
-    pub fn resume(sealer: Sealer, index: u64, tail: &[u8], body: Body) -> Self {
-        let mut sealing = Self::new(sealer, body, index, Ending::KeepTail);
+    /// that `tail` + `body` fill and more bytes follow, sealed. `length` is the whole object's
+    /// plaintext length when known: a body ending there ends the object (its last segment
+    /// sealed as the last), and one ending at a segment's end short of it leaves no tail. Else
+    /// the rest stays unsealed, the new tail ([`Self::into_end`]).
+    pub fn resume(sealer: Sealer, index: u64, tail: &[u8], body: Body, length: Option<u64>) -> Self {
+        let mut sealing = Self::new(sealer, body, index, Ending::Append { length });
         sealing.out.extend_from_slice(tail);
         sealing
     }
@@ -126,29 +145,52 @@ impl Sealing {
                 }
                 None => {
                     self.done = true;
-                    return match self.ending {
-                        Ending::Last => {
-                            let tag = self.sealer.seal_detached(self.index, true, &mut self.out[self.sealed..]);
-                            self.out.extend_from_slice(tag.as_ref());
-                            Some(Ok(std::mem::take(&mut self.out).freeze()))
+                    let filled = self.out.len() - self.sealed;
+                    let at = self.index * segment as u64 + filled as u64;
+                    let end = match self.ending {
+                        Ending::Last => AppendEnd::Last,
+                        // An empty segment is the last only of an empty object.
+                        Ending::Append { length: Some(length) } if length == at && (filled > 0 || at == 0) => {
+                            AppendEnd::Last
                         }
-                        Ending::KeepTail if self.sealed > 0 => {
-                            let ready = self.out.split_to(self.sealed).freeze();
-                            self.sealed = 0;
-                            Some(Ok(ready))
+                        Ending::Append { length: Some(length) } if filled == segment && at < length => {
+                            AppendEnd::Boundary
                         }
-                        Ending::KeepTail => None,
+                        Ending::Append { .. } => AppendEnd::Tail(BytesMut::new()),
                     };
+                    let last = match end {
+                        AppendEnd::Last => Some(true),
+                        AppendEnd::Boundary => Some(false),
+                        AppendEnd::Tail(_) => None,
+                    };
+                    if let Some(last) = last {
+                        let tag = self.sealer.seal_detached(self.index, last, &mut self.out[self.sealed..]);
+                        self.out.extend_from_slice(tag.as_ref());
+                        self.index += 1;
+                        self.sealed = self.out.len();
+                    }
+                    self.end = Some(end);
+                    if self.sealed == 0 {
+                        return None;
+                    }
+                    let ready = self.out.split_to(self.sealed).freeze();
+                    self.sealed = 0;
+                    return Some(Ok(ready));
                 }
             }
         }
     }
 
-    /// Once [`Self::next_piece`] answered `None` after an append ([`Self::resume`]): the
-    /// plaintext of the segment left unsealed (the new tail) and the bytes the body brought.
-    pub fn into_tail(self) -> (BytesMut, u64) {
-        debug_assert!(self.done && self.ending == Ending::KeepTail && self.sealed == 0);
-        (self.out, self.taken)
+    /// Once [`Self::next_piece`] answered `None` after an append ([`Self::resume`]): where
+    /// the append left the object (with the plaintext of a segment left unsealed, the new
+    /// tail) and the bytes the body brought.
+    pub fn into_end(self) -> (AppendEnd, u64) {
+        debug_assert!(self.done && self.sealed == 0);
+        let end = match self.end {
+            Some(AppendEnd::Tail(_)) | None => AppendEnd::Tail(self.out),
+            Some(end) => end,
+        };
+        (end, self.taken)
     }
 }
 

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::blob::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult, UnfinishedWrite};
+use crate::blob::{
+    ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PutResult, UnfinishedWrite,
+};
 use crate::catalog::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
     PurgedRows, Quota, TenantInfo, TenantStatus, UploadSession,
@@ -126,9 +128,9 @@ impl BlobStore for MeteredBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        length: Option<u64>,
+        lengths: Lengths,
     ) -> Result<(String, u64), BlobError> {
-        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, length))
+        timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, lengths))
     }
     async fn partial_finish(&self, b: &BucketName, k: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
         timed!("blob", self, "partial_finish", self.0.partial_finish(b, k, state, offset))

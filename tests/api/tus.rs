@@ -740,11 +740,19 @@ async fn die_while_completing(app: &TestApp, tenant: &str, path: &str, data: &[u
     let id = path.rsplit('/').next().unwrap();
     let at = data.len() - 1000;
     let mut s = catalog.lock_session(&t, id, at as u64, "dead", Duration::ZERO).await.unwrap().expect("lockable");
+    use coffer::blob::Lengths;
     let last: coffer::blob::ByteStream =
         Box::pin(futures::stream::iter([Ok(bytes::Bytes::copy_from_slice(&data[at..]))]));
     let (state, n) = app
         .blobs
-        .partial_append(&s.blob.bucket, &s.blob.blob, &s.engine_state, s.offset, last, Some(1000))
+        .partial_append(
+            &s.blob.bucket,
+            &s.blob.blob,
+            &s.engine_state,
+            s.offset,
+            last,
+            Lengths { body: Some(1000), object: Some(data.len() as u64) },
+        )
         .await
         .unwrap();
     assert_eq!(n, 1000);

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult};
+use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PutResult};
 use crate::crypt::Keyring;
 use crate::domain::{BlobKey, BucketName, TenantId};
 
@@ -414,10 +414,10 @@ impl BlobStore for FsBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        length: Option<u64>,
+        lengths: Lengths,
     ) -> Result<(String, u64), BlobError> {
-        let (state, appended) = self.append_partial(bucket, key, state, offset, body).await?;
-        match length {
+        let (state, appended) = self.append_partial(bucket, key, state, offset, body, lengths.object).await?;
+        match lengths.body {
             // Not acknowledged: the next append from `offset` replaces what this one wrote.
             Some(announced) if appended > announced => Err(BlobError::Body(std::io::Error::other(format!(
                 "the body held {appended} bytes, more than the {announced} announced"

@@ -13,7 +13,10 @@
 //! tags (`tail-slot:N`) and from before slots (the sealed tail itself, base64) are still read.
 //! The next append opens the tail — or, on the instance that made it, starts from what
 //! `resume.rs` kept in memory for exactly that state — and the finishing one seals it as the
-//! last segment. So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
+//! last segment. When the upload announced its length, an append that ends at a segment's end
+//! short of it seals that segment too and leaves no tail (state `boundary`: no slot to write),
+//! and the append that reaches the length seals the last segment as it arrives (state `whole`:
+//! finishing renames the file). So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
 //! `.tus-tail` (written in place: no metadata) and the catalog's small commit; no plaintext
 //! byte reaches the disk or the catalog, and the nonce of a segment is used only for the bytes
 //! that segment finally holds — unless a client resends *different* bytes for a range it never
@@ -31,7 +34,7 @@ use super::super::{BlobError, ByteStream};
 use super::resume::{Resume, Resumes};
 use super::writer::Writes;
 use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
-use crate::crypt::stream::Sealing;
+use crate::crypt::stream::{AppendEnd, Sealing};
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
@@ -40,6 +43,12 @@ pub const DATA: &str = ".tus-data";
 pub const TAIL: &str = ".tus-tail";
 /// An engine state naming the slot of `.tus-tail` that holds the acknowledged tail.
 const SLOT: &str = "tail-slot:";
+/// The engine state of a sealed partial object whose acknowledged bytes end at a segment's
+/// end short of its announced length: every segment is sealed, none is the last, no tail.
+const BOUNDARY: &str = "boundary";
+/// The engine state of a sealed partial object whose last append reached its announced
+/// length: `.tus-data` is the whole sealed object, its last segment sealed as the last.
+const WHOLE: &str = "whole";
 
 impl FsBlobStore {
     pub(super) async fn begin_partial(&self, bucket: &BucketName, key: &BlobKey) -> Result<String, BlobError> {
@@ -84,6 +93,7 @@ impl FsBlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
+        object_length: Option<u64>,
     ) -> Result<(String, u64), BlobError> {
         let dir = self.version_dir(bucket, key);
         match &self.keyring {
@@ -93,7 +103,10 @@ impl FsBlobStore {
                 file.seek(SeekFrom::Start(offset)).await?;
                 Ok((String::new(), write_body(file, body).await?))
             }
-            Some(keyring) => append_sealed(keyring, &self.resumes, key, &dir, state, offset, body).await,
+            Some(keyring) => {
+                let at = At { state, offset, object_length };
+                append_sealed(keyring, &self.resumes, key, &dir, at, body).await
+            }
         }
     }
 
@@ -114,6 +127,7 @@ impl FsBlobStore {
                 }
                 Err(e) => Err(e),
             },
+            Some(_) if state == WHOLE => whole_there(key, &dir, offset).await,
             Some(keyring) => seal_last(keyring, key, &dir, state, offset).await,
         };
         match finished {
@@ -235,12 +249,16 @@ async fn resume_sealed(
     state: &str,
     offset: u64,
 ) -> Result<Resumed, BlobError> {
+    if state == WHOLE {
+        return Err(corrupt(key, "it is complete: its last segment is sealed"));
+    }
     let slot = named_slot(key, state)?.map(|(slot, tag)| (slot, tag.map(str::to_owned)));
-    let (dir_owned, key_owned, keys) = (dir.to_owned(), key.clone(), keyring.clone());
-    let reopened = tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, &keys, slot, offset));
+    let (dir_owned, key_owned, keys, state_owned) = (dir.to_owned(), key.clone(), keyring.clone(), state.to_owned());
+    let reopened =
+        tokio::task::spawn_blocking(move || reopen(&dir_owned, &key_owned, &keys, &state_owned, slot, offset));
     let Reopened { file, header, data_key, record } = reopened.await.map_err(std::io::Error::other)??;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
-    let (index, tail_len) = split(offset, &header);
+    let (index, tail_len) = split(state, offset, &header);
     let mut tail = BytesMut::with_capacity(header.segment as usize);
     if tail_len > 0 {
         let record = match record {
@@ -263,9 +281,9 @@ async fn resume_sealed(
 /// The sealed partial object at `offset` as its last append on this instance left it; the
 /// blocking pool opens, checks and cuts the file while the first piece is sealed.
 fn resume_kept(keyring: &Arc<Keyring>, key: &BlobKey, dir: &Path, offset: u64, kept: Resume) -> Resumed {
-    let Resume { header, data_key, tail: plain, .. } = kept;
+    let Resume { header, data_key, tail: plain, state, .. } = kept;
     let sealer = Sealer::new(&data_key, header.clone(), &key.to_string());
-    let (index, _) = split(offset, &header);
+    let (index, _) = split(&state, offset, &header);
     let mut tail = BytesMut::with_capacity(header.segment as usize);
     tail.extend_from_slice(&plain);
     let on_disk = sealed_len(index, &header);
@@ -279,12 +297,39 @@ fn sealed_len(full: u64, header: &Header) -> u64 {
     HEADER_LEN as u64 + full * header.sealed_segment()
 }
 
-/// Segments sealed so far at `offset` — all but the tail, which holds 1..=S bytes once
-/// anything arrived — and the tail's length.
-fn split(offset: u64, header: &Header) -> (u64, usize) {
+/// Segments sealed so far at `offset` under `state` and the tail's length: at a boundary
+/// every segment and no tail; else all but the tail, which holds 1..=S bytes once anything
+/// arrived.
+fn split(state: &str, offset: u64, header: &Header) -> (u64, usize) {
     let segment = u64::from(header.segment);
+    if state == BOUNDARY {
+        return (offset / segment, 0);
+    }
     let full = if offset == 0 { 0 } else { (offset - 1) / segment };
     (full, (offset - full * segment) as usize)
+}
+
+/// The bytes the whole sealed object of `length` plaintext bytes takes.
+fn whole_len(length: u64, header: &Header) -> u64 {
+    let segments = length.div_ceil(u64::from(header.segment)).max(1);
+    HEADER_LEN as u64 + length + segments * TAG_LEN as u64
+}
+
+/// Finishing a partial object its last append sealed whole (state `whole`): `.tus-data` must
+/// hold exactly the sealed object of `offset` bytes (that append synced it).
+async fn whole_there(key: &BlobKey, dir: &Path, offset: u64) -> Result<(), BlobError> {
+    let (dir, key) = (dir.to_owned(), key.clone());
+    tokio::task::spawn_blocking(move || {
+        let (file, head) = open_data_blocking(&dir, &key)?;
+        let header = Header::decode(&head).ok_or_else(|| corrupt(&key, "no header"))?.map_err(|e| corrupt(&key, e))?;
+        let (want, have) = (whole_len(offset, &header), file.metadata()?.len());
+        if have != want {
+            return Err(corrupt(&key, format!("holds {have} bytes where the sealed object takes {want}")));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// What [`reopen`] found: the file, its header, the key that sealed it, and the tail's slot
@@ -303,6 +348,7 @@ fn reopen(
     dir: &Path,
     key: &BlobKey,
     keyring: &Keyring,
+    state: &str,
     slot: Option<(u64, Option<String>)>,
     offset: u64,
 ) -> Result<Reopened, BlobError> {
@@ -310,7 +356,10 @@ fn reopen(
     let (file, head) = open_data_blocking(dir, key)?;
     let header = Header::decode(&head).ok_or_else(|| corrupt(key, "no header"))?.map_err(|e| corrupt(key, e))?;
     let data_key = keyring.find(key.object_key().tenant(), &header.key_id).map_err(BlobError::Key)?;
-    let (full, tail_len) = split(offset, &header);
+    if state == BOUNDARY && !offset.is_multiple_of(u64::from(header.segment)) {
+        return Err(corrupt(key, "a boundary state at an offset within a segment"));
+    }
+    let (full, tail_len) = split(state, offset, &header);
     let record = match slot {
         Some((slot, tag)) if tail_len > 0 => {
             let mut record = vec![0u8; HEADER_LEN + tail_len + TAG_LEN];
@@ -376,16 +425,24 @@ impl Opening {
     }
 }
 
+/// Where an append starts: the acknowledged state and offset, and the object's announced
+/// length when known.
+struct At<'s> {
+    state: &'s str,
+    offset: u64,
+    object_length: Option<u64>,
+}
+
 async fn append_sealed(
     keyring: &Arc<Keyring>,
     resumes: &Resumes,
     key: &BlobKey,
     dir: &Path,
-    state: &str,
-    offset: u64,
+    at: At<'_>,
     body: ByteStream,
 ) -> Result<(String, u64), BlobError> {
-    let kept = resumes.take(dir, state, offset).filter(|r| split(offset, &r.header).1 == r.tail.len());
+    let At { state, offset, object_length } = at;
+    let kept = resumes.take(dir, state, offset).filter(|r| split(state, offset, &r.header).1 == r.tail.len());
     let Resumed { file: opening, sealer, index, tail, header, data_key } = match kept {
         Some(kept) => resume_kept(keyring, key, dir, offset, kept),
         None => resume_sealed(keyring, key, dir, state, offset).await?,
@@ -395,7 +452,7 @@ async fn append_sealed(
     // the first piece is sealed. Writeback after every piece: the fsync at the end of each
     // append waits for little more than the last one.
     let mut writes = Writes::opening(move || opening.open(), WRITE_BUFFER);
-    let mut sealing = Sealing::resume(sealer, index, &tail, body);
+    let mut sealing = Sealing::resume(sealer, index, &tail, body, object_length);
     let sealed = async {
         while let Some(piece) = sealing.next_piece().await {
             writes.write(piece.map_err(BlobError::Body)?).await?;
@@ -411,23 +468,42 @@ async fn append_sealed(
         (Err(e), _) => return Err(e),
         (Ok(()), Ok(file)) => file,
     };
-    let (tail, appended) = sealing.into_tail();
+    let (end, appended) = sealing.into_end();
     if appended == 0 {
-        let tail = bytes::Bytes::copy_from_slice(&tail);
-        resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
+        // Nothing arrived: the acknowledged state stands (a segment sealed at its end lies past
+        // what it names, and the next append cuts it).
+        if let AppendEnd::Tail(tail) = end {
+            let tail = tail.freeze();
+            resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
+        }
         return Ok((state.to_owned(), 0));
     }
-    let slot = next_slot(state);
-    let tail_header = Header::generate(data_key.id);
-    let record = seal_tail(&data_key, key, &tail_header, &tail);
     let synced = tokio::task::spawn_blocking(move || file.sync_all());
-    let (synced, tail_written) = tokio::join!(synced, write_slot(dir, &header, slot, record));
-    synced.map_err(std::io::Error::other)??;
-    tail_written?;
-    let state = slot_state(slot, &tail_header);
     let offset = offset + appended;
-    let tail = bytes::Bytes::copy_from_slice(&tail);
-    resumes.keep(dir.to_owned(), Resume { state: state.clone(), offset, header, data_key, tail });
+    let state = match end {
+        AppendEnd::Tail(tail) => {
+            let slot = next_slot(state);
+            let tail_header = Header::generate(data_key.id);
+            let record = seal_tail(&data_key, key, &tail_header, &tail);
+            let (synced, tail_written) = tokio::join!(synced, write_slot(dir, &header, slot, record));
+            synced.map_err(std::io::Error::other)??;
+            tail_written?;
+            let state = slot_state(slot, &tail_header);
+            let tail = tail.freeze();
+            resumes.keep(dir.to_owned(), Resume { state: state.clone(), offset, header, data_key, tail });
+            state
+        }
+        AppendEnd::Boundary => {
+            synced.await.map_err(std::io::Error::other)??;
+            let tail = bytes::Bytes::new();
+            resumes.keep(dir.to_owned(), Resume { state: BOUNDARY.to_owned(), offset, header, data_key, tail });
+            BOUNDARY.to_owned()
+        }
+        AppendEnd::Last => {
+            synced.await.map_err(std::io::Error::other)??;
+            WHOLE.to_owned()
+        }
+    };
     Ok((state, appended))
 }
 
@@ -459,6 +535,10 @@ async fn seal_last(
     state: &str,
     offset: u64,
 ) -> Result<(), BlobError> {
+    if state == BOUNDARY {
+        // Reached only short of the announced length, so never at the end.
+        return Err(corrupt(key, "its last segment was sealed as not the last"));
+    }
     let Resumed { file, sealer, index, tail: mut last, .. } = resume_sealed(keyring, key, dir, state, offset).await?;
     let tag = sealer.seal_detached(index, true, &mut last);
     let written = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {

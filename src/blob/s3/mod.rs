@@ -24,7 +24,7 @@ use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, ServerSideEncrypti
 use futures::TryStreamExt;
 use tokio_util::io::ReaderStream;
 
-use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, PutResult, UnfinishedWrite};
+use super::{ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PutResult, UnfinishedWrite};
 use crate::config::{PresignMode, S3Settings, Sse};
 use crate::domain::{BlobKey, BucketName, TenantId};
 
@@ -235,9 +235,9 @@ impl BlobStore for S3BlobStore {
         state: &str,
         offset: u64,
         body: ByteStream,
-        length: Option<u64>,
+        lengths: Lengths,
     ) -> Result<(String, u64), BlobError> {
-        self.append_partial(bucket, key, state, offset, body, length).await
+        self.append_partial(bucket, key, state, offset, body, lengths.body).await
     }
 
     async fn partial_finish(

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 
 use super::*;
-use crate::crypt::stream::{OpenError, Opener, Sealing, read_header, seal, seal_all};
+use crate::crypt::stream::{AppendEnd, OpenError, Opener, Sealing, read_header, seal, seal_all};
 
 const BLOB: &str = "tenant-acme/documents/0190f0c1a2b37c4d8e9f001122334455/report.pdf";
 
@@ -236,41 +236,67 @@ proptest! {
     }
 
     /// A body sealed in appends (each resumed from the tail the one before left unsealed, as a
-    /// resumable upload is), its tail sealed as the last segment at the end, is byte for byte
-    /// the body sealed whole, for any cuts into appends and into pieces.
+    /// resumable upload is) is byte for byte the body sealed whole, for any cuts into appends
+    /// and into pieces: without its length known, the last tail is sealed as the last segment
+    /// at the end; with it, an append ending at a segment's end leaves no tail and the one
+    /// reaching the length seals the last segment itself.
     #[test]
     fn sealing_in_appends_equals_sealing_whole(
         len in 0usize..9000,
         cuts in proptest::collection::vec(any::<u16>(), 0..6),
         chunk in 1usize..2500,
+        known in any::<bool>(),
+        aligned in any::<bool>(),
     ) {
         let k = key(5);
         let data = plaintext(len);
         let h = header(1024, &k);
-        let mut ends: Vec<usize> = cuts.iter().map(|&c| usize::from(c) % (len + 1)).collect();
+        // Cuts at segment ends too, where an append with the length known leaves no tail.
+        let mut ends: Vec<usize> =
+            cuts.iter().map(|&c| if aligned { usize::from(c) % 9 * 1024 } else { usize::from(c) }).map(|c| c % (len + 1)).collect();
+        if known {
+            // Nothing is appended once the length is reached.
+            ends.retain(|&end| end < len);
+        }
         ends.push(len);
         ends.sort_unstable();
+        let length = known.then_some(len as u64);
         let (stored, lengths) = rt().block_on(async {
             let mut stored = h.encode().to_vec();
             let (mut tail, mut index, mut at, mut lengths) = (Vec::new(), 0u64, 0usize, Vec::new());
+            let mut last = false;
             for end in ends {
                 let pieces: Vec<std::io::Result<Bytes>> =
                     data[at..end].chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-                let mut sealing =
-                    Sealing::resume(Sealer::new(&k, h.clone(), BLOB), index, &tail, Box::pin(futures::stream::iter(pieces)));
+                let body = Box::pin(futures::stream::iter(pieces));
+                let mut sealing = Sealing::resume(Sealer::new(&k, h.clone(), BLOB), index, &tail, body, length);
                 while let Some(piece) = sealing.next_piece().await {
                     let piece = piece.unwrap();
                     index += (piece.len() / (1024 + TAG_LEN)) as u64;
                     stored.extend_from_slice(&piece);
                 }
-                let (rest, taken) = sealing.into_tail();
-                lengths.push((taken, end - at, rest.len()));
-                tail = rest.to_vec();
+                let (ended, taken) = sealing.into_end();
+                tail = match ended {
+                    AppendEnd::Tail(rest) => rest.to_vec(),
+                    AppendEnd::Boundary => {
+                        assert!(known && end % 1024 == 0 && end < len, "a boundary at {end} of {len}");
+                        Vec::new()
+                    }
+                    AppendEnd::Last => {
+                        assert!(known && end == len, "the last segment at {end} of {len}");
+                        last = true;
+                        Vec::new()
+                    }
+                };
+                lengths.push((taken, end - at, tail.len()));
                 at = end;
             }
-            let tag = Sealer::new(&k, h.clone(), BLOB).seal_detached(index, true, &mut tail);
-            stored.extend_from_slice(&tail);
-            stored.extend_from_slice(tag.as_ref());
+            assert_eq!(last, known, "the append reaching a known length seals the last segment");
+            if !last {
+                let tag = Sealer::new(&k, h.clone(), BLOB).seal_detached(index, true, &mut tail);
+                stored.extend_from_slice(&tail);
+                stored.extend_from_slice(tag.as_ref());
+            }
             (stored, lengths)
         });
         for (taken, sent, tail) in lengths {

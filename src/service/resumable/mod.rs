@@ -19,7 +19,7 @@ use ring::rand::SecureRandom;
 use super::body::{BodyError, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{Admitted, ServiceError, StorageService};
-use crate::blob::{BlobStore, ByteStream};
+use crate::blob::{BlobStore, ByteStream, Lengths};
 use crate::catalog::{BlobRef, Catalog, CatalogError, FileRecord, LockRefusal, UploadSession};
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 pub use hash::ResumableSha256;
@@ -371,7 +371,7 @@ impl StorageService {
             &session.engine_state,
             session.offset,
             Box::pin(intake),
-            body_length,
+            Lengths { body: body_length, object: session.length },
         );
         let (state, appended) = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
         let taken = intake::finish(&taken).await;
