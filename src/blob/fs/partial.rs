@@ -13,13 +13,16 @@
 //! tags (`tail-slot:N`) and from before slots (the sealed tail itself, base64) are still read.
 //! The next append opens the tail — or, on the instance that made it, starts from what
 //! `resume.rs` kept in memory for exactly that state — and the finishing one seals it as the
-//! last segment. When the upload announced its length, an append that ends at a segment's end
-//! short of it seals that segment too and leaves no tail (state `boundary`: no slot to write),
-//! and the append that reaches the length seals the last segment as it arrives (state `whole`:
-//! finishing renames the file). So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
-//! `.tus-tail` (written in place: no metadata) and the catalog's small commit; no plaintext
-//! byte reaches the disk or the catalog, and the nonce of a segment is used only for the bytes
-//! that segment finally holds — unless a client resends *different* bytes for a range it never
+//! last segment. So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
+//! `.tus-tail` (written in place: no metadata) and the catalog's small commit.
+//!
+//! When the upload announced its length, two appends need no tail: one that ends at a
+//! segment's end short of the length seals that segment too (state `boundary`: every segment
+//! sealed, none the last, nothing in a slot), and the one that reaches the length seals the
+//! last segment as it arrives (state `whole`: finishing checks the file's length and renames
+//! it). A segment is the last exactly when the length ends in it, so no segment is ever sealed
+//! both as the last and not. No plaintext byte reaches the disk or the catalog, and the nonce
+//! of a segment is used only for the bytes that segment finally holds — unless a client resends *different* bytes for a range it never
 //! got acknowledged (the segments past the acknowledged offset are rewritten under the same
 //! nonces; ARCHITECTURE.md discusses this).
 
