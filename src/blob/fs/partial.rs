@@ -22,9 +22,9 @@
 //! last segment as it arrives (state `whole`: finishing checks the file's length and renames
 //! it). A segment is the last exactly when the length ends in it, so no segment is ever sealed
 //! both as the last and not. No plaintext byte reaches the disk or the catalog, and the nonce
-//! of a segment is used only for the bytes that segment finally holds — unless a client resends *different* bytes for a range it never
-//! got acknowledged (the segments past the acknowledged offset are rewritten under the same
-//! nonces; ARCHITECTURE.md discusses this).
+//! of a segment is used only for the bytes that segment finally holds — unless a client
+//! resends *different* bytes for a range it never got acknowledged (the segments past the
+//! acknowledged offset are rewritten under the same nonces; ARCHITECTURE.md discusses this).
 
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
