@@ -270,10 +270,28 @@ async fn sessions(catalog: &dyn Catalog) {
     s.offset = 400;
     s.hasher = "v1:after".into();
     s.engine_state = "{\"parts\":1}".into();
+    s.expires_at += chrono::Duration::hours(2);
+    let lease_checked_at = chrono::Utc::now() + chrono::Duration::minutes(90);
+    let blob = s.blob.clone();
+    let intent_stale = || async {
+        let stale = catalog.stale_intents(lease_checked_at, None, 100).await.unwrap();
+        stale.iter().any(|p| p.blob == blob)
+    };
+    assert!(intent_stale().await, "the intent's lease is the upload's first expiry");
     assert!(!catalog.save_session(&s, "b", true).await.unwrap(), "only the holder saves");
+    let kept = catalog.session(&t, &s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.offset, kept.hasher.as_str(), kept.engine_state.as_str()),
+        (0, "v1:state", "{}"),
+        "nothing of a refused save is recorded"
+    );
+    assert!(intent_stale().await, "nor the intent's lease moved");
     // Saved without releasing: the holder keeps the lock at the new offset.
     s.offset = 300;
     assert!(catalog.save_session(&s, "a", false).await.unwrap());
+    let saved = catalog.session(&t, &s.id).await.unwrap().unwrap();
+    assert_eq!((saved.offset, saved.engine_state.as_str()), (300, "{\"parts\":1}"), "row and state saved");
+    assert!(!intent_stale().await, "the intent's lease moved with the expiry");
     assert_eq!(catalog.lock_session(&t, &s.id, 300, "b", lease).await.unwrap(), Err(LockRefusal::Busy));
     assert!(catalog.renew_session_lock(&t, &s.id, "a", lease).await.unwrap(), "still the holder");
     s.offset = 400;

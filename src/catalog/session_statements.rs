@@ -110,47 +110,6 @@ macro_rules! session_statements {
                 Ok(done.rows_affected() == 1)
             }
 
-            /// Records the progress of the holder of the lock (a completed upload with
-            /// `completed_at`) and, with `release`, releases it; `false` when `token` no longer
-            /// holds it.
-            pub async fn save(
-                tx: &mut <Db as sqlx::Database>::Connection,
-                s: &UploadSession,
-                token: &str,
-                release: bool,
-            ) -> Result<bool, CatalogError> {
-                let done = sqlx::query(
-                    "UPDATE resumable_uploads SET content_type = $1, length = $2, upload_offset = $3, hasher = $4,
-                         head = $5, expires_at = $6, completed_at = $7,
-                         lock_token = CASE WHEN $11 THEN NULL ELSE lock_token END,
-                         locked_until = CASE WHEN $11 THEN 0 ELSE locked_until END
-                     WHERE tenant_id = $8 AND id = $9 AND lock_token = $10",
-                )
-                .bind(&s.content_type)
-                .bind(s.length.map(|l| l as i64))
-                .bind(s.offset as i64)
-                .bind(&s.hasher)
-                .bind(&s.head)
-                .bind(micros(&s.expires_at))
-                .bind(s.completed_at.as_ref().map(micros))
-                .bind(s.tenant().as_str())
-                .bind(&s.id)
-                .bind(token)
-                .bind(release)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                sqlx::query("UPDATE resumable_upload_states SET engine_state = $1 WHERE tenant_id = $2 AND id = $3")
-                    .bind(&s.engine_state)
-                    .bind(s.tenant().as_str())
-                    .bind(&s.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(true)
-            }
-
             /// Removes the row, when it is completed or `token` holds its lock, and returns it.
             pub async fn delete(
                 tx: &mut <Db as sqlx::Database>::Connection,
@@ -254,22 +213,6 @@ macro_rules! session_statements {
                 insert(&mut *tx, s).await
             }
 
-            /// [`save`], moving the intent's lease to the new expiry while unfinished.
-            pub async fn save_with_intent(
-                tx: &mut <Db as sqlx::Database>::Connection,
-                s: &UploadSession,
-                token: &str,
-                release: bool,
-            ) -> Result<bool, CatalogError> {
-                if !save(&mut *tx, s, token, release).await? {
-                    return Ok(false);
-                }
-                if s.completed_at.is_none() {
-                    super::touch_intent(&mut *tx, &s.intent()).await?;
-                }
-                Ok(true)
-            }
-
             /// [`delete`], and the intent of an unfinished upload with it.
             pub async fn delete_with_intent(
                 tx: &mut <Db as sqlx::Database>::Connection,
@@ -312,3 +255,44 @@ macro_rules! session_statements {
 }
 
 pub(crate) use session_statements;
+
+/// The statement with which the holder of an upload's lock records its progress (a completed
+/// upload with `completed_at`) and, with `$11`, releases the lock; it changes nothing unless
+/// `$10` holds the lock. Its arguments are bound by [`bind_progress!`]. Both engines run it:
+/// PostgreSQL in a transaction of its statements (`postgres/sql.rs`), SQLite as the first
+/// statement of a one-trip script (`sqlite/sql.rs`).
+macro_rules! save_progress_sql {
+    () => {
+        "UPDATE resumable_uploads SET content_type = $1, length = $2, upload_offset = $3, hasher = $4,
+             head = $5, expires_at = $6, completed_at = $7,
+             lock_token = CASE WHEN $11 THEN NULL ELSE lock_token END,
+             locked_until = CASE WHEN $11 THEN 0 ELSE locked_until END
+         WHERE tenant_id = $8 AND id = $9 AND lock_token = $10"
+    };
+}
+pub(crate) use save_progress_sql;
+
+/// Binds `$1`…`$11` of [`save_progress_sql!`] to `$query`: the progress of upload `$s` (an
+/// `UploadSession`, taken), saved as `$token` (a `String`), releasing the lock when
+/// `$release`.
+macro_rules! bind_progress {
+    ($query:expr, $s:expr, $token:expr, $release:expr) => {{
+        let s: $crate::catalog::UploadSession = $s;
+        let tenant = s.tenant().as_str().to_owned();
+        let expires_at = $crate::catalog::query::micros(&s.expires_at);
+        let completed_at = s.completed_at.as_ref().map($crate::catalog::query::micros);
+        $query
+            .bind(s.content_type)
+            .bind(s.length.map(|l| l as i64))
+            .bind(s.offset as i64)
+            .bind(s.hasher)
+            .bind(s.head)
+            .bind(expires_at)
+            .bind(completed_at)
+            .bind(tenant)
+            .bind(s.id)
+            .bind($token)
+            .bind($release)
+    }};
+}
+pub(crate) use bind_progress;

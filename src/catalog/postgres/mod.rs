@@ -389,7 +389,7 @@ impl Catalog for PostgresCatalog {
 
     async fn save_session(&self, session: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError> {
         let mut tx = self.tenant_tx(session.tenant()).await?;
-        let saved = sql::session::save_with_intent(&mut tx, session, token, release).await?;
+        let saved = sql::save_session(&mut tx, session, token, release).await?;
         tx.commit().await?;
         Ok(saved)
     }

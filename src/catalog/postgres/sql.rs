@@ -5,8 +5,38 @@ use std::collections::HashSet;
 
 use sqlx::{PgExecutor, Postgres, Transaction};
 
+use crate::catalog::UploadSession;
+use crate::catalog::session_statements::{bind_progress, save_progress_sql};
+
 crate::catalog::session_statements::session_statements!(PgExecutor, sqlx::Postgres);
 crate::catalog::statements::shared_statements!(PgExecutor, sqlx::Postgres);
+
+/// Records the progress of the holder of an upload's lock ([`save_progress_sql!`]), then its
+/// engine state and, while it is unfinished, its intent's mark and lease (moved to the new
+/// expiry); `false` when `token` no longer holds the lock (nothing changed).
+pub async fn save_session(
+    tx: &mut sqlx::PgConnection,
+    s: &UploadSession,
+    token: &str,
+    release: bool,
+) -> Result<bool, CatalogError> {
+    let done = bind_progress!(sqlx::query(save_progress_sql!()), s.clone(), token.to_owned(), release)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE resumable_upload_states SET engine_state = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(&s.engine_state)
+        .bind(s.tenant().as_str())
+        .bind(&s.id)
+        .execute(&mut *tx)
+        .await?;
+    if s.completed_at.is_none() {
+        touch_intent(&mut *tx, &s.intent()).await?;
+    }
+    Ok(true)
+}
 
 pub async fn select_file_for_update<'e>(
     db: impl PgExecutor<'e>,

@@ -272,10 +272,8 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn save_session(&self, session: &UploadSession, token: &str, release: bool) -> Result<bool, CatalogError> {
-        let (session, token) = (session.clone(), token.to_owned());
-        self.writer
-            .write(move |db| async move { sql::session::save_with_intent(db, &session, &token, release).await }.boxed())
-            .await
+        let (script, bind, read) = sql::save_session(session, token, release);
+        self.writer.write_script(script, bind, read).await
     }
 
     async fn remove_session(

@@ -3,6 +3,11 @@
 use std::collections::HashSet;
 
 use sqlx::SqliteExecutor;
+use sqlx::sqlite::SqliteRow;
+
+use super::writer::{Bind, Script, script};
+use crate::catalog::UploadSession;
+use crate::catalog::session_statements::{bind_progress, save_progress_sql};
 
 crate::catalog::session_statements::session_statements!(SqliteExecutor, sqlx::Sqlite);
 crate::catalog::statements::shared_statements!(SqliteExecutor, sqlx::Sqlite);
@@ -52,4 +57,37 @@ pub async fn intent_exists<'e>(db: impl SqliteExecutor<'e>, blob: &BlobRef) -> R
         .fetch_optional(db)
         .await?;
     Ok(found.is_some())
+}
+
+/// The progress of an upload saved by the holder of its lock, in one round trip (see
+/// `writer.rs`): the row ([`save_progress_sql!`]), returning one row when `$10` held the lock;
+/// then, only if it did (`changes()` of the statement before), the engine state and, while
+/// unfinished (`$17`), the intent's mark and lease.
+const SAVE_SESSION: Script = script!(
+    save_progress_sql!(),
+    " RETURNING 1;
+     UPDATE resumable_upload_states SET engine_state = $12
+     WHERE tenant_id = $8 AND id = $9 AND changes() = 1;
+     UPDATE pending_uploads SET started_at = $13, alive_until = $14
+     WHERE bucket = $15 AND blob_key = $16 AND $17 AND changes() = 1"
+);
+
+/// What [`SAVE_SESSION`]'s rows answer: whether the lock's holder saved.
+pub type Saved = fn(&[SqliteRow]) -> bool;
+
+/// [`SAVE_SESSION`] for `s`, as `token`, with its arguments.
+pub fn save_session(s: &UploadSession, token: &str, release: bool) -> (Script, Bind, Saved) {
+    let intent = s.intent();
+    let (s, token, unfinished) = (s.clone(), token.to_owned(), s.completed_at.is_none());
+    let bind: Bind = Box::new(move |q| {
+        let engine_state = s.engine_state.clone();
+        bind_progress!(q, s, token, release)
+            .bind(engine_state)
+            .bind(micros(&intent.started_at))
+            .bind(micros(&intent.alive_until))
+            .bind(intent.blob.bucket.as_str().to_owned())
+            .bind(intent.blob.blob.to_string())
+            .bind(unfinished)
+    });
+    (SAVE_SESSION, bind, |rows| !rows.is_empty())
 }

@@ -20,10 +20,18 @@
 //! more statements per lease.) A lease changes the database with one statement at most, so a
 //! lease alone in its batch runs as SQLite's own autocommit transaction, without `BEGIN` and
 //! `COMMIT`: two round trips fewer for the lock every resumable append takes.
+//!
+//! A write that is a fixed script of statements ([`Script`]) runs in one round trip, however
+//! many statements it has; alone in a durable batch, with `BEGIN IMMEDIATE` and `COMMIT` in
+//! that same trip. Each round trip to the connection's worker thread costs two thread
+//! wake-ups (about 0.1 ms on a small virtual machine): a resumable append's record, three
+//! statements in a transaction of its own, took five trips (1.1 ms) before, one now.
 
 use futures::future::BoxFuture;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::CatalogError;
@@ -38,6 +46,13 @@ trait Job: Send {
     /// Runs the work on the batch's connection; whether the batch may go on (it succeeded or
     /// refused without changing anything), and its pending answer.
     fn run<'c>(self: Box<Self>, db: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Box<dyn Answer>)>;
+    /// Runs the work alone in a durable batch: in a transaction of its own, committed (or not,
+    /// when it fails), keeping its answer in `answers` once it has one.
+    fn run_committed<'c>(
+        self: Box<Self>,
+        db: &'c mut PoolConnection<Sqlite>,
+        answers: &'c mut Vec<Box<dyn Answer>>,
+    ) -> BoxFuture<'c, Result<(), String>>;
     /// Answers without running: the batch failed before this write's turn.
     fn fail(self: Box<Self>, why: &str);
     /// Whether its answer must wait for an fsync (all but leases).
@@ -74,12 +89,120 @@ where
         })
     }
 
+    fn run_committed<'c>(
+        self: Box<Self>,
+        db: &'c mut PoolConnection<Sqlite>,
+        answers: &'c mut Vec<Box<dyn Answer>>,
+    ) -> BoxFuture<'c, Result<(), String>> {
+        Box::pin(async move {
+            let mut jobs = vec![self as Box<dyn Job>].into_iter();
+            let outcome = run_jobs(db, jobs.by_ref(), answers).await;
+            if let Err(why) = &outcome {
+                jobs.for_each(|j| j.fail(why));
+            }
+            outcome
+        })
+    }
+
     fn fail(self: Box<Self>, why: &str) {
         let _ = self.reply.send(Err(batch_error(why)));
     }
 
     fn durable(&self) -> bool {
         self.durable
+    }
+}
+
+/// A durable write as one SQLite script: statements that share their arguments (`$N`), run
+/// in one round trip to the connection's worker thread. Its effects must not depend on
+/// answers the caller reads between statements: a statement that must only act when an
+/// earlier one did says so in SQL (`changes()`, a `RETURNING` the caller counts). Made by
+/// [`script!`], which writes the transaction around it at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct Script {
+    /// The statements, as they run inside a batch's transaction.
+    pub batched: &'static str,
+    /// The same statements between `BEGIN IMMEDIATE` and `COMMIT`, as they run alone.
+    pub alone: &'static str,
+}
+
+/// A [`Script`] of statements given as string literals (or macros that expand to them),
+/// joined.
+macro_rules! script {
+    ($($sql:expr),+ $(,)?) => {
+        $crate::catalog::sqlite::writer::Script {
+            batched: concat!($($sql),+),
+            alone: concat!("BEGIN IMMEDIATE;\n", $($sql,)+ ";\nCOMMIT"),
+        }
+    };
+}
+pub(super) use script;
+
+/// The arguments of a [`Script`], bound to whichever of its two texts runs.
+pub type Bind = Box<
+    dyn FnOnce(Query<'static, Sqlite, SqliteArguments<'static>>) -> Query<'static, Sqlite, SqliteArguments<'static>>
+        + Send,
+>;
+
+struct ScriptWrite<T> {
+    script: Script,
+    bind: Bind,
+    /// The answer, from the rows the script returned; it cannot fail (a script whose rows
+    /// could be wrong must say so in SQL, before it has changed anything).
+    read: fn(&[SqliteRow]) -> T,
+    reply: oneshot::Sender<Result<T, CatalogError>>,
+}
+
+impl<T: Send + 'static> Job for ScriptWrite<T> {
+    fn run<'c>(self: Box<Self>, db: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Box<dyn Answer>)> {
+        let ScriptWrite { script, bind, read, reply } = *self;
+        Box::pin(async move {
+            let out = bind(sqlx::query(script.batched)).fetch_all(db).await;
+            let out = out.map(|rows| read(&rows)).map_err(CatalogError::from);
+            (out.is_ok(), Box::new(Held { out, reply }) as Box<dyn Answer>)
+        })
+    }
+
+    fn run_committed<'c>(
+        self: Box<Self>,
+        db: &'c mut PoolConnection<Sqlite>,
+        answers: &'c mut Vec<Box<dyn Answer>>,
+    ) -> BoxFuture<'c, Result<(), String>> {
+        let ScriptWrite { script, bind, read, reply } = *self;
+        Box::pin(async move {
+            match bind(sqlx::query(script.alone)).fetch_all(&mut **db).await {
+                Ok(rows) => {
+                    answers.push(Box::new(Held { out: Ok(read(&rows)), reply }));
+                    Ok(())
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    abandon_raw_transaction(db).await;
+                    answers.push(Box::new(Held { out: Err(e.into()), reply }));
+                    Err(why)
+                }
+            }
+        })
+    }
+
+    fn fail(self: Box<Self>, why: &str) {
+        let _ = self.reply.send(Err(batch_error(why)));
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+}
+
+/// Rolls back what a script's own `BEGIN IMMEDIATE` began, when it stopped at a failing
+/// statement (if it failed at `BEGIN` or `COMMIT`, nothing is open and SQLite says so). A
+/// connection that cannot roll back is closed rather than pooled with a transaction open.
+async fn abandon_raw_transaction(db: &mut PoolConnection<Sqlite>) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut **db).await
+        && !e.to_string().contains("no transaction is active")
+    {
+        tracing::warn!(error = %e, "could not roll back a failed catalog write; closing its connection");
+        db.close_on_drop();
     }
 }
 
@@ -145,6 +268,19 @@ impl Writer {
         self.submit(work, false).await
     }
 
+    /// Runs `script` with the arguments `bind` gives it in the next batch, in one round trip,
+    /// and returns what `read` makes of its rows once that batch is durable.
+    pub async fn write_script<T: Send + 'static>(
+        &self,
+        script: Script,
+        bind: Bind,
+        read: fn(&[SqliteRow]) -> T,
+    ) -> Result<T, CatalogError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Box::new(ScriptWrite { script, bind, read, reply })).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     /// [`Self::write`] when `durable`, else [`Self::write_lease`].
     pub async fn submit<T, F>(&self, work: F, durable: bool) -> Result<T, CatalogError>
     where
@@ -184,6 +320,10 @@ async fn run_batch(pool: &SqlitePool, leases: &mut Leases, jobs: Vec<Box<dyn Job
     let outcome: Result<(), String> = async {
         if durable {
             let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+            if count == 1 {
+                let Some(job) = jobs.next() else { return Ok(()) };
+                return job.run_committed(&mut conn, &mut answers).await;
+            }
             return run_jobs(&mut conn, jobs.by_ref(), &mut answers).await;
         }
         let conn = match &mut leases.conn {
@@ -218,7 +358,7 @@ async fn run_batch(pool: &SqlitePool, leases: &mut Leases, jobs: Vec<Box<dyn Job
 /// the first that fails.
 async fn run_jobs(
     conn: &mut SqliteConnection,
-    jobs: &mut std::vec::IntoIter<Box<dyn Job>>,
+    mut jobs: impl Iterator<Item = Box<dyn Job>>,
     answers: &mut Vec<Box<dyn Answer>>,
 ) -> Result<(), String> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| e.to_string())?;
@@ -294,6 +434,54 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(writer.write_lease(|db| synchronous(db).boxed()).await.unwrap(), normal);
         assert_eq!(writer.write(|db| synchronous(db).boxed()).await.unwrap(), full);
+    }
+
+    const TWO_ROWS: Script = script!("INSERT INTO t VALUES ($1) RETURNING n; INSERT INTO t VALUES ($2) RETURNING n");
+
+    fn two_rows(a: i64, b: i64) -> Bind {
+        Box::new(move |q| q.bind(a).bind(b))
+    }
+
+    fn returned(rows: &[SqliteRow]) -> Vec<i64> {
+        use sqlx::Row;
+        rows.iter().map(|r| r.get::<i64, _>(0)).collect()
+    }
+
+    /// A script runs whole, alone (its own `BEGIN IMMEDIATE` … `COMMIT`) or in a batch with
+    /// other writes; one that fails part-way changes nothing, alone or batched, and leaves no
+    /// transaction open behind it.
+    #[tokio::test]
+    async fn a_script_runs_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, writer) = started(&dir, 1).await;
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
+        let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap() };
+
+        assert_eq!(writer.write_script(TWO_ROWS, two_rows(1, 2), returned).await.unwrap(), [1, 2]);
+        assert_eq!(count().await, 2, "committed when answered");
+        let (script, other) = tokio::join!(
+            writer.write_script(TWO_ROWS, two_rows(3, 4), returned),
+            writer.write(|db| execute(db, "INSERT INTO t VALUES (5)").boxed())
+        );
+        assert_eq!((script.unwrap(), other.unwrap()), (vec![3, 4], 1));
+        assert_eq!(count().await, 5);
+
+        // The second statement fails (a duplicate): the first one's row goes too.
+        let failed = writer.write_script(TWO_ROWS, two_rows(6, 1), returned).await;
+        assert!(matches!(failed, Err(CatalogError::Database(_))), "{failed:?}");
+        assert_eq!(count().await, 5);
+        // Nothing was left open on the connection: the next write commits by itself.
+        assert_eq!(writer.write(|db| execute(db, "INSERT INTO t VALUES (6)").boxed()).await.unwrap(), 1);
+        assert_eq!(count().await, 6);
+        // Batched, a failing script abandons the batch, and the write beside it with it.
+        let (script, other) = tokio::join!(
+            writer.write_script(TWO_ROWS, two_rows(7, 1), returned),
+            writer.write(|db| execute(db, "INSERT INTO t VALUES (8)").boxed())
+        );
+        assert!(script.is_err() && other.is_err(), "{script:?} {other:?}");
+        assert_eq!(count().await, 6);
+        assert_eq!(writer.write_script(TWO_ROWS, two_rows(7, 8), returned).await.unwrap(), [7, 8]);
+        assert_eq!(count().await, 8);
     }
 
     async fn execute(db: &mut SqliteConnection, sql: &'static str) -> Result<u64, CatalogError> {
