@@ -25,7 +25,8 @@
 //! many statements it has; alone in a durable batch, with `BEGIN IMMEDIATE` and `COMMIT` in
 //! that same trip. Each round trip to the connection's worker thread costs two thread
 //! wake-ups (about 0.1 ms on a small virtual machine): a resumable append's record, three
-//! statements in a transaction of its own, took five trips (1.1 ms) before, one now.
+//! statements in a transaction of its own, took five trips before and one now, 0.15–0.2 ms
+//! less per append (BENCHMARKS.md, "one round trip per record").
 
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
