@@ -78,9 +78,9 @@ pub type Saved = fn(&[SqliteRow]) -> bool;
 /// [`SAVE_SESSION`] for `s`, as `token`, with its arguments.
 pub fn save_session(s: &UploadSession, token: &str, release: bool) -> (Script, Bind, Saved) {
     let intent = s.intent();
-    let (s, token, unfinished) = (s.clone(), token.to_owned(), s.completed_at.is_none());
+    let (mut s, token, unfinished) = (s.clone(), token.to_owned(), s.completed_at.is_none());
+    let engine_state = std::mem::take(&mut s.engine_state);
     let bind: Bind = Box::new(move |q| {
-        let engine_state = s.engine_state.clone();
         bind_progress!(q, s, token, release)
             .bind(engine_state)
             .bind(micros(&intent.started_at))
