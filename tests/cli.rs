@@ -370,3 +370,53 @@ async fn a_connection_cut_mid_upload_is_retried_from_the_servers_offset() {
     let got = app.download("abc", "tenant-abc/exports/big.bin").await.bytes().await.unwrap();
     assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
 }
+
+/// Behind a balancer that sends each connection to the next of two instances, the chunk the
+/// client sends ahead (before the previous one is answered) reaches the instance that is not
+/// running the previous append, which refuses it (busy, or not yet at its offset). The client
+/// sends it again after the answer, without counting a failure or waiting out a backoff, and
+/// stops sending ahead; the file arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_balancer_a_chunk_sent_ahead_and_refused_is_sent_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let first = spawn_app().await;
+    let second = helpers::spawn_sibling(&first).await;
+    let token = first.token("abc");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let balancer = format!("http://{}", listener.local_addr().unwrap());
+    let upstreams: Vec<String> = [&first, &second]
+        .iter()
+        .map(|a| a.base.trim_start_matches("http://").trim_end_matches('/').to_owned())
+        .collect();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = &upstreams[counted.fetch_add(1, Ordering::SeqCst) % 2];
+            let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("balanced.bin");
+    let data: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
+        .args(["--chunk-size", "4MiB"])
+        .env("COFFER_URL", &balancer)
+        .env("COFFER_TOKEN", &token)
+        .env("COFFER_STATE_DIR", dir.path().join("state"))
+        .output()
+        .await
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("retrying"), "a refused chunk sent ahead is no failure: {err}");
+    assert!(connections.load(Ordering::SeqCst) >= 2, "both instances were used");
+    let got = first.download("abc", "tenant-abc/exports/balanced.bin").await.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+}

@@ -2,7 +2,8 @@
 //! (`$COFFER_STATE_DIR`, else `$XDG_STATE_HOME/coffer`, else `~/.local/state/coffer`) until it
 //! completes, so that running the same command again after an interruption — a dropped
 //! connection, Ctrl-C, a reboot — continues where the server's offset says. Within one run, a
-//! failed chunk is retried from the server's offset a few times with backoff.
+//! failed chunk is retried from the server's offset a few times with backoff. Each chunk is
+//! sent before the previous one is answered, and waits its turn on the server.
 //!
 //! The upload is created before any byte is sent, so a refusal (unknown category, too large,
 //! over quota, an existing file) always reaches the user as the server's answer.
@@ -17,6 +18,7 @@ use futures::TryStreamExt;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{ClientError, RemoteClient};
 
@@ -119,11 +121,44 @@ impl RemoteClient {
         };
         remember(&id, Some(Entry { upload: upload.clone(), size, modified }))?;
         let mut failures = 0;
+        // Each chunk's request goes out while the previous one is still running: the server
+        // lets it wait its turn (`service/resumable/queue.rs`) and starts on it the moment the
+        // previous append is done, so no round trip separates two appends. When one sent ahead
+        // fails (a balancer sent it to another instance, which refuses it as busy), it is sent
+        // again after the answer, and so is every later chunk of this upload.
+        let mut ahead = true;
+        let mut next: Option<Sent> = None;
         let answer = loop {
-            if let Some(bar) = &progress {
-                bar.set_position(offset);
+            let len = (size - offset).min(how.chunk);
+            let mut current = match next.take() {
+                Some(sent) if sent.offset == offset => sent,
+                _ => {
+                    if let Some(bar) = &progress {
+                        bar.set_position(offset);
+                    }
+                    self.send_patch(&upload, &absolute, offset, len, progress.as_ref(), false)
+                }
+            };
+            let end = offset + len;
+            if ahead && end < size {
+                // Once this one's body is on its way (so that it reaches the server first).
+                let _ = (&mut current.started).await;
+                next = Some(self.send_patch(
+                    &upload,
+                    &absolute,
+                    end,
+                    (size - end).min(how.chunk),
+                    progress.as_ref(),
+                    true,
+                ));
             }
-            match self.patch(&upload, &absolute, offset, (size - offset).min(how.chunk), progress.as_ref()).await {
+            let Sent { ahead: was_ahead, task, .. } = current;
+            let result = task.await.unwrap_or_else(|e| Err(ClientError::Local(format!("the request failed: {e}"))));
+            if result.is_err() {
+                // Sent for an offset this answer may not reach.
+                next = None;
+            }
+            match result {
                 Ok(res) => {
                     failures = 0;
                     offset = header_u64(&res, "upload-offset").unwrap_or(offset);
@@ -131,6 +166,7 @@ impl RemoteClient {
                         break res;
                     }
                 }
+                Err(_) if was_ahead => ahead = false,
                 Err(e @ ClientError::Server { status, .. }) if status != 409 && status != 423 && status < 500 => {
                     if status == 404 {
                         remember(&id, None)?;
@@ -235,33 +271,43 @@ impl RemoteClient {
         }
     }
 
-    async fn patch(
+    /// Sends `len` bytes of `path` from `offset` as one `PATCH`, on a task of its own.
+    fn send_patch(
         &self,
         upload: &str,
         path: &Path,
         offset: u64,
         len: u64,
         progress: Option<&ProgressBar>,
-    ) -> Result<reqwest::Response, ClientError> {
-        let file = std::fs::File::open(path).map_err(ClientError::local)?;
+        ahead: bool,
+    ) -> Sent {
+        let (http, token, upload, path) = (self.http.clone(), self.token.clone(), upload.to_owned(), path.to_owned());
         let bar = progress.cloned();
-        let stream = super::read_ahead::file_body(file, offset, Some(len)).inspect_ok(move |c| {
-            if let Some(bar) = &bar {
-                bar.inc(c.len() as u64);
-            }
+        let (started, begun) = tokio::sync::oneshot::channel();
+        let mut started = Some(started);
+        let task = tokio::spawn(async move {
+            let file = std::fs::File::open(path).map_err(ClientError::local)?;
+            let stream = super::read_ahead::file_body(file, offset, Some(len)).inspect_ok(move |c| {
+                if let Some(started) = started.take() {
+                    let _ = started.send(());
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(c.len() as u64);
+                }
+            });
+            let res = http
+                .patch(upload)
+                .bearer_auth(token)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", offset)
+                .header(reqwest::header::CONTENT_TYPE, "application/offset+octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await;
+            Self::check(res).await
         });
-        let res = self
-            .http
-            .patch(upload)
-            .bearer_auth(&self.token)
-            .header("tus-resumable", "1.0.0")
-            .header("upload-offset", offset)
-            .header(reqwest::header::CONTENT_TYPE, "application/offset+octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await;
-        Self::check(res).await
+        Sent { offset, ahead, started: begun, task: AbortOnDropHandle::new(task) }
     }
 
     async fn metadata(&self, key: &str) -> Result<Value, ClientError> {
@@ -271,6 +317,16 @@ impl RemoteClient {
         let meta: Value = Self::check(res).await?.json().await.map_err(ClientError::local)?;
         Ok(meta.get("file").cloned().unwrap_or(meta))
     }
+}
+
+/// One chunk's `PATCH` on its way; abandoned when dropped.
+struct Sent {
+    offset: u64,
+    /// Sent before the previous chunk was answered.
+    ahead: bool,
+    /// Fires when the body starts going out (or errs when the request ends before).
+    started: tokio::sync::oneshot::Receiver<()>,
+    task: AbortOnDropHandle<Result<reqwest::Response, ClientError>>,
 }
 
 fn header_u64(res: &reqwest::Response, name: &str) -> Option<u64> {

@@ -1,6 +1,7 @@
 //! Time and size bounds on every byte of an upload body, applied to the raw request body
 //! before anything parses it (so a multipart preamble is bounded like the file data):
-//! - an idle timeout between chunks (408 `body-timeout`);
+//! - an idle timeout between chunks (408 `body-timeout`), counted from the first time the
+//!   server asks for the body (a tus append waiting its turn has not started reading it);
 //! - a minimum rate over each idle-timeout window (408 `body-too-slow`), so that a trickle of
 //!   one byte just inside the idle timeout cannot hold an upload slot either;
 //! - for multipart bodies, a cap on the bytes before the file part's data starts
@@ -65,6 +66,8 @@ pub struct BodyGuard {
     window_start: Instant,
     window_bytes: u64,
     tripped: Tripped,
+    /// Whether the body was asked for yet: the clocks start then.
+    started: bool,
     done: bool,
 }
 
@@ -79,6 +82,7 @@ impl BodyGuard {
             window_start: now,
             window_bytes: 0,
             tripped,
+            started: false,
             done: false,
         }
     }
@@ -95,6 +99,13 @@ impl Stream for BodyGuard {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        if !self.started {
+            self.started = true;
+            let now = Instant::now();
+            self.window_start = now;
+            let deadline = now + self.idle;
+            self.idle_timer.as_mut().reset(deadline);
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
@@ -263,6 +274,18 @@ mod tests {
         let s = BodyGuard::new(Box::pin(steady), Duration::from_secs(30), 1024, Tripped::default());
         let all: Vec<_> = s.collect().await;
         assert_eq!(all.len(), 100);
+        assert!(all.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clocks_start_when_the_body_is_first_asked_for() {
+        // A tus append waits its turn for a minute before it reads its body, which comes at
+        // once: neither the idle timeout nor the rate counts the wait.
+        let ready = futures::stream::iter((0..4).map(|_| Ok(Bytes::from(vec![1u8; 4096]))));
+        let s = BodyGuard::new(Box::pin(ready), Duration::from_secs(30), 1024 * 1024, Tripped::default());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let all: Vec<_> = s.collect().await;
+        assert_eq!(all.len(), 4);
         assert!(all.iter().all(Result::is_ok));
     }
 }

@@ -374,6 +374,8 @@ pub async fn head(
 }
 
 /// Append bytes at `Upload-Offset` (tus PATCH); the last ones complete the upload into its file.
+/// A request reaching the instance that is writing to the upload waits its turn (up to the
+/// lock's lease; 423 `upload-busy` past it, or from another instance).
 #[utoipa::path(patch, path = "/v1/uploads/{id}", tag = "uploads",
     params(
         ("id" = String, Path),

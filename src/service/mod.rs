@@ -86,6 +86,8 @@ struct Inner {
     upload_expiry: std::time::Duration,
     /// How long a write holds a resumable upload without renewing its lock.
     upload_lock_lease: std::time::Duration,
+    /// The appends running or waiting on this instance, by upload.
+    appends: resumable::Queues,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -132,6 +134,7 @@ impl StorageService {
                     .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
                 upload_expiry: config.upload_expiry,
                 upload_lock_lease: config.upload_lock_lease,
+                appends: resumable::Queues::default(),
             }),
         }
     }

@@ -640,6 +640,62 @@ async fn instances_continue_each_others_uploads_and_one_writer_wins_a_race() {
     assert_no_partials(&first, 1).await;
 }
 
+/// A client may send its next chunk before the previous one is answered: on the instance
+/// running the previous append, the request waits its turn (unread) instead of being refused
+/// as busy, and lands right after it. Behind an append that fails, it gets the upload's true
+/// offset (409) and stores nothing.
+#[tokio::test]
+async fn an_append_sent_before_the_previous_one_is_answered_waits_its_turn() {
+    let app = spawn_app().await;
+    let tus = Tus::new(&app, "abc123");
+    let data = bytes(12 * MIB + 5, 6);
+    for cut in [false, true] {
+        let name = if cut { "cut-queued.bin" } else { "queued.bin" };
+        let path = tus.create("exports", name, data.len()).await;
+        let (tx, slow) = channel_body();
+        let first = tus
+            .req(Method::PATCH, &path)
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(slow)
+            .send();
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tus.patch(&path, 6 * MIB, data[6 * MIB..].to_vec()).await
+        };
+        let feed = async {
+            let tx = tx; // dropped at the end: the body ends
+            // The second request is waiting by now; the first's bytes come only then.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            for (i, piece) in data[..6 * MIB].chunks(MIB).enumerate() {
+                if cut && i == 1 {
+                    tx.send(Err(std::io::Error::other("connection lost"))).await.unwrap();
+                    return;
+                }
+                tx.send(Ok(piece.to_vec())).await.unwrap();
+            }
+        };
+        let (first, second, ()) = tokio::join!(first, second, feed);
+        if !cut {
+            let first = first.unwrap();
+            assert_eq!(first.status(), StatusCode::NO_CONTENT, "{}", first.text().await.unwrap());
+            assert_eq!(second.status(), StatusCode::NO_CONTENT, "{}", second.text().await.unwrap());
+            assert_downloads(&app, "abc123", &format!("tenant-abc123/exports/{name}"), &data).await;
+            continue;
+        }
+        assert!(first.is_err(), "the client's own body failed");
+        assert_eq!(second.status(), StatusCode::CONFLICT);
+        let held: usize = second.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        assert!(held <= MIB, "{held}");
+        assert_error(second, StatusCode::CONFLICT, "offset-mismatch").await;
+        assert_eq!(tus.offset(&path).await, held);
+        let res = tus.patch(&path, held, data[held..].to_vec()).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "{}", res.text().await.unwrap());
+        assert_downloads(&app, "abc123", &format!("tenant-abc123/exports/{name}"), &data).await;
+    }
+    assert_no_partials(&app, 2).await;
+}
+
 #[tokio::test]
 async fn an_interrupted_append_keeps_what_arrived() {
     let app = spawn_app().await;

@@ -6,10 +6,12 @@
 //!
 //! Concurrency: an append first takes the upload's lock in the catalog at the offset it claims
 //! (one writer per upload across every instance, and only at the upload's offset), renews it
-//! while the bytes stream, and releases it with the new offset in one statement.
+//! while the bytes stream, and releases it with the new offset in one statement. Appends that
+//! reach one instance while another runs wait their turn (`queue.rs`) before they try the lock.
 
 mod hash;
 mod intake;
+mod queue;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use crate::catalog::{BlobRef, Catalog, CatalogError, FileRecord, LockRefusal, Up
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 pub use hash::ResumableSha256;
 use intake::Intake;
+pub(super) use queue::Queues;
 
 /// The lease reconcile takes an expired upload's lock for (it only removes it).
 const REMOVAL_LEASE: Duration = Duration::from_secs(30);
@@ -243,6 +246,12 @@ impl StorageService {
     #[tracing::instrument(skip_all, fields(tenant = %who.tenant(), upload = id))]
     pub async fn append_resumable(&self, who: &Admitted, id: &str, req: Append) -> Result<Appended, ServiceError> {
         who.require_write()?;
+        if !well_formed(id) {
+            return Err(ServiceError::UploadNotFound);
+        }
+        // Behind the appends to this upload that this instance runs or has waiting. If the turn
+        // does not come within the lease, the catalog's lock decides (423 while still held).
+        let _turn = self.inner.appends.turn(who.tenant(), id, self.inner.upload_lock_lease).await;
         let token = new_id();
         let mut session = self.lock(who.tenant(), id, req.offset, &token).await?;
         let result = if finishing(&session) {
