@@ -38,6 +38,23 @@ async fn upload_cli(app: &TestApp, token: &str, args: Vec<String>) -> Output {
     .unwrap()
 }
 
+/// `coffer upload` of `data` (as `name`, in exports) through tus in chunks of `chunk`, against
+/// `url`, with a state directory of its own.
+async fn upload_resumably(url: &str, token: &str, name: &str, data: &[u8], chunk: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join(name);
+    std::fs::write(&input, data).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
+        .args(["--chunk-size", chunk])
+        .env("COFFER_URL", url)
+        .env("COFFER_TOKEN", token)
+        .env("COFFER_STATE_DIR", dir.path().join("state"))
+        .output()
+        .await
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -350,21 +367,10 @@ async fn a_connection_cut_mid_upload_is_retried_from_the_servers_offset() {
         }
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("big.bin");
     let data: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
-    std::fs::write(&input, &data).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
-        // One chunk: no request is sent ahead, so the cut one is the append itself (a chunk
-        // sent ahead and cut is sent again silently: the balancer test covers that).
-        .args(["--chunk-size", "16MiB"])
-        .env("COFFER_URL", &proxy)
-        .env("COFFER_TOKEN", &token)
-        .env("COFFER_STATE_DIR", dir.path().join("state"))
-        .output()
-        .await
-        .unwrap();
+    // One chunk: no request is sent ahead, so the cut one is the append itself (a chunk sent
+    // ahead and cut is sent again silently: the balancer test covers that).
+    let out = upload_resumably(&proxy, &token, "big.bin", &data, "16MiB").await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(cut.load(Ordering::SeqCst));
@@ -402,19 +408,8 @@ async fn behind_a_balancer_a_chunk_sent_ahead_and_refused_is_sent_again() {
         }
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("balanced.bin");
     let data: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
-    std::fs::write(&input, &data).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["upload", input.to_str().unwrap(), "--category", "exports", "--resumable-over", "1MiB"])
-        .args(["--chunk-size", "4MiB"])
-        .env("COFFER_URL", &balancer)
-        .env("COFFER_TOKEN", &token)
-        .env("COFFER_STATE_DIR", dir.path().join("state"))
-        .output()
-        .await
-        .unwrap();
+    let out = upload_resumably(&balancer, &token, "balanced.bin", &data, "4MiB").await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("retrying"), "a refused chunk sent ahead is no failure: {err}");

@@ -246,9 +246,6 @@ impl StorageService {
     #[tracing::instrument(skip_all, fields(tenant = %who.tenant(), upload = id))]
     pub async fn append_resumable(&self, who: &Admitted, id: &str, req: Append) -> Result<Appended, ServiceError> {
         who.require_write()?;
-        if !well_formed(id) {
-            return Err(ServiceError::UploadNotFound);
-        }
         // Behind the appends to this upload that this instance runs or has waiting. If the turn
         // does not come within the lease, the catalog's lock decides (423 while still held).
         let _turn = self.inner.appends.turn(who.tenant(), id, self.inner.upload_lock_lease).await;
