@@ -87,7 +87,7 @@ struct Inner {
     /// How long a write holds a resumable upload without renewing its lock.
     upload_lock_lease: std::time::Duration,
     /// The appends running or waiting on this instance, by upload.
-    appends: resumable::Queues,
+    appends: resumable::Appends,
 }
 
 /// Why the service could not start; `Display` is one line for the operator.
@@ -116,6 +116,7 @@ impl StorageService {
     /// Assembles a service from its parts; [`crate::startup::service`] opens them from a
     /// configuration.
     pub fn new(blobs: Arc<dyn BlobStore>, catalog: Arc<dyn Catalog>, config: &Config, signer: UrlSigner) -> Self {
+        let appends = resumable::appends(catalog.clone());
         Self {
             inner: Arc::new(Inner {
                 blobs,
@@ -134,7 +135,7 @@ impl StorageService {
                     .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(20)),
                 upload_expiry: config.upload_expiry,
                 upload_lock_lease: config.upload_lock_lease,
-                appends: resumable::Queues::default(),
+                appends,
             }),
         }
     }

@@ -696,6 +696,86 @@ async fn an_append_sent_before_the_previous_one_is_answered_waits_its_turn() {
     assert_no_partials(&app, 2).await;
 }
 
+/// The instance running an append hands the upload's lock to the append waiting behind it, and
+/// lets it go once nobody waits: whatever the append that took it over did (appended, claimed a
+/// wrong offset, lost its connection), another instance continues the upload at once instead
+/// of finding it locked for the rest of a lease.
+#[tokio::test]
+async fn a_lock_handed_over_is_free_for_another_instance_once_nobody_waits() {
+    let first = spawn_app().await;
+    let second = spawn_sibling(&first).await;
+    let (one, two) = (Tus::new(&first, "abc123"), Tus::new(&second, "abc123"));
+    let data = bytes(12 * MIB, 8);
+    for behind in ["appends", "wrong-offset", "cut"] {
+        let name = format!("handed-{behind}.bin");
+        let path = one.create("exports", &name, data.len()).await;
+        let (tx, slow) = channel_body();
+        let (queued_tx, queued_body) = channel_body();
+        let (answered, on_answer) = tokio::sync::oneshot::channel();
+        let running = async {
+            let res = one.patch(&path, 0, slow).await;
+            answered.send(()).unwrap();
+            res
+        };
+        let claim = if behind == "wrong-offset" { 3 * MIB } else { 4 * MIB };
+        let queued = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            one.req(Method::PATCH, &path)
+                .header("upload-offset", claim.to_string())
+                .header("content-type", "application/offset+octet-stream")
+                .body(queued_body)
+                .send()
+                .await
+        };
+        let feed = async {
+            // The queued request waits by now; the running one's bytes come only then.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tx.send(Ok(data[..4 * MIB].to_vec())).await.unwrap();
+            drop(tx);
+            on_answer.await.unwrap();
+            match behind {
+                "appends" => queued_tx.send(Ok(data[4 * MIB..8 * MIB].to_vec())).await.unwrap(),
+                "cut" => queued_tx.send(Err(std::io::Error::other("connection lost"))).await.unwrap(),
+                _ => {}
+            }
+            drop(queued_tx);
+        };
+        let (running, queued, ()) = tokio::join!(running, queued, feed);
+        assert_eq!(running.status(), StatusCode::NO_CONTENT, "{behind}");
+        let offset = match behind {
+            "appends" => {
+                let queued = queued.unwrap();
+                assert_eq!(queued.status(), StatusCode::NO_CONTENT, "{}", queued.text().await.unwrap());
+                8 * MIB
+            }
+            "wrong-offset" => {
+                let queued = queued.unwrap();
+                assert_eq!(queued.headers()["upload-offset"], (4 * MIB).to_string().as_str());
+                assert_error(queued, StatusCode::CONFLICT, "offset-mismatch").await;
+                4 * MIB
+            }
+            _ => {
+                assert!(queued.is_err(), "the client's own body failed");
+                4 * MIB
+            }
+        };
+        assert_eq!(two.offset(&path).await, offset, "{behind}");
+        // Answered appends leave the lock free before they answer; a cut one as soon as the
+        // server sees the cut (well within the 10 s lease).
+        let mut res = two.patch(&path, offset, data[offset..].to_vec()).await;
+        for _ in 0..30 {
+            if behind != "cut" || res.status() != StatusCode::LOCKED {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            res = two.patch(&path, offset, data[offset..].to_vec()).await;
+        }
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "{behind}: {}", res.text().await.unwrap());
+        assert_downloads(&first, "abc123", &format!("tenant-abc123/exports/{name}"), &data).await;
+    }
+    assert_no_partials(&first, 3).await;
+}
+
 #[tokio::test]
 async fn an_interrupted_append_keeps_what_arrived() {
     let app = spawn_app().await;

@@ -7,13 +7,16 @@
 //! Concurrency: an append first takes the upload's lock in the catalog at the offset it claims
 //! (one writer per upload across every instance, and only at the upload's offset), renews it
 //! while the bytes stream, and releases it with the new offset in one statement. Appends that
-//! reach one instance while another runs wait their turn (`queue.rs`) before they try the lock.
+//! reach one instance while another runs wait their turn (`queue.rs`) before they try the lock;
+//! an append that succeeds with another waiting records its offset without releasing the lock
+//! and hands it over, so the next starts at once, without the catalog's lock statement.
 
 mod hash;
 mod intake;
 mod queue;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ring::rand::SecureRandom;
@@ -26,10 +29,46 @@ use crate::catalog::{BlobRef, Catalog, CatalogError, FileRecord, LockRefusal, Up
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 pub use hash::ResumableSha256;
 use intake::Intake;
-pub(super) use queue::Queues;
+use queue::Turn;
 
 /// The lease reconcile takes an expired upload's lock for (it only removes it).
 const REMOVAL_LEASE: Duration = Duration::from_secs(30);
+
+/// An upload's lock in the catalog, handed by an append that succeeded to the next one waiting
+/// on this instance (see `queue.rs`).
+#[derive(Debug)]
+pub(super) struct Held {
+    token: String,
+    /// The upload as the append that handed it over recorded it.
+    session: UploadSession,
+    /// No later than the lock's lease last began: it holds for at least a lease from then.
+    leased_at: Instant,
+}
+
+/// The appends running or waiting on this instance, by upload.
+pub(super) type Appends = queue::Queues<Held>;
+
+/// The appends' lines; a lock handed over to nobody (the waiting request went away first) is
+/// released.
+pub(super) fn appends(catalog: Arc<dyn Catalog>) -> Appends {
+    queue::Queues::new(move |held: Held| {
+        let catalog = catalog.clone();
+        // Without a runtime (the process is ending) the lease runs out on its own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let s = &held.session;
+                let _ = catalog.renew_session_lock(s.tenant(), &s.id, &held.token, Duration::ZERO).await;
+            });
+        }
+    })
+}
+
+/// The upload's lock as an append holds it, and the turn it may hand the lock over to.
+struct Lock<'a> {
+    token: &'a str,
+    leased_at: Instant,
+    turn: Option<&'a mut Turn<Held>>,
+}
 
 /// A resumable upload to create.
 pub struct NewUpload {
@@ -248,20 +287,50 @@ impl StorageService {
         who.require_write()?;
         // Behind the appends to this upload that this instance runs or has waiting. If the turn
         // does not come within the lease, the catalog's lock decides (423 while still held).
-        let _turn = self.inner.appends.turn(who.tenant(), id, self.inner.upload_lock_lease).await;
-        let token = new_id();
-        let mut session = self.lock(who.tenant(), id, req.offset, &token).await?;
+        let mut turn = self.inner.appends.turn(who.tenant(), id, self.inner.upload_lock_lease).await;
+        let (token, mut session, leased_at) = match self.take_over(turn.as_mut(), req.offset).await? {
+            Some(held) => (held.token, held.session, held.leased_at),
+            None => {
+                let (token, leased_at) = (new_id(), Instant::now());
+                (token.clone(), self.lock(who.tenant(), id, req.offset, &token).await?, leased_at)
+            }
+        };
         let result = if finishing(&session) {
             // Nothing more to append: complete what arrived before.
             self.settle(&mut session, &token).await
         } else {
-            self.locked_append(&mut session, &token, req).await
+            let lock = Lock { token: &token, leased_at, turn: turn.as_mut() };
+            self.locked_append(&mut session, lock, req).await
         };
         if result.is_err() && session.completed_at.is_none() {
             // Free the upload for the client's retry (nothing changed: the offset stays).
             self.release(&session, &token).await;
         }
         result
+    }
+
+    /// The lock the append before this one on this instance handed over, when it did and
+    /// `offset` is the upload's; its lease renewed when a sixth of it may have passed.
+    async fn take_over(&self, turn: Option<&mut Turn<Held>>, offset: u64) -> Result<Option<Held>, ServiceError> {
+        let Some(mut held) = turn.and_then(Turn::take_over) else { return Ok(None) };
+        if held.session.offset != offset {
+            self.release(&held.session, &held.token).await;
+            return Err(ServiceError::OffsetMismatch { offset: held.session.offset });
+        }
+        let lease = self.inner.upload_lock_lease;
+        if held.leased_at.elapsed() >= lease / 6 {
+            let (s, now) = (&held.session, Instant::now());
+            match self.inner.catalog.renew_session_lock(s.tenant(), &s.id, &held.token, lease).await {
+                Ok(true) => held.leased_at = now,
+                // Not held any more: the catalog's lock decides, as for any append.
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    self.release(&held.session, &held.token).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Some(held))
     }
 
     async fn release(&self, session: &UploadSession, token: &str) {
@@ -308,9 +377,10 @@ impl StorageService {
     async fn locked_append(
         &self,
         session: &mut UploadSession,
-        token: &str,
+        lock: Lock<'_>,
         req: Append,
     ) -> Result<Appended, ServiceError> {
+        let token = lock.token;
         if session.expires_at <= Utc::now() {
             self.discard(session, token).await?;
             return Err(ServiceError::UploadNotFound);
@@ -401,13 +471,21 @@ impl StorageService {
             }
             return done;
         }
-        if !self.inner.catalog.save_session(session, token, true).await? {
+        // With another append to this upload waiting here, the lock stays for it to take over.
+        let keep = taken.interrupted.is_none() && lock.turn.as_ref().is_some_and(|turn| turn.someone_waits());
+        if !self.inner.catalog.save_session(session, token, !keep).await? {
             return Err(ServiceError::UploadBusy);
         }
         self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
         match taken.interrupted {
             Some(e) => Err(ServiceError::from_body(e)),
-            None => Ok(Appended { session: session.clone(), file: None }),
+            None => {
+                if keep && let Some(turn) = lock.turn {
+                    let held = Held { token: token.to_owned(), session: session.clone(), leased_at: lock.leased_at };
+                    turn.hand_over(held);
+                }
+                Ok(Appended { session: session.clone(), file: None })
+            }
         }
     }
 
