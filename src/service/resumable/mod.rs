@@ -55,12 +55,14 @@ pub(super) fn appends(catalog: Arc<dyn Catalog>) -> Appends {
         let catalog = catalog.clone();
         // Without a runtime (the process is ending) the lease runs out on its own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let s = &held.session;
-                let _ = catalog.renew_session_lock(s.tenant(), &s.id, &held.token, Duration::ZERO).await;
-            });
+            runtime.spawn(async move { release(catalog.as_ref(), &held.session, &held.token).await });
         }
     })
+}
+
+/// Frees `session`'s lock held as `token` (best effort: otherwise its lease runs out).
+async fn release(catalog: &dyn Catalog, session: &UploadSession, token: &str) {
+    let _ = catalog.renew_session_lock(session.tenant(), &session.id, token, Duration::ZERO).await;
 }
 
 /// The upload's lock as an append holds it, and the turn it may hand the lock over to.
@@ -334,7 +336,7 @@ impl StorageService {
     }
 
     async fn release(&self, session: &UploadSession, token: &str) {
-        let _ = self.inner.catalog.renew_session_lock(session.tenant(), &session.id, token, Duration::ZERO).await;
+        release(self.inner.catalog.as_ref(), session, token).await;
     }
 
     /// Terminates an unfinished upload (tus `DELETE`): its bytes go, its id is forgotten. A
