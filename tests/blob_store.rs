@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use coffer::blob::{BlobError, BlobStore, ByteStream, FsBlobStore, Lengths, S3BlobStore};
+use coffer::blob::{BlobError, BlobStore, ByteStream, FsBlobStore, Lengths, PartialAt, S3BlobStore};
 use coffer::domain::{BlobKey, BlobVersion, BucketName, ObjectKey};
 use futures::StreamExt;
 
@@ -104,6 +104,7 @@ async fn conformance_in(store: Arc<dyn BlobStore>, b: BucketName) {
 
     known_lengths(&*store, &b).await;
     partial_objects(&*store, &b).await;
+    pipelined_appends(&*store, &b).await;
 
     // a missing bucket is reported as such
     let missing = BucketName::parse("no-such-bucket-here").unwrap();
@@ -291,6 +292,53 @@ async fn partial_objects(store: &dyn BlobStore, b: &BucketName) {
     assert_eq!(left, expected, "no staging objects, tails or partial files remain");
     store.delete(b, &k).await.unwrap();
     store.delete(b, &e).await.unwrap();
+}
+
+/// An append written on top of one neither durable nor recorded yet (`partial_write`, as the
+/// service pipelines two appends): a crash may leave the catalog recording the one below or only
+/// the append before it, and the object continues from whichever it records, read back from
+/// storage (not from what the process kept in memory for the newest state).
+async fn pipelined_appends(store: &dyn BlobStore, b: &BucketName) {
+    let all = data(600_000);
+    let bytes = |from: usize, to: usize| owned(vec![all[from..to].to_vec()]);
+    for below_recorded in [true, false] {
+        let k = blob(&format!("tenant-q/exports/pipelined-{below_recorded}.bin"));
+        let begun = store.partial_begin(b, &k, "application/octet-stream").await.unwrap();
+        let at = PartialAt { state: &begun, acknowledged: &begun, offset: 0 };
+        let first = store.partial_write(b, &k, at, bytes(0, 100_000), Lengths::default()).await.unwrap();
+        first.durable.await.unwrap();
+        let before = first.state;
+        let at = PartialAt { state: &before, acknowledged: &before, offset: 100_000 };
+        let below = store.partial_write(b, &k, at, bytes(100_000, 250_000), Lengths::default()).await.unwrap();
+        // Written on top of `below` before it is durable or recorded.
+        let at = PartialAt { state: &below.state, acknowledged: &before, offset: 250_000 };
+        let above = store.partial_write(b, &k, at, bytes(250_000, 400_000), Lengths::default()).await.unwrap();
+        assert_eq!((below.appended, above.appended), (150_000, 150_000));
+        below.durable.await.unwrap();
+        above.durable.await.unwrap();
+        let (below, above) = (below.state, above.state);
+        // What the service releases once the catalog recorded its state, or once an append
+        // failed to be recorded.
+        let (recorded, offset) = if below_recorded {
+            store.partial_release(b, &k, &before, &below).await;
+            (below, 250_000)
+        } else {
+            store.partial_release(b, &k, &below, &before).await;
+            (before, 100_000)
+        };
+        store.partial_release(b, &k, &above, &recorded).await;
+        let (last, _) = store
+            .partial_append(b, &k, &recorded, offset as u64, bytes(offset, all.len()), Lengths::default())
+            .await
+            .unwrap();
+        store.partial_release(b, &k, &recorded, &last).await;
+        store.partial_finish(b, &k, &last, all.len() as u64).await.unwrap();
+        assert!(read_all(store, b, &k, None).await == all, "object differs (below recorded: {below_recorded})");
+        store.delete(b, &k).await.unwrap();
+    }
+    let left = store.list(b, None, 1000).await.unwrap().keys;
+    let left: Vec<_> = left.iter().filter(|key| key.starts_with("tenant-q/")).collect();
+    assert!(left.is_empty(), "no staging objects, tails or partial files remain: {left:?}");
 }
 
 #[tokio::test]

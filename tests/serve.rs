@@ -117,7 +117,7 @@ async fn metrics_are_served_on_their_own_address_only() {
 /// wait its turn and, when the previous append succeeds, hands it the upload's lock: fewer
 /// lock statements reach the catalog than appends (one each without the hand-over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_appends_take_the_lock_over_from_the_append_before() {
+async fn queued_appends_take_the_lock_over_from_the_append_before_and_write_beside_its_record() {
     let data = tempfile::tempdir().unwrap();
     let served = serve(&data.path().join("store")).await;
     let input = data.path().join("queued.bin");
@@ -150,4 +150,7 @@ async fn queued_appends_take_the_lock_over_from_the_append_before() {
     let locks = value(&text, "coffer_catalog_operation_duration_seconds_count{engine=\"sqlite\",op=\"lock_session\"}");
     assert!(patches >= 11.0, "{patches} appends");
     assert!(locks < patches, "{locks} lock statements for {patches} appends");
+    // And each writes while the one before is made durable and recorded.
+    let overlapped = value(&text, "coffer_tus_appends_overlapped_total");
+    assert!(overlapped >= 1.0, "{overlapped} of {patches} appends written beside the record of the one before");
 }

@@ -40,6 +40,28 @@ pub struct Lengths {
     pub object: Option<u64>,
 }
 
+/// An append to a partial object whose bytes are written but not yet durable
+/// ([`BlobStore::partial_write`]).
+pub struct PartialWrite {
+    /// The state after the append.
+    pub state: String,
+    /// The bytes appended.
+    pub appended: u64,
+    /// Resolves once the bytes are durable (already running: it need not be polled to progress).
+    pub durable: futures::future::BoxFuture<'static, Result<(), BlobError>>,
+}
+
+/// Where an append to a partial object starts.
+#[derive(Debug, Clone, Copy)]
+pub struct PartialAt<'s> {
+    /// The state appended to: the catalog's, or that of an append written but not yet recorded.
+    pub state: &'s str,
+    /// The state the catalog records (`state` itself unless that is an unrecorded append's).
+    pub acknowledged: &'s str,
+    /// The bytes `state` holds.
+    pub offset: u64,
+}
+
 impl Lengths {
     /// An announced body length only.
     pub fn body(length: u64) -> Self {
@@ -205,6 +227,24 @@ pub trait BlobStore: Send + Sync + 'static {
         body: ByteStream,
         lengths: Lengths,
     ) -> Result<(String, u64), BlobError>;
+
+    /// Writes as [`BlobStore::partial_append`] does, but returns once the bytes are written,
+    /// with a future that resolves once they are durable. The next append may start from the
+    /// returned state before that (`at.state` the returned one, `at.acknowledged` the one the
+    /// catalog still records): what it writes leaves both states readable, so after a crash
+    /// whichever the catalog recorded stands. An engine whose writes are durable when they
+    /// return keeps the default.
+    async fn partial_write(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        at: PartialAt<'_>,
+        body: ByteStream,
+        lengths: Lengths,
+    ) -> Result<PartialWrite, BlobError> {
+        let (state, appended) = self.partial_append(bucket, key, at.state, at.offset, body, lengths).await?;
+        Ok(PartialWrite { state, appended, durable: Box::pin(std::future::ready(Ok(()))) })
+    }
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:
     /// atomically and durably, as `put` would leave it. Finishing an object that was finished

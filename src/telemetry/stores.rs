@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::blob::{
-    ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PutResult, UnfinishedWrite,
+    ArchiveState, BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PartialAt, PartialWrite, PutResult,
+    UnfinishedWrite,
 };
 use crate::catalog::{
     BlobRef, Catalog, CatalogError, CategoryUsage, FilePage, FileRecord, ListQuery, LockRefusal, PendingUpload,
@@ -131,6 +132,24 @@ impl BlobStore for MeteredBlobStore {
         lengths: Lengths,
     ) -> Result<(String, u64), BlobError> {
         timed!("blob", self, "partial_append", self.0.partial_append(b, k, state, offset, body, lengths))
+    }
+    async fn partial_write(
+        &self,
+        b: &BucketName,
+        k: &BlobKey,
+        at: PartialAt<'_>,
+        body: ByteStream,
+        lengths: Lengths,
+    ) -> Result<PartialWrite, BlobError> {
+        let mut written = timed!("blob", self, "partial_write", self.0.partial_write(b, k, at, body, lengths))?;
+        // The wait for durability, from the moment the bytes are written.
+        let (engine, started, durable) = (self.0.engine(), Instant::now(), written.durable);
+        written.durable = Box::pin(async move {
+            let r = durable.await;
+            observe("blob", engine, "partial_durable", started, &r);
+            r
+        });
+        Ok(written)
     }
     async fn partial_finish(&self, b: &BucketName, k: &BlobKey, state: &str, offset: u64) -> Result<(), BlobError> {
         timed!("blob", self, "partial_finish", self.0.partial_finish(b, k, state, offset))

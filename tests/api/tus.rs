@@ -10,7 +10,9 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    ProxyMode, TestApp, TestProxy, assert_error, spawn_app, spawn_app_on_database, spawn_app_with, spawn_sibling,
+};
 
 const MIB: usize = 1024 * 1024;
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\0\x05\0\x01\xff\x89\x99=\x1d\0\0\0\0IEND\xaeB`\x82";
@@ -774,6 +776,87 @@ async fn a_lock_handed_over_is_free_for_another_instance_once_nobody_waits() {
         assert_downloads(&first, "abc123", &format!("tenant-abc123/exports/{name}"), &data).await;
     }
     assert_no_partials(&first, 3).await;
+}
+
+/// An append writes while the one before it is made durable and recorded. When that record
+/// fails (the catalog goes away at that moment), the append written on top is not recorded
+/// either: it answers 409 with the offset the catalog holds, frees the upload, and the client's
+/// retry from there completes it with every byte right. PostgreSQL suite: the catalog sits
+/// behind a proxy that drops its connections.
+#[tokio::test]
+async fn an_append_written_on_top_of_one_whose_record_fails_is_not_recorded_either() {
+    if std::env::var("COFFER_TEST_CATALOG").as_deref() != Ok("postgres") {
+        return;
+    }
+    let url = crate::common::fresh_pg_database().await;
+    let mut parsed = url::Url::parse(&url).unwrap();
+    let upstream = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let proxy = TestProxy::start(upstream).await;
+    parsed.set_host(Some("127.0.0.1")).unwrap();
+    parsed.set_port(Some(proxy.addr.port())).unwrap();
+    let app = spawn_app_on_database(parsed.as_str(), &[("COFFER_CATALOG_TIMEOUT", "1s")]).await;
+    let tus = Tus::new(&app, "abc123");
+    let data = bytes(12 * MIB, 10);
+    let path = tus.create("exports", "unrecorded.bin", data.len()).await;
+    assert_eq!(tus.patch(&path, 0, data[..4 * MIB].to_vec()).await.status(), StatusCode::NO_CONTENT);
+
+    let (below_tx, below_body) = channel_body();
+    let (above_tx, above_body) = channel_body();
+    let (answered, on_answer) = tokio::sync::oneshot::channel();
+    let below = async {
+        let res = tus.patch(&path, 4 * MIB, below_body).await;
+        answered.send(()).unwrap();
+        res
+    };
+    let above = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tus.req(Method::PATCH, &path)
+            .header("upload-offset", (8 * MIB).to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(above_body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let feed = async {
+        // The append above waits its turn by now. The catalog goes away, then the bytes below
+        // arrive: they are written and handed over, but cannot be recorded.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.set(ProxyMode::Refuse);
+        // The proxy drops established connections within 20 ms.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        below_tx.send(Ok(data[4 * MIB..8 * MIB].to_vec())).await.unwrap();
+        drop(below_tx);
+        on_answer.await.unwrap();
+        proxy.set(ProxyMode::Open);
+        // The catalog answers again (the upload as it recorded it), then the bytes above come.
+        for _ in 0..50 {
+            if tus.head(&path).await.status() == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        above_tx.send(Ok(data[8 * MIB..].to_vec())).await.unwrap();
+        drop(above_tx);
+    };
+    let (below, above, ()) = tokio::join!(below, above, feed);
+    assert!(below.status().is_server_error(), "the record below failed: {}", below.status());
+    assert_eq!(above.headers()["upload-offset"], (4 * MIB).to_string().as_str());
+    assert_error(above, StatusCode::CONFLICT, "offset-mismatch").await;
+    assert_eq!(tus.offset(&path).await, 4 * MIB);
+
+    // The upload is free again (at once, or once the lock's lease runs out if freeing it failed).
+    let mut res = tus.patch(&path, 4 * MIB, data[4 * MIB..].to_vec()).await;
+    for _ in 0..150 {
+        if res.status() != StatusCode::LOCKED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        res = tus.patch(&path, 4 * MIB, data[4 * MIB..].to_vec()).await;
+    }
+    assert_eq!(res.status(), StatusCode::NO_CONTENT, "{}", res.text().await.unwrap());
+    assert_downloads(&app, "abc123", "tenant-abc123/exports/unrecorded.bin", &data).await;
+    assert_no_partials(&app, 1).await;
 }
 
 #[tokio::test]

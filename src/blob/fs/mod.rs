@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PutResult};
+use super::{BlobError, BlobPage, BlobRead, BlobStore, ByteStream, Lengths, PartialAt, PartialWrite, PutResult};
 use crate::crypt::Keyring;
 use crate::domain::{BlobKey, BucketName, TenantId};
 
@@ -416,13 +416,28 @@ impl BlobStore for FsBlobStore {
         body: ByteStream,
         lengths: Lengths,
     ) -> Result<(String, u64), BlobError> {
-        let (state, appended) = self.append_partial(bucket, key, state, offset, body, lengths.object).await?;
+        let at = PartialAt { state, acknowledged: state, offset };
+        let written = self.partial_write(bucket, key, at, body, lengths).await?;
+        written.durable.await?;
+        Ok((written.state, written.appended))
+    }
+
+    async fn partial_write(
+        &self,
+        bucket: &BucketName,
+        key: &BlobKey,
+        at: PartialAt<'_>,
+        body: ByteStream,
+        lengths: Lengths,
+    ) -> Result<PartialWrite, BlobError> {
+        let written = self.write_partial(bucket, key, at, body, lengths.object).await?;
         match lengths.body {
             // Not acknowledged: the next append from `offset` replaces what this one wrote.
-            Some(announced) if appended > announced => Err(BlobError::Body(std::io::Error::other(format!(
-                "the body held {appended} bytes, more than the {announced} announced"
+            Some(announced) if written.appended > announced => Err(BlobError::Body(std::io::Error::other(format!(
+                "the body held {} bytes, more than the {announced} announced",
+                written.appended
             )))),
-            _ => Ok((state, appended)),
+            _ => Ok(written),
         }
     }
 
@@ -437,7 +452,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn partial_release(&self, _bucket: &BucketName, _key: &BlobKey, _old: &str, _new: &str) {
-        // A state names one of two slots that every append reuses: nothing to release.
+        // A state names one of three slots that every append reuses: nothing to release.
     }
 
     async fn partial_abort(&self, bucket: &BucketName, key: &BlobKey, _state: &str) -> Result<(), BlobError> {

@@ -6,15 +6,19 @@
 //! each append. Sealed stores write `.tus-data` in the sealed-object format from the start:
 //! the header, then every segment known not to be the last. The rest — 1 to 65,536 bytes once
 //! anything arrived — is sealed on its own, with a fresh header (so a fresh derived key), into
-//! one of two slots of `.tus-tail`: the one the acknowledged state does not name, so a crash
-//! before the catalog records the new offset leaves the acknowledged tail whole. The engine
+//! one of three slots of `.tus-tail`: one that neither the state appended to nor the
+//! acknowledged one names (they differ when the append before is written but not yet recorded:
+//! `BlobStore::partial_write`), so a crash before the catalog records the new offset leaves
+//! the acknowledged tail whole, whichever of the two it is. Uploads begun with two slots get
+//! the third when they first need it. The engine
 //! state the catalog records names the slot and tags the tail in it (`tail-slot:N:T`, T from
 //! the tail header's random salt, so no two appends' states are equal); states from before
 //! tags (`tail-slot:N`) and from before slots (the sealed tail itself, base64) are still read.
 //! The next append opens the tail — or, on the instance that made it, starts from what
 //! `resume.rs` kept in memory for exactly that state — and the finishing one seals it as the
 //! last segment. So an acknowledged append costs an fsync of `.tus-data`, an fdatasync of
-//! `.tus-tail` (written in place: no metadata) and the catalog's small commit.
+//! `.tus-tail` (written in place: no metadata) and the catalog's small commit; the next append
+//! may write while they run.
 //!
 //! When the upload announced its length, two appends need no tail: one that ends at a
 //! segment's end short of the length seals that segment too (state `boundary`: every segment
@@ -33,10 +37,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::super::{BlobError, ByteStream};
+use super::super::{BlobError, ByteStream, PartialAt, PartialWrite};
 use super::resume::{Resume, Resumes};
 use super::writer::Writes;
-use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir, write_body};
+use super::writer::write_body_unsynced;
+use super::{FsBlobStore, WRITE_BUFFER, create_dirs_durably, sealed, sync_dir};
 use crate::crypt::stream::{AppendEnd, Sealing};
 use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
@@ -44,6 +49,9 @@ use crate::domain::{BlobKey, BucketName};
 pub const DATA: &str = ".tus-data";
 /// The two slots of a sealed partial object's tail.
 pub const TAIL: &str = ".tus-tail";
+/// How many tails `.tus-tail` holds: the acknowledged one, the one of an append written but not
+/// yet recorded, and the one of the append written on top of it.
+const SLOTS: u64 = 3;
 /// An engine state naming the slot of `.tus-tail` that holds the acknowledged tail.
 const SLOT: &str = "tail-slot:";
 /// The engine state of a sealed partial object whose acknowledged bytes end at a segment's
@@ -71,7 +79,7 @@ impl FsBlobStore {
             file.write_all(&header.encode()).await?;
             // Both slots written once now: later tails overwrite blocks in place, so their
             // fdatasync has no metadata to commit.
-            let slots = vec![0u8; 2 * slot_len(&header) as usize];
+            let slots = vec![0u8; (SLOTS * slot_len(&header)) as usize];
             let mut tail = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -87,27 +95,30 @@ impl FsBlobStore {
         Ok(String::new())
     }
 
-    /// Appends; returns the new state (the slot of the sealed tail; empty for plaintext) and the
-    /// bytes appended.
-    pub(super) async fn append_partial(
+    /// Appends, short of making it durable; the new state (the slot of the sealed tail; empty
+    /// for plaintext), the bytes appended, and the fsyncs (already running).
+    pub(super) async fn write_partial(
         &self,
         bucket: &BucketName,
         key: &BlobKey,
-        state: &str,
-        offset: u64,
+        at: PartialAt<'_>,
         body: ByteStream,
         object_length: Option<u64>,
-    ) -> Result<(String, u64), BlobError> {
+    ) -> Result<PartialWrite, BlobError> {
         let dir = self.version_dir(bucket, key);
         match &self.keyring {
             None => {
                 let mut file = open_data(&dir).await?;
-                file.set_len(offset).await?;
-                file.seek(SeekFrom::Start(offset)).await?;
-                Ok((String::new(), write_body(file, body).await?))
+                file.set_len(at.offset).await?;
+                file.seek(SeekFrom::Start(at.offset)).await?;
+                let (file, appended) = write_body_unsynced(file, body).await?;
+                let synced = tokio::task::spawn_blocking(move || file.sync_all());
+                let durable = Box::pin(async move { Ok(synced.await.map_err(std::io::Error::other)??) });
+                Ok(PartialWrite { state: String::new(), appended, durable })
             }
             Some(keyring) => {
-                let at = At { state, offset, object_length };
+                let PartialAt { state, acknowledged, offset } = at;
+                let at = At { state, acknowledged, offset, object_length };
                 append_sealed(keyring, &self.resumes, key, &dir, at, body).await
             }
         }
@@ -193,16 +204,18 @@ fn state_parts(state: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-/// The slot an append writes its tail to: the one `state` does not name.
-fn next_slot(state: &str) -> u64 {
-    if state_parts(state).is_some_and(|(slot, _)| slot == "0") { 1 } else { 0 }
+/// The slot an append writes its tail to: the first that neither the state it appends to nor
+/// the acknowledged one names.
+fn free_slot(state: &str, acknowledged: &str) -> u64 {
+    let named = |s: &str, n: u64| state_parts(s).is_some_and(|(slot, _)| slot.parse() == Ok(n));
+    (0..SLOTS).find(|&n| !named(state, n) && !named(acknowledged, n)).expect("two states name two slots at most")
 }
 
 /// The slot `state` names and the tag of the tail's header it was saved with (none in states
 /// saved before tags); `None` for a state naming no slot.
 fn named_slot<'s>(key: &BlobKey, state: &'s str) -> Result<Option<(u64, Option<&'s str>)>, BlobError> {
     let Some((slot, tag)) = state_parts(state) else { return Ok(None) };
-    let slot = slot.parse::<u64>().ok().filter(|&n| n < 2).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
+    let slot = slot.parse::<u64>().ok().filter(|&n| n < SLOTS).ok_or_else(|| corrupt(key, "unknown tail slot"))?;
     Ok(Some((slot, tag)))
 }
 
@@ -428,10 +441,12 @@ impl Opening {
     }
 }
 
-/// Where an append starts: the acknowledged state and offset, and the object's announced
+/// Where an append starts: the state it appends to and its offset, the state the catalog
+/// records (the same unless the append before is not yet recorded), and the object's announced
 /// length when known.
 struct At<'s> {
     state: &'s str,
+    acknowledged: &'s str,
     offset: u64,
     object_length: Option<u64>,
 }
@@ -443,8 +458,8 @@ async fn append_sealed(
     dir: &Path,
     at: At<'_>,
     body: ByteStream,
-) -> Result<(String, u64), BlobError> {
-    let At { state, offset, object_length } = at;
+) -> Result<PartialWrite, BlobError> {
+    let At { state, acknowledged, offset, object_length } = at;
     let kept = resumes.take(dir, state, offset).filter(|r| split(state, offset, &r.header).1 == r.tail.len());
     let Resumed { file: opening, sealer, index, tail, header, data_key } = match kept {
         Some(kept) => resume_kept(keyring, key, dir, offset, kept),
@@ -479,55 +494,82 @@ async fn append_sealed(
             let tail = tail.freeze();
             resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
         }
-        return Ok((state.to_owned(), 0));
+        return Ok(PartialWrite {
+            state: state.to_owned(),
+            appended: 0,
+            durable: Box::pin(std::future::ready(Ok(()))),
+        });
     }
     let synced = tokio::task::spawn_blocking(move || file.sync_all());
     let offset = offset + appended;
-    let state = match end {
+    let (state, tail_synced) = match end {
         AppendEnd::Tail(tail) => {
-            let slot = next_slot(state);
+            let slot = free_slot(state, acknowledged);
             let tail_header = Header::generate(data_key.id);
             let record = seal_tail(&data_key, key, &tail_header, &tail);
-            let (synced, tail_written) = tokio::join!(synced, write_slot(dir, &header, slot, record));
-            synced.map_err(std::io::Error::other)??;
-            tail_written?;
+            let tail_synced = write_slot(dir, &header, slot, record).await?;
             let state = slot_state(slot, &tail_header);
             let tail = tail.freeze();
             resumes.keep(dir.to_owned(), Resume { state: state.clone(), offset, header, data_key, tail });
-            state
+            (state, Some(tail_synced))
         }
         AppendEnd::Boundary => {
-            synced.await.map_err(std::io::Error::other)??;
             let tail = bytes::Bytes::new();
             resumes.keep(dir.to_owned(), Resume { state: BOUNDARY.to_owned(), offset, header, data_key, tail });
-            BOUNDARY.to_owned()
+            (BOUNDARY.to_owned(), None)
         }
-        AppendEnd::Last => {
-            synced.await.map_err(std::io::Error::other)??;
-            WHOLE.to_owned()
-        }
+        AppendEnd::Last => (WHOLE.to_owned(), None),
     };
-    Ok((state, appended))
+    let durable = Box::pin(async move {
+        let synced = synced.await.map_err(std::io::Error::other)?;
+        let tail_synced = match tail_synced {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        };
+        synced?;
+        Ok(tail_synced?)
+    });
+    Ok(PartialWrite { state, appended, durable })
 }
 
-/// Writes a sealed tail into slot `slot` of `.tus-tail`, durably. The file is there for
+/// Writes a sealed tail into slot `slot` of `.tus-tail`; returns once it is written, with the
+/// task making it durable (one trip to the blocking pool for both). The file is there for
 /// uploads begun since slots exist; one begun before gets it now (and its directory entry
 /// made durable).
-async fn write_slot(dir: &Path, header: &Header, slot: u64, record: Vec<u8>) -> std::io::Result<()> {
+async fn write_slot(
+    dir: &Path,
+    header: &Header,
+    slot: u64,
+    record: Vec<u8>,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let (path, dir, at) = (dir.join(TAIL), dir.to_owned(), slot * slot_len(header));
-    tokio::task::spawn_blocking(move || {
+    let (written_tx, written) = tokio::sync::oneshot::channel();
+    let task = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
-        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&path)?;
-        let created = file.metadata()?.len() == 0;
-        file.write_all_at(&record, at)?;
+        let write = || -> std::io::Result<(std::fs::File, bool)> {
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&path)?;
+            let created = file.metadata()?.len() == 0;
+            file.write_all_at(&record, at)?;
+            Ok((file, created))
+        };
+        let (file, created) = match write() {
+            Ok(done) => {
+                let _ = written_tx.send(Ok(()));
+                done
+            }
+            Err(e) => {
+                let _ = written_tx.send(Err(e));
+                return Ok(());
+            }
+        };
         file.sync_data()?;
         if created {
             std::fs::File::open(&dir)?.sync_all()?;
         }
         Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    });
+    written.await.map_err(std::io::Error::other)??;
+    Ok(task)
 }
 
 /// Seals the tail of a partial object complete at `offset` as its last segment.

@@ -83,7 +83,17 @@ impl Writes {
 
 /// Writes `body` to `file` (positioned where it goes) and makes it durable; the bytes written.
 /// Small pieces are gathered into writes of [`WRITE_BUFFER`].
-pub(super) async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> Result<u64, BlobError> {
+pub(super) async fn write_body(file: tokio::fs::File, body: ByteStream) -> Result<u64, BlobError> {
+    let (file, size) = write_body_unsynced(file, body).await?;
+    tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(std::io::Error::other)??;
+    Ok(size)
+}
+
+/// Writes `body` as [`write_body`] does, short of the fsync; the file and the bytes written.
+pub(super) async fn write_body_unsynced(
+    file: tokio::fs::File,
+    mut body: ByteStream,
+) -> Result<(std::fs::File, u64), BlobError> {
     let mut writes = Writes::new(file.into_std().await, WRITEBACK_EVERY);
     let mut size = 0u64;
     let mut gathered = BytesMut::new();
@@ -116,9 +126,7 @@ pub(super) async fn write_body(file: tokio::fs::File, mut body: ByteStream) -> R
         };
         writes.write(piece).await?;
     }
-    let file = writes.finish().await?;
-    tokio::task::spawn_blocking(move || file.sync_all()).await.map_err(std::io::Error::other)??;
-    Ok(size)
+    Ok((writes.finish().await?, size))
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@
 //! (one writer per upload across every instance, and only at the upload's offset), renews it
 //! while the bytes stream, and releases it with the new offset in one statement. Appends that
 //! reach one instance while another runs wait their turn (`queue.rs`) before they try the lock;
-//! an append that succeeds with another waiting records its offset without releasing the lock
-//! and hands it over, so the next starts at once, without the catalog's lock statement.
+//! an append whose bytes are written while another waits hands the lock over at once, with the
+//! upload as it will record it, and makes its bytes durable and records them while the next one
+//! writes (a pipeline one append deep: the next is recorded, and answered, only after it; if it
+//! is not, neither is the next). The disk's and the catalog's commits then overlap the next
+//! append's bytes instead of coming between them.
 
 mod hash;
 mod intake;
@@ -24,7 +27,7 @@ use ring::rand::SecureRandom;
 use super::body::{BodyError, peek};
 use super::content_type::{SNIFF_LEN, decide};
 use super::{Admitted, ServiceError, StorageService};
-use crate::blob::{BlobStore, ByteStream, Lengths};
+use crate::blob::{BlobStore, ByteStream, Lengths, PartialAt};
 use crate::catalog::{BlobRef, Catalog, CatalogError, FileRecord, LockRefusal, UploadSession};
 use crate::domain::{BlobKey, BlobVersion, Category, Filename, ObjectKey, TenantId};
 pub use hash::ResumableSha256;
@@ -34,15 +37,61 @@ use queue::Turn;
 /// The lease reconcile takes an expired upload's lock for (it only removes it).
 const REMOVAL_LEASE: Duration = Duration::from_secs(30);
 
-/// An upload's lock in the catalog, handed by an append that succeeded to the next one waiting
-/// on this instance (see `queue.rs`).
+/// An upload's lock in the catalog, handed by an append whose bytes are written to the next one
+/// waiting on this instance (see `queue.rs`).
 #[derive(Debug)]
 pub(super) struct Held {
     token: String,
-    /// The upload as the append that handed it over recorded it.
+    /// The upload as the append that handed it over records it.
     session: UploadSession,
     /// No later than the lock's lease last began: it holds for at least a lease from then.
     leased_at: Instant,
+    /// Whether that append's record committed.
+    prior: Prior,
+    /// The engine state the catalog records until it does.
+    acknowledged: String,
+}
+
+/// Whether the append that handed the lock over got its bytes recorded. Nothing written on top
+/// of them is recorded or answered before that is known, nor the lock released.
+#[derive(Debug)]
+pub(super) struct Prior {
+    pending: Option<tokio::sync::oneshot::Receiver<bool>>,
+    recorded: bool,
+}
+
+impl Prior {
+    /// No append before this one is waiting to be recorded.
+    fn recorded() -> Self {
+        Self { pending: None, recorded: true }
+    }
+
+    /// A prior whose append reports through the returned sender (dropped unsent: not recorded).
+    fn waiting() -> (tokio::sync::oneshot::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, Self { pending: Some(rx), recorded: false })
+    }
+
+    /// Whether the append before is still being made durable and recorded.
+    fn pending(&mut self) -> bool {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let Some(pending) = self.pending.as_mut() else { return false };
+        match pending.try_recv() {
+            Err(TryRecvError::Empty) => return true,
+            Ok(recorded) => self.recorded = recorded,
+            Err(TryRecvError::Closed) => self.recorded = false,
+        }
+        self.pending = None;
+        false
+    }
+
+    /// Waits until the append before is recorded or has failed; whether it was recorded.
+    async fn wait(&mut self) -> bool {
+        if let Some(pending) = self.pending.take() {
+            self.recorded = pending.await.unwrap_or(false);
+        }
+        self.recorded
+    }
 }
 
 /// The appends running or waiting on this instance, by upload.
@@ -55,7 +104,12 @@ pub(super) fn appends(catalog: Arc<dyn Catalog>) -> Appends {
         let catalog = catalog.clone();
         // Without a runtime (the process is ending) the lease runs out on its own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { release(catalog.as_ref(), &held.session, &held.token).await });
+            runtime.spawn(async move {
+                let mut held = held;
+                // Not before the append that handed it over has recorded its bytes (or failed to).
+                held.prior.wait().await;
+                release(catalog.as_ref(), &held.session, &held.token).await;
+            });
         }
     })
 }
@@ -65,11 +119,17 @@ async fn release(catalog: &dyn Catalog, session: &UploadSession, token: &str) {
     let _ = catalog.renew_session_lock(session.tenant(), &session.id, token, Duration::ZERO).await;
 }
 
-/// The upload's lock as an append holds it, and the turn it may hand the lock over to.
-struct Lock<'a> {
-    token: &'a str,
+/// The upload's lock as an append holds it, the turn it may hand the lock over to, and the
+/// append before it when that one is not recorded yet.
+struct Lock {
+    token: String,
     leased_at: Instant,
-    turn: Option<&'a mut Turn<Held>>,
+    turn: Option<Turn<Held>>,
+    prior: Prior,
+    /// The engine state the catalog records while `prior` is pending.
+    acknowledged: Option<String>,
+    /// Handed over to the next append: no longer this one's to release.
+    handed: bool,
 }
 
 /// A resumable upload to create.
@@ -290,23 +350,39 @@ impl StorageService {
         // Behind the appends to this upload that this instance runs or has waiting. If the turn
         // does not come within the lease, the catalog's lock decides (423 while still held).
         let mut turn = self.inner.appends.turn(who.tenant(), id, self.inner.upload_lock_lease).await;
-        let (token, mut session, leased_at) = match self.take_over(turn.as_mut(), req.offset).await? {
-            Some(held) => (held.token, held.session, held.leased_at),
+        let (mut session, mut lock) = match self.take_over(turn.as_mut(), req.offset).await? {
+            Some(held) => {
+                let lock = Lock {
+                    token: held.token,
+                    leased_at: held.leased_at,
+                    turn,
+                    prior: held.prior,
+                    acknowledged: Some(held.acknowledged),
+                    handed: false,
+                };
+                (held.session, lock)
+            }
             None => {
                 let (token, leased_at) = (new_id(), Instant::now());
-                (token.clone(), self.lock(who.tenant(), id, req.offset, &token).await?, leased_at)
+                let session = self.lock(who.tenant(), id, req.offset, &token).await?;
+                let lock = Lock { token, leased_at, turn, prior: Prior::recorded(), acknowledged: None, handed: false };
+                (session, lock)
             }
         };
         let result = if finishing(&session) {
             // Nothing more to append: complete what arrived before.
-            self.settle(&mut session, &token).await
+            match self.prior_recorded(&session, &mut lock, req.offset).await {
+                Ok(()) => self.settle(&mut session, &lock.token).await,
+                Err(e) => Err(e),
+            }
         } else {
-            let lock = Lock { token: &token, leased_at, turn: turn.as_mut() };
-            self.locked_append(&mut session, lock, req).await
+            self.locked_append(&mut session, &mut lock, req).await
         };
-        if result.is_err() && session.completed_at.is_none() {
+        // No answer, and no release, before the append this one wrote on top of is recorded.
+        lock.prior.wait().await;
+        if result.is_err() && session.completed_at.is_none() && !lock.handed {
             // Free the upload for the client's retry (nothing changed: the offset stays).
-            self.release(&session, &token).await;
+            self.release(&session, &lock.token).await;
         }
         result
     }
@@ -315,12 +391,19 @@ impl StorageService {
     /// `offset` is the upload's; its lease renewed when a sixth of it may have passed.
     async fn take_over(&self, turn: Option<&mut Turn<Held>>, offset: u64) -> Result<Option<Held>, ServiceError> {
         let Some(mut held) = turn.and_then(Turn::take_over) else { return Ok(None) };
+        let lease = self.inner.upload_lock_lease;
+        let renew = held.leased_at.elapsed() >= lease / 6;
+        // Neither refused nor renewed on the strength of an append not yet recorded; one that
+        // never is leaves the upload to the catalog's lock, as for any append.
+        if (held.session.offset != offset || renew) && !held.prior.wait().await {
+            self.release(&held.session, &held.token).await;
+            return Ok(None);
+        }
         if held.session.offset != offset {
             self.release(&held.session, &held.token).await;
             return Err(ServiceError::OffsetMismatch { offset: held.session.offset });
         }
-        let lease = self.inner.upload_lock_lease;
-        if held.leased_at.elapsed() >= lease / 6 {
+        if renew {
             let (s, now) = (&held.session, Instant::now());
             match self.inner.catalog.renew_session_lock(s.tenant(), &s.id, &held.token, lease).await {
                 Ok(true) => held.leased_at = now,
@@ -333,6 +416,21 @@ impl StorageService {
             }
         }
         Ok(Some(held))
+    }
+
+    /// Waits for the append this one writes on top of (if any) to be recorded; when it was
+    /// not, this append fails with what the catalog says of the upload (409 with its offset,
+    /// or 423 while that is unknown).
+    async fn prior_recorded(&self, session: &UploadSession, lock: &mut Lock, claimed: u64) -> Result<(), ServiceError> {
+        if lock.prior.wait().await {
+            return Ok(());
+        }
+        Err(match self.inner.catalog.session(session.tenant(), &session.id).await {
+            Ok(Some(recorded)) if recorded.offset != claimed => {
+                ServiceError::OffsetMismatch { offset: recorded.offset }
+            }
+            _ => ServiceError::UploadBusy,
+        })
     }
 
     async fn release(&self, session: &UploadSession, token: &str) {
@@ -379,10 +477,18 @@ impl StorageService {
     async fn locked_append(
         &self,
         session: &mut UploadSession,
-        lock: Lock<'_>,
+        lock: &mut Lock,
         req: Append,
     ) -> Result<Appended, ServiceError> {
-        let token = lock.token;
+        let claimed = req.offset;
+        // Only the bytes of an upload whose length and type are known go on top of an append
+        // not yet recorded: anything else (discarding it, sniffing it, counting its quota by
+        // its offset) waits for that record.
+        if session.expires_at <= Utc::now() || session.content_type.is_none() || session.length.is_none() {
+            self.prior_recorded(session, lock, claimed).await?;
+        }
+        let token = lock.token.clone();
+        let token = token.as_str();
         if session.expires_at <= Utc::now() {
             self.discard(session, token).await?;
             return Err(ServiceError::UploadNotFound);
@@ -443,15 +549,19 @@ impl StorageService {
         let blob = session.blob.clone();
         // An announced length the intake will cut short is no length to stream by.
         let body_length = req.body_length.filter(|&n| n <= limit);
-        let append = self.inner.blobs.partial_append(
-            &blob.bucket,
-            &blob.blob,
-            &session.engine_state,
-            session.offset,
-            Box::pin(intake),
-            Lengths { body: body_length, object: session.length },
-        );
-        let (state, appended) = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
+        let at = PartialAt {
+            state: &session.engine_state,
+            acknowledged: lock.acknowledged.as_deref().unwrap_or(&session.engine_state),
+            offset: session.offset,
+        };
+        let lengths = Lengths { body: body_length, object: session.length };
+        if lock.prior.pending() {
+            // Written while the append below is made durable and recorded: the pipeline at work.
+            metrics::counter!("coffer_tus_appends_overlapped_total").increment(1);
+        }
+        let append = self.inner.blobs.partial_write(&blob.bucket, &blob.blob, at, Box::pin(intake), lengths);
+        let written = self.keeping_lock(session.tenant(), &session.id, token, append).await??;
+        let (state, appended, durable) = (written.state, written.appended, written.durable);
         let taken = intake::finish(&taken).await;
         let hasher = taken.digests.hasher;
         if let (Some(expected), Some(ctx)) = (&req.checksum, taken.digests.checksum)
@@ -466,28 +576,50 @@ impl StorageService {
         session.hasher = hasher.encode();
         session.head = head;
         session.expires_at = Utc::now() + self.upload_expiry();
+        // Recorded after the append this one wrote on top of, or not at all.
+        self.prior_recorded(session, lock, claimed).await?;
         if session.length == Some(session.offset) && taken.interrupted.is_none() {
+            self.keeping_lock(session.tenant(), &session.id, token, durable).await??;
             let done = self.complete(session, token, &hasher).await;
             if done.is_ok() {
                 self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
             }
             return done;
         }
-        // With another append to this upload waiting here, the lock stays for it to take over.
+        // With another append to this upload waiting here, the lock goes to it now, with the
+        // upload as this append will record it: it writes while these bytes are made durable
+        // and recorded, and learns through `recorded` whether they were.
         let keep = taken.interrupted.is_none() && lock.turn.as_ref().is_some_and(|turn| turn.someone_waits());
+        let recorded = match lock.turn.take() {
+            Some(mut turn) if keep => {
+                let (recorded, prior) = Prior::waiting();
+                let held = Held {
+                    token: token.to_owned(),
+                    session: session.clone(),
+                    leased_at: lock.leased_at,
+                    prior,
+                    acknowledged: old_state.clone(),
+                };
+                turn.hand_over(held);
+                lock.handed = true;
+                Some(recorded)
+            }
+            turn => {
+                lock.turn = turn;
+                None
+            }
+        };
+        self.keeping_lock(session.tenant(), &session.id, token, durable).await??;
         if !self.inner.catalog.save_session(session, token, !keep).await? {
             return Err(ServiceError::UploadBusy);
+        }
+        if let Some(recorded) = recorded {
+            let _ = recorded.send(true);
         }
         self.inner.blobs.partial_release(&blob.bucket, &blob.blob, &old_state, &session.engine_state).await;
         match taken.interrupted {
             Some(e) => Err(ServiceError::from_body(e)),
-            None => {
-                if keep && let Some(turn) = lock.turn {
-                    let held = Held { token: token.to_owned(), session: session.clone(), leased_at: lock.leased_at };
-                    turn.hand_over(held);
-                }
-                Ok(Appended { session: session.clone(), file: None })
-            }
+            None => Ok(Appended { session: session.clone(), file: None }),
         }
     }
 

@@ -4,10 +4,11 @@
 //! while the previous append finishes, and starts the moment it does. The catalog's lock and
 //! the offset still decide who writes: the turn only orders the requests of one instance.
 //!
-//! An append that succeeds while the next one waits here keeps the upload's lock in the
-//! catalog and hands it over ([`super::Held`]), with the upload as it just recorded it, so the next
-//! append writes without a trip to the catalog for the lock. A lock handed over to nobody (the
-//! waiter left first) is given to the release callback by the last to leave the line.
+//! An append whose bytes are written while the next one waits here keeps the upload's lock in
+//! the catalog and hands it over ([`super::Held`]), with the upload as it will record it, and
+//! leaves the line: the next append writes while this one makes its bytes durable and records
+//! them, without a trip to the catalog for the lock. A lock handed over to nobody (the waiter
+//! left first) is given to the release callback by the last to leave the line.
 //!
 //! A turn is waited for at most a bound (the upload lock's lease); past it, the append goes
 //! on to the catalog's lock, which refuses it if the upload is still held.
