@@ -648,3 +648,52 @@ async fn a_whole_state_over_a_short_file_does_not_finish() {
     assert!(matches!(refused, Err(BlobError::Corrupt(_))), "{refused:?}");
     assert!(matches!(store.get(&b, &k, None).await, Err(BlobError::NotFound)));
 }
+
+/// The files named `name` anywhere under `dir`.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_named(&path, name));
+        } else if path.file_name().is_some_and(|n| n == name) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A sealed upload begun when `.tus-tail` had two slots: an append written on top of one not
+/// yet recorded takes the third, which the file gets then, and another instance (nothing kept
+/// in memory) continues from the state naming it.
+#[tokio::test]
+async fn a_sealed_partial_object_begun_with_two_tail_slots_gets_the_third() {
+    let (dir, _keyring, stores) = sealed_stores(2);
+    let (one, other) = (&stores[0], &stores[1]);
+    let b = bucket();
+    one.ensure_bucket(&b).await.unwrap();
+    let k = blob("tenant-old/exports/two-slots.bin");
+    let begun = one.partial_begin(&b, &k, "application/octet-stream").await.unwrap();
+    let tails = files_named(dir.path(), ".tus-tail");
+    assert_eq!(tails.len(), 1, "{tails:?}");
+    let three = std::fs::metadata(&tails[0]).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&tails[0]).unwrap().set_len(three / 3 * 2).unwrap();
+
+    let all = data(500_000);
+    let bytes = |from: usize, to: usize| owned(vec![all[from..to].to_vec()]);
+    let (before, _) = one.partial_append(&b, &k, &begun, 0, bytes(0, 100_000), Lengths::default()).await.unwrap();
+    let at = PartialAt { state: &before, acknowledged: &before, offset: 100_000 };
+    let below = one.partial_write(&b, &k, at, bytes(100_000, 200_000), Lengths::default()).await.unwrap();
+    let at = PartialAt { state: &below.state, acknowledged: &before, offset: 200_000 };
+    let above = one.partial_write(&b, &k, at, bytes(200_000, 300_000), Lengths::default()).await.unwrap();
+    below.durable.await.unwrap();
+    above.durable.await.unwrap();
+    assert!(above.state.starts_with("tail-slot:2:"), "{}", above.state);
+    assert!(std::fs::metadata(&tails[0]).unwrap().len() > three / 3 * 2, "the third slot was added");
+    let (last, _) = other
+        .partial_append(&b, &k, &above.state, 300_000, bytes(300_000, all.len()), Lengths::default())
+        .await
+        .unwrap();
+    other.partial_finish(&b, &k, &last, all.len() as u64).await.unwrap();
+    assert!(read_all(other, &b, &k, None).await == all, "finished object differs");
+}
