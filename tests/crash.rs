@@ -39,6 +39,17 @@ struct Server {
     base: String,
 }
 
+const METRICS_TOKEN: &str = "crash-test-metrics-token";
+
+/// How many resumable appends the server wrote while the one before was still being recorded.
+async fn overlapped_appends(client: &reqwest::Client, base: &str) -> f64 {
+    let Ok(res) = client.get(format!("{base}/metrics")).bearer_auth(METRICS_TOKEN).send().await else { return 0.0 };
+    let text = res.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("coffer_tus_appends_overlapped_total ").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 fn start(bin: &str, data: &std::path::Path, db: &str) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(bin)
@@ -52,6 +63,7 @@ fn start(bin: &str, data: &std::path::Path, db: &str) -> Server {
         // A resumable upload a killed server was writing to is free again a second later.
         .env("COFFER_UPLOAD_LOCK_LEASE", "1s")
         .env("COFFER_LOG", "error")
+        .env("COFFER_METRICS_TOKEN", METRICS_TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -215,25 +227,51 @@ async fn tus_worker(client: reqwest::Client, base: String, token: String, ledger
         } else {
             rng.random_range(1..=(data.len() - offset).min(200_000))
         };
-        let req = client
-            .patch(format!("{base}{path}"))
-            .header("upload-offset", offset)
-            .header("content-type", "application/offset+octet-stream")
-            .body(data[offset..offset + piece].to_vec());
-        let Ok(res) = tus(req).send().await else { return };
-        match res.status().as_u16() {
-            204 => {
-                let now: usize = res.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
-                assert_eq!(now, offset + piece);
-                ledger.lock().unwrap().acked = now;
-                if now == data.len() {
-                    finish_tus(&ledger, &name, &data);
+        // Half the time the next piece goes right behind, as `coffer upload` sends it: it waits
+        // its turn on the server, and is written while the one before is made durable and
+        // recorded.
+        let next = offset + piece;
+        let ahead = (next < data.len() && rng.random_bool(0.5))
+            .then(|| next + rng.random_range(1..=(data.len() - next).min(200_000)));
+        let patch = |from: usize, to: usize| {
+            let req = client
+                .patch(format!("{base}{path}"))
+                .header("upload-offset", from)
+                .header("content-type", "application/offset+octet-stream")
+                .body(data[from..to].to_vec());
+            tus(req).send()
+        };
+        let behind = async {
+            let to = ahead?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Some((patch(next, to).await, next, to))
+        };
+        let (first, behind) = tokio::join!(patch(offset, next), behind);
+        let mut died = false;
+        for (res, from, to) in std::iter::once((first, offset, next)).chain(behind) {
+            let Ok(res) = res else {
+                died = true;
+                continue;
+            };
+            match res.status().as_u16() {
+                204 => {
+                    let now: usize = res.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+                    assert_eq!(now, to, "{name}: PATCH from {from}");
+                    let mut l = ledger.lock().unwrap();
+                    l.acked = l.acked.max(now);
                 }
+                // Another request of the dead server still holds the upload, or it moved on
+                // (the piece behind one that failed).
+                423 => tokio::time::sleep(Duration::from_millis(100)).await,
+                409 => {}
+                other => panic!("PATCH {name} from {from}: status {other}: {}", res.text().await.unwrap_or_default()),
             }
-            // Another request of the dead server still holds the upload, or it moved on.
-            423 => tokio::time::sleep(Duration::from_millis(100)).await,
-            409 => {}
-            other => panic!("PATCH {name}: status {other}: {}", res.text().await.unwrap_or_default()),
+        }
+        if ledger.lock().unwrap().acked == data.len() {
+            finish_tus(&ledger, &name, &data);
+        }
+        if died {
+            return;
         }
     }
 }
@@ -332,6 +370,7 @@ async fn crash_rounds(db: String) {
     );
     let model: Model = Arc::default();
     let ledger: Arc<Mutex<TusLedger>> = Arc::default();
+    let mut overlapped = 0.0;
 
     for round in 0..ROUNDS {
         let mut server = start(bin, data.path(), &db);
@@ -359,6 +398,7 @@ async fn crash_rounds(db: String) {
             ))])
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
+        overlapped += overlapped_appends(&client, &server.base).await;
         server.child.kill().expect("SIGKILL");
         server.child.wait().unwrap();
         for t in tasks {
@@ -441,6 +481,9 @@ async fn crash_rounds(db: String) {
     let unanswered = ledger.lock().unwrap().unanswered;
     assert!(partials.len() <= unanswered, "{partials:?}: more partial uploads than {unanswered} unanswered creations");
     println!("{ROUNDS} rounds, {present} files present at the end, {} of them resumable uploads", completed.len());
+    // The kills met appends written beside the record of the one before, not only lone ones.
+    println!("{overlapped} appends written while the one before was recorded");
+    assert!(overlapped > 0.0, "no append was written while the one before was recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
