@@ -25,14 +25,8 @@ async fn an_unreachable_catalog_gets_bounded_503s_and_recovers_by_itself() {
     if std::env::var("COFFER_TEST_CATALOG").as_deref() != Ok("postgres") {
         return;
     }
-    let url = crate::common::fresh_pg_database().await;
-    let mut parsed = url::Url::parse(&url).unwrap();
-    let upstream = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
-    let proxy = TestProxy::start(upstream).await;
-    parsed.set_host(Some("127.0.0.1")).unwrap();
-    parsed.set_port(Some(proxy.addr.port())).unwrap();
     let env = [("COFFER_CATALOG_TIMEOUT", "1s"), ("COFFER_RECONCILE_GRACE", "1s")];
-    let app = spawn_app_on_database(parsed.as_str(), &env).await;
+    let (app, proxy, url) = spawn_app_behind_catalog_proxy(&env).await;
     app.uploaded("acme", "reports", "before.txt", b"kept").await;
     // A client that would wait far longer than coffer should: a hang shows up as its timeout.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();

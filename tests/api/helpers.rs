@@ -334,6 +334,18 @@ impl TestProxy {
 }
 
 /// An app whose catalog is the PostgreSQL database at `database_url` (e.g. through a proxy).
+/// An instance on a fresh PostgreSQL database reached through a [`TestProxy`], the proxy, and
+/// the database's own URL.
+pub async fn spawn_app_behind_catalog_proxy(env: &[(&str, &str)]) -> (TestApp, TestProxy, String) {
+    let url = crate::common::fresh_pg_database().await;
+    let mut parsed = url::Url::parse(&url).unwrap();
+    let upstream = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let proxy = TestProxy::start(upstream).await;
+    parsed.set_host(Some("127.0.0.1")).unwrap();
+    parsed.set_port(Some(proxy.addr.port())).unwrap();
+    (spawn_app_on_database(parsed.as_str(), env).await, proxy, url)
+}
+
 pub async fn spawn_app_on_database(database_url: &str, env: &[(&str, &str)]) -> TestApp {
     spawn_instance(env, std::sync::Arc::new(tempfile::tempdir().expect("temp dir")), Some(database_url.to_owned()))
         .await

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    ProxyMode, TestApp, TestProxy, assert_error, spawn_app, spawn_app_on_database, spawn_app_with, spawn_sibling,
+    ProxyMode, TestApp, assert_error, spawn_app, spawn_app_behind_catalog_proxy, spawn_app_with, spawn_sibling,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -788,13 +788,7 @@ async fn an_append_written_on_top_of_one_whose_record_fails_is_not_recorded_eith
     if std::env::var("COFFER_TEST_CATALOG").as_deref() != Ok("postgres") {
         return;
     }
-    let url = crate::common::fresh_pg_database().await;
-    let mut parsed = url::Url::parse(&url).unwrap();
-    let upstream = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
-    let proxy = TestProxy::start(upstream).await;
-    parsed.set_host(Some("127.0.0.1")).unwrap();
-    parsed.set_port(Some(proxy.addr.port())).unwrap();
-    let app = spawn_app_on_database(parsed.as_str(), &[("COFFER_CATALOG_TIMEOUT", "1s")]).await;
+    let (app, proxy, _) = spawn_app_behind_catalog_proxy(&[("COFFER_CATALOG_TIMEOUT", "1s")]).await;
     let tus = Tus::new(&app, "abc123");
     let data = bytes(12 * MIB, 10);
     let path = tus.create("exports", "unrecorded.bin", data.len()).await;
