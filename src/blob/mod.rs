@@ -62,6 +62,13 @@ pub struct PartialAt<'s> {
     pub offset: u64,
 }
 
+impl PartialWrite {
+    /// An append whose bytes were durable when it returned.
+    pub fn durable_already(state: String, appended: u64) -> Self {
+        Self { state, appended, durable: Box::pin(std::future::ready(Ok(()))) }
+    }
+}
+
 impl Lengths {
     /// An announced body length only.
     pub fn body(length: u64) -> Self {
@@ -243,7 +250,7 @@ pub trait BlobStore: Send + Sync + 'static {
         lengths: Lengths,
     ) -> Result<PartialWrite, BlobError> {
         let (state, appended) = self.partial_append(bucket, key, at.state, at.offset, body, lengths).await?;
-        Ok(PartialWrite { state, appended, durable: Box::pin(std::future::ready(Ok(()))) })
+        Ok(PartialWrite::durable_already(state, appended))
     }
 
     /// Makes the partial object of `key`, complete at `offset` bytes, the object `key`:

@@ -47,7 +47,7 @@ use crate::crypt::{DataKey, HEADER_LEN, Header, Keyring, Sealer, TAG_LEN};
 use crate::domain::{BlobKey, BucketName};
 
 pub const DATA: &str = ".tus-data";
-/// The two slots of a sealed partial object's tail.
+/// The slots of a sealed partial object's tail.
 pub const TAIL: &str = ".tus-tail";
 /// How many tails `.tus-tail` holds: the acknowledged one, the one of an append written but not
 /// yet recorded, and the one of the append written on top of it.
@@ -77,7 +77,7 @@ impl FsBlobStore {
             let data_key = sealed::current_key(keyring, key.object_key().tenant()).await?;
             let header = Header::generate(data_key.id);
             file.write_all(&header.encode()).await?;
-            // Both slots written once now: later tails overwrite blocks in place, so their
+            // Every slot written once now: later tails overwrite blocks in place, so their
             // fdatasync has no metadata to commit.
             let slots = vec![0u8; (SLOTS * slot_len(&header)) as usize];
             let mut tail = tokio::fs::OpenOptions::new()
@@ -494,11 +494,7 @@ async fn append_sealed(
             let tail = tail.freeze();
             resumes.keep(dir.to_owned(), Resume { state: state.to_owned(), offset, header, data_key, tail });
         }
-        return Ok(PartialWrite {
-            state: state.to_owned(),
-            appended: 0,
-            durable: Box::pin(std::future::ready(Ok(()))),
-        });
+        return Ok(PartialWrite::durable_already(state.to_owned(), 0));
     }
     let synced = tokio::task::spawn_blocking(move || file.sync_all());
     let offset = offset + appended;
